@@ -1,0 +1,166 @@
+import type { PlatformError } from "@effect/platform/Error"
+import { SystemError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as ProcessInfo from "../ProcessInfo.js"
+import { errnoOf } from "./errno.js"
+
+/** @internal */
+export const TypeId: ProcessInfo.TypeId = Symbol.for("effect-pidlock/ProcessInfo") as ProcessInfo.TypeId
+
+/** @internal */
+export const tag = Context.GenericTag<ProcessInfo.ProcessInfo>("effect-pidlock/ProcessInfo")
+
+/** @internal */
+export const Verdict = Data.taggedEnum<ProcessInfo.Verdict>()
+
+/** @internal */
+export const isSameProcess = (a: ProcessInfo.Identity, b: ProcessInfo.Identity): boolean =>
+  a.pid === b.pid && a.startTime === b.startTime && a.bootId === b.bootId &&
+  a.pidNamespace === b.pidNamespace && a.hostname === b.hostname
+
+interface ProcStat {
+  readonly state: string
+  readonly startTime: string
+}
+
+const invalidData = (path: string, description: string): PlatformError =>
+  new SystemError({ reason: "InvalidData", module: "FileSystem", method: "readFileString", pathOrDescriptor: path, description })
+
+// The command name (field 2) may hold spaces and parentheses, so the fields
+// that follow are counted from the last `)`.
+const parseStat = (path: string, text: string): Effect.Effect<ProcStat, PlatformError> => {
+  const close = text.lastIndexOf(")")
+  const fields = close === -1 ? [] : text.slice(close + 1).trim().split(" ")
+  // fields[0] is field 3 (state); field 22 (start time) is fields[19].
+  const state = fields[0]
+  const startTime = fields[19]
+  return state !== undefined && startTime !== undefined && /^\d+$/.test(startTime)
+    ? Effect.succeed({ state, startTime })
+    : Effect.fail(invalidData(path, `unexpected contents of ${path}`))
+}
+
+const parseCmdline = (text: string): ReadonlyArray<string> => {
+  const args = text.split("\0")
+  if (args.length > 0 && args[args.length - 1] === "") args.pop()
+  return args
+}
+
+/** @internal */
+export const makeLinux = Effect.fnUntraced(function*(
+  options?: { readonly pid?: number | undefined; readonly uid?: number | undefined }
+) {
+  const fs = yield* FileSystem.FileSystem
+  const pid = options?.pid ?? process.pid
+  const uid = options?.uid ?? process.getuid?.()
+
+  // None when there is no such process: ENOENT when /proc/<pid> is gone, ESRCH
+  // when it exits between open and read.
+  const readStat = (pid: number): Effect.Effect<Option.Option<ProcStat>, PlatformError> => {
+    const path = `/proc/${pid}/stat`
+    return fs.readFileString(path).pipe(
+      Effect.flatMap((text) => parseStat(path, text)),
+      Effect.map(Option.some),
+      Effect.catchIf(
+        (error) => error._tag === "SystemError" && isGone(error),
+        () => Effect.succeed(Option.none())
+      )
+    )
+  }
+
+  const readCmdline = (pid: number) =>
+    fs.readFileString(`/proc/${pid}/cmdline`).pipe(
+      Effect.map(parseCmdline),
+      Effect.catchIf(isGone, () => Effect.succeed<ReadonlyArray<string>>([]))
+    )
+
+  const [ownStat, cmdline, bootId, pidNamespace, hostname] = yield* Effect.all([
+    readStat(pid),
+    readCmdline(pid),
+    fs.readFileString("/proc/sys/kernel/random/boot_id"),
+    fs.readLink("/proc/self/ns/pid"),
+    fs.readFileString("/proc/sys/kernel/hostname")
+  ])
+  if (Option.isNone(ownStat)) {
+    return yield* new SystemError({
+      reason: "NotFound",
+      module: "FileSystem",
+      method: "readFileString",
+      pathOrDescriptor: `/proc/${pid}/stat`,
+      description: `this process (pid ${pid}) is not in /proc`
+    })
+  }
+  const self: ProcessInfo.Identity = {
+    pid,
+    startTime: ownStat.value.startTime,
+    bootId: bootId.trim(),
+    pidNamespace: pidNamespace.trim(),
+    hostname: hostname.trim(),
+    cmdline
+  }
+
+  const identify = (pid: number) =>
+    readStat(pid).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.succeedNone,
+        onSome: (stat) =>
+          isDead(stat.state)
+            ? Effect.succeedNone
+            : Effect.map(readCmdline(pid), (cmdline) => Option.some({ ...self, pid, startTime: stat.startTime, cmdline }))
+      }))
+    )
+
+  const judge = (holder: ProcessInfo.Identity): Effect.Effect<ProcessInfo.Verdict, PlatformError> => {
+    if (holder.hostname !== self.hostname) return Effect.succeed(Verdict.Foreign({ scope: "host" }))
+    if (holder.bootId !== self.bootId) return Effect.succeed(Verdict.Stale({ reason: "Rebooted" }))
+    if (holder.pidNamespace !== self.pidNamespace) return Effect.succeed(Verdict.Foreign({ scope: "namespace" }))
+    return readStat(holder.pid).pipe(
+      Effect.map(Option.match({
+        onNone: () => Verdict.Stale({ reason: "Exited" }),
+        onSome: (stat) =>
+          stat.state === "Z"
+            ? Verdict.Stale({ reason: "Zombie" })
+            : stat.state === "X"
+            ? Verdict.Stale({ reason: "Exited" })
+            : stat.startTime !== holder.startTime
+            ? Verdict.Stale({ reason: "PidReused" })
+            : Verdict.Alive()
+      })),
+      // /proc/<pid> of another user's process can be unreadable (hidepid):
+      // something is there, so it is judged alive.
+      Effect.catchIf(
+        (error) => error._tag === "SystemError" && error.reason === "PermissionDenied",
+        () => Effect.succeed(Verdict.Alive())
+      )
+    )
+  }
+
+  return tag.of({
+    [TypeId]: TypeId,
+    self,
+    uid: Option.fromNullable(uid),
+    identify,
+    judge
+  })
+})
+
+const isGone = (error: PlatformError): boolean => {
+  const code = errnoOf(error)
+  return code === "ENOENT" || code === "ESRCH"
+}
+
+const isDead = (state: string): boolean => state === "Z" || state === "X"
+
+/** @internal */
+export const layerLinux = Layer.effect(tag, makeLinux())
+
+/** @internal */
+export const layerFor = <E>(
+  platform: string,
+  unsupported: (platform: string) => E
+): Layer.Layer<ProcessInfo.ProcessInfo, PlatformError | E, FileSystem.FileSystem> =>
+  platform === "linux" ? layerLinux : Layer.fail(unsupported(platform))
