@@ -7,13 +7,13 @@ import type { PlatformError } from "@effect/platform/Error"
  *
  * @internal
  */
-export const errnoOf = (error: PlatformError): string | undefined => {
-  if (error._tag !== "SystemError") return undefined
+export const errnoOf = (error: PlatformError | { readonly _tag: string }): string | undefined => {
+  if (error._tag !== "SystemError" || !("reason" in error)) return undefined
   const cause = error.cause as { readonly code?: unknown } | undefined
   if (typeof cause?.code === "string") return cause.code
   return error.reason === "NotFound" ? "ENOENT" : undefined
 }
 
 /** @internal */
-export const isNotFound = (error: PlatformError): boolean =>
-  error._tag === "SystemError" && error.reason === "NotFound"
+export const isNotFound = (error: PlatformError | { readonly _tag: string }): boolean =>
+  errnoOf(error) === "ENOENT"

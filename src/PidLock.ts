@@ -1,0 +1,348 @@
+/**
+ * A single-instance lock: at most one live holder per lock name on a machine,
+ * under any interleaving of contenders and any crash, with instant takeover of
+ * a dead holder's lock.
+ *
+ * ```ts
+ * import * as PidLock from "effect-pidlock/PidLock"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   yield* PidLock.acquire({ name: "my-daemon" })
+ *   // … only one copy of this runs at a time
+ * }))
+ * ```
+ *
+ * On disk, for lock `name` in directory `dir`: the lock home `<dir>/<name>/`,
+ * the lock `<dir>/<name>/lock/` (held iff non-empty), staging directories
+ * `<dir>/<name>/<pid>.<token>/`, and the owner entry
+ * `<dir>/<name>/lock/<pid>.<token>`, a symlink whose target text is the JSON
+ * {@link OwnerRecord}.
+ *
+ * @since 0.1.0
+ */
+import type { PlatformError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/pidLock.js"
+import type * as ProcessInfo from "./ProcessInfo.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = internal.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * What a holder writes into its owner entry, so that the next contender can
+ * judge whether it is still alive and a person can see who it is
+ * (`ls -l <dir>/<name>/lock`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OwnerRecord extends ProcessInfo.Identity {
+  /** Version of the record format. */
+  readonly v: 1
+  /** When the lock was taken, ISO 8601. */
+  readonly acquiredAt: string
+  /** Random token: tells apart two lives of one PID (a container's PID 1). */
+  readonly token: string
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** 1 to 100 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`. */
+  readonly name: string
+  /**
+   * Where the lock home is made. Default: `$XDG_RUNTIME_DIR` when it is set
+   * and writable (private to the user), else the OS temporary directory.
+   * Created if missing.
+   */
+  readonly dir?: string | undefined
+  /**
+   * What to do with the lock of a holder that is gone: take it over (the
+   * default; logged with `Effect.logInfo`) or fail with {@link StaleLock}.
+   */
+  readonly onStale?: "takeover" | "fail" | undefined
+}
+
+/**
+ * A held lock. It is released when the scope it was acquired in closes, or
+ * earlier by {@link PidLock.release}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PidLock {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  /** The lock directory, `<dir>/<name>/lock`. */
+  readonly path: string
+  /** The owner entry, `<dir>/<name>/lock/<pid>.<token>`. */
+  readonly entry: string
+  readonly owner: OwnerRecord
+  /**
+   * Release now rather than when the scope closes; later calls do nothing.
+   * Fails with {@link LockCompromised} when the owner entry was already gone.
+   */
+  readonly release: Effect.Effect<void, LockCompromised | PermissionDenied | PlatformError>
+}
+
+/**
+ * The lock held by this program, provided by {@link layer}: services that
+ * depend on it run only in the single instance.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const PidLock: Context.Tag<PidLock, PidLock> = internal.tag
+
+/**
+ * What {@link inspect} finds in a held lock.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  /** The lock directory. */
+  readonly path: string
+  readonly holder: OwnerRecord
+  readonly verdict: ProcessInfo.Verdict
+  readonly heldByThisProcess: boolean
+}
+
+/**
+ * The lock is held by a live process, or by one on another host or in another
+ * pid namespace that cannot be seen. When `heldByThisProcess` is true, another
+ * fiber of this very process holds it: there is no re-entrancy.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockHeld extends Data.TaggedError("LockHeld")<{
+  readonly path: string
+  readonly holder: OwnerRecord
+  readonly verdict: ProcessInfo.Verdict
+  readonly heldByThisProcess: boolean
+}> {
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    const who = internal.describeHolder(this.holder)
+    if (this.heldByThisProcess) {
+      return `${this.path} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`
+    }
+    const where = this.verdict._tag === "Foreign"
+      ? ` (on another ${this.verdict.scope}: it cannot be checked, so it counts as alive)`
+      : ""
+    return `${this.path} is held by ${who}${where}`
+  }
+}
+
+/**
+ * The holder is gone, and `onStale: "fail"` asked not to take its lock over.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StaleLock extends Data.TaggedError("StaleLock")<{
+  readonly path: string
+  readonly holder: OwnerRecord
+  readonly reason: ProcessInfo.StaleReason
+}> {
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    return `${this.path} is stale (${this.reason}): it was held by ${internal.describeHolder(this.holder)}`
+  }
+}
+
+/**
+ * The operating system refused an operation on the lock (`EACCES`, `EPERM`,
+ * `EROFS`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PermissionDenied extends Data.TaggedError("PermissionDenied")<{
+  readonly path: string
+  /** The `FileSystem` method that was refused, e.g. `makeDirectory`. */
+  readonly operation: string
+  /** The errno code. */
+  readonly code: string
+  readonly cause: PlatformError
+}> {
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    return `permission denied (${this.code}): ${this.operation} ${this.path}`
+  }
+}
+
+/**
+ * An option was not valid. Nothing was touched on disk.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
+  readonly option: string
+  readonly value: unknown
+  readonly reason: string
+}> {
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    return `invalid option ${this.option}=${internal.show(this.value)}: ${this.reason}`
+  }
+}
+
+/**
+ * What the lock found on disk is not what it creates: it is left exactly as
+ * it is, for a person to look at.
+ *
+ * - `NotADirectory`: the lock path, or the lock home, is not a directory.
+ * - `SymlinkedHome`: the lock home is a symbolic link (never followed).
+ * - `ForeignOwner`: the lock home belongs to another user.
+ * - `MultipleEntries`: the lock directory holds more than one entry.
+ * - `UnexpectedEntry`: an entry that is not an owner entry.
+ * - `UnreadableRecord`: an owner record that is not valid.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CorruptLock extends Data.TaggedError("CorruptLock")<{
+  readonly path: string
+  readonly reason:
+    | "NotADirectory"
+    | "SymlinkedHome"
+    | "ForeignOwner"
+    | "MultipleEntries"
+    | "UnexpectedEntry"
+    | "UnreadableRecord"
+  readonly detail: string
+}> {
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    return `${this.path}: ${this.detail} (${this.reason}); left untouched`
+  }
+}
+
+/**
+ * Our owner entry was gone when we looked: someone removed the lock while we
+ * held it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockCompromised extends Data.TaggedError("LockCompromised")<{
+  readonly path: string
+  readonly owner: OwnerRecord
+}> {
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    return `${this.path} was removed while this process held it: the lock was compromised`
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type PidLockError =
+  | LockHeld
+  | StaleLock
+  | PermissionDenied
+  | InvalidOptions
+  | CorruptLock
+  | LockCompromised
+
+/**
+ * Take the lock for the life of the current scope.
+ *
+ * Fails fast with {@link LockHeld} when a live process holds it; takes over
+ * the lock of a holder that is gone (unless `onStale: "fail"`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const acquire: (
+  options: Options
+) => Effect.Effect<
+  PidLock,
+  PidLockError | PlatformError,
+  Scope.Scope | FileSystem.FileSystem | ProcessInfo.ProcessInfo
+> = internal.acquire
+
+/**
+ * Hold the lock for the lifetime of the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: (
+  options: Options
+) => Layer.Layer<PidLock, PidLockError | PlatformError, FileSystem.FileSystem | ProcessInfo.ProcessInfo> =
+  internal.layer
+
+/**
+ * Run an effect while holding the lock; the lock is released when it ends,
+ * and a lock found gone at that point fails with {@link LockCompromised}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withLock: {
+  (options: Options): <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<
+    A,
+    E | PidLockError | PlatformError,
+    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo
+  >
+  <A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    options: Options
+  ): Effect.Effect<
+    A,
+    E | PidLockError | PlatformError,
+    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo
+  >
+} = internal.withLock
+
+/**
+ * Who holds the lock and whether they are alive, without touching it.
+ * `None` when the lock is free.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const inspect: (
+  options: { readonly name: string; readonly dir?: string | undefined }
+) => Effect.Effect<
+  Option.Option<Status>,
+  InvalidOptions | CorruptLock | PermissionDenied | PlatformError,
+  FileSystem.FileSystem | ProcessInfo.ProcessInfo
+> = internal.inspect

@@ -1,0 +1,17 @@
+/**
+ * @since 0.1.0
+ */
+
+/**
+ * A single-instance lock: at most one live holder per lock name on a machine.
+ *
+ * @since 0.1.0
+ */
+export * as PidLock from "./PidLock.js"
+
+/**
+ * Who this process is, and whether a lock's holder is still alive.
+ *
+ * @since 0.1.0
+ */
+export * as ProcessInfo from "./ProcessInfo.js"
