@@ -244,53 +244,61 @@ const notADirectoryOption = (dir: string) =>
     reason: "is not a directory (a file, or a symbolic link that leads nowhere)"
   })
 
+type HomeError = PidLock.CorruptLock | PidLock.InvalidOptions | PlatformError
+
 // The lock home must be a real directory owned by this user: `/tmp` is shared,
-// and a symlink planted there would redirect the lock, so it is never followed.
-const ensureHome = (
+// and a symlink planted there would redirect the lock, so it is never
+// followed. `false` when there is no home yet.
+const checkHome = (
   fs: FileSystem.FileSystem,
   info: ProcessInfo.ProcessInfo,
-  paths: Paths
-): Effect.Effect<void, PidLock.CorruptLock | PidLock.InvalidOptions | PlatformError> => {
-  const dir = Path.dirname(paths.home)
-  const verify = Effect.flatMap(fs.stat(paths.home), (stat) => {
+  home: string
+): Effect.Effect<boolean, HomeError> => {
+  const verify = Effect.flatMap(fs.stat(home), (stat) => {
     if (stat.type !== "Directory") {
-      return Effect.fail(corrupt(paths.home, "NotADirectory", `lock home is a ${stat.type}, not a directory`))
+      return Effect.fail(corrupt(home, "NotADirectory", `lock home is a ${stat.type}, not a directory`))
     }
     if (Option.isSome(stat.uid) && Option.isSome(info.uid) && stat.uid.value !== info.uid.value) {
       return Effect.fail(
-        corrupt(
-          paths.home,
-          "ForeignOwner",
-          `lock home belongs to uid ${stat.uid.value}, not to this process's uid ${info.uid.value}`
-        )
+        corrupt(home, "ForeignOwner", `lock home belongs to uid ${stat.uid.value}, not to this process's uid ${info.uid.value}`)
       )
     }
-    return Effect.void
+    return Effect.succeed(true)
   })
-  type HomeError = PidLock.CorruptLock | PidLock.InvalidOptions | PlatformError
-  const inspectExisting = (): Effect.Effect<void, HomeError> =>
-    fs.readLink(paths.home).pipe(
-      Effect.matchEffect({
-        onSuccess: (target) =>
-          Effect.fail(corrupt(paths.home, "SymlinkedHome", `lock home is a symbolic link to ${show(target)}`)),
-        onFailure: (error): Effect.Effect<void, HomeError> =>
-          isNotALink(error)
-            ? verify
-            : isNotADirectory(error)
-            ? Effect.fail(notADirectoryOption(dir))
-            : Effect.fail(error)
-      })
-    )
-  const create: Effect.Effect<void, HomeError> = fs.makeDirectory(paths.home).pipe(
+  return fs.readLink(home).pipe(
+    Effect.matchEffect({
+      onSuccess: (target) =>
+        Effect.fail(corrupt(home, "SymlinkedHome", `lock home is a symbolic link to ${show(target)}`)),
+      onFailure: (error): Effect.Effect<boolean, HomeError> =>
+        isNotALink(error)
+          ? verify
+          : isNotFound(error)
+          ? Effect.succeed(false)
+          : isNotADirectory(error)
+          ? Effect.fail(notADirectoryOption(Path.dirname(home)))
+          : Effect.fail(error)
+    })
+  )
+}
+
+const ensureHome = (
+  fs: FileSystem.FileSystem,
+  info: ProcessInfo.ProcessInfo,
+  home: string
+): Effect.Effect<void, HomeError> => {
+  const dir = Path.dirname(home)
+  const create = fs.makeDirectory(home).pipe(
     Effect.catchIf(isNotFound, () =>
       fs.makeDirectory(dir, { recursive: true }).pipe(
-        Effect.catchIf(hasCode("EEXIST", "ENOTDIR"), () => Effect.fail(notADirectoryOption(dir))),
-        Effect.zipRight(fs.makeDirectory(paths.home))
+        // A recursive mkdir fails only where a path component is a file or a
+        // symlink that leads nowhere (ENOENT).
+        Effect.catchIf(hasCode("EEXIST", "ENOTDIR", "ENOENT"), () => Effect.fail(notADirectoryOption(dir))),
+        Effect.zipRight(fs.makeDirectory(home))
       )),
     // Another contender made it first: check what is there now.
-    Effect.catchIf(hasCode("EEXIST"), inspectExisting)
+    Effect.catchIf(hasCode("EEXIST"), () => checkHome(fs, info, home))
   )
-  return Effect.catchIf(inspectExisting(), isNotFound, () => create)
+  return Effect.flatMap(checkHome(fs, info, home), (exists) => exists ? Effect.void : Effect.asVoid(create))
 }
 
 // -----------------------------------------------------------------------------
@@ -339,7 +347,7 @@ const take = (
 > =>
   Effect.gen(function*() {
     const { fs, info, paths } = resolved
-    yield* ensureHome(fs, info, paths)
+    yield* ensureHome(fs, info, paths.home)
     const { pid, startTime, bootId, pidNamespace, hostname, cmdline } = info.self
     const owner: PidLock.OwnerRecord = {
       v: 1,
@@ -405,7 +413,7 @@ const take = (
     )
     if (tookOver) yield* removeAbandonedStaging(resolved, name)
     return { entry: Path.join(paths.lock, name), owner }
-  }).pipe(Effect.mapError((error) => "_tag" in error && isPlatformError(error) ? refineError(error) : error))
+  }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
 
 const isPlatformError = (error: { readonly _tag: string }): error is PlatformError =>
   error._tag === "SystemError" || error._tag === "BadArgument"
@@ -497,9 +505,14 @@ export const inspect = Effect.fn("PidLock.inspect")(function*(
   const fs = yield* FileSystem.FileSystem
   const info = yield* processInfoTag
   const paths = yield* resolvePaths(fs, options)
-  const holder = yield* readHolder(fs, paths.lock).pipe(Effect.mapError((error) =>
-    error._tag === "CorruptLock" ? error : refineError(error)
-  ))
+  const holder = yield* checkHome(fs, info, paths.home).pipe(
+    Effect.zipLeft(fs.readLink(paths.lock).pipe(
+      Effect.flatMap(() => Effect.fail(notADirectory(paths.lock))),
+      Effect.catchIf((error) => isNotALink(error) || isNotFound(error), () => Effect.void)
+    )),
+    Effect.flatMap((exists) => exists ? readHolder(fs, paths.lock) : Effect.succeedNone),
+    Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
+  )
   if (Option.isNone(holder)) return Option.none<PidLock.Status>()
   const { record } = holder.value
   const verdict = yield* Effect.mapError(info.judge(record), refineError)

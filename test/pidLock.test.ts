@@ -1,0 +1,415 @@
+import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Path from "node:path"
+import * as PidLock from "../src/PidLock.js"
+import * as ProcessInfo from "../src/ProcessInfo.js"
+import { type Environment, entryNameOf, type Fixture, plantHolder, plantStaging, recordOf, snapshot } from "./support/environment.js"
+import { nodeEnvironment } from "./support/nodeEnvironment.js"
+
+const NAME = "app"
+
+// Runs `body` with a fresh fixture of `environment`, its layer provided, and
+// the log lines written during the test collected.
+const withFixture = <A, E>(
+  environment: Environment,
+  body: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string; readonly logs: Array<string> }) => Effect.Effect<A, E, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Scope.Scope>
+) =>
+  Effect.gen(function*() {
+    const fixture = yield* environment.fixture
+    const logs: Array<string> = []
+    const logger = Logger.make(({ message }) => void logs.push(String(Array.isArray(message) ? message.join(" ") : message)))
+    return yield* Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      return yield* body({ ...fixture, fs, home: Path.join(fixture.dir, NAME), logs })
+    }).pipe(
+      Effect.provide(Layer.merge(fixture.layer, Logger.replace(Logger.defaultLogger, logger)))
+    )
+  })
+
+// `exists` follows links, and an owner entry's target is its record, not a path.
+const isLink = (fs: FileSystem.FileSystem, path: string) => Effect.isSuccess(fs.readLink(path))
+
+const entriesOf = (fs: FileSystem.FileSystem, path: string) =>
+  fs.readDirectory(path).pipe(Effect.map((names) => names.sort()))
+
+const lockSuite = (environment: Environment) =>
+  describe(`PidLock on the ${environment.name} file system`, () => {
+    const test = (
+      name: string,
+      body: Parameters<typeof withFixture<void, unknown>>[1]
+    ) => it.scopedLive(name, () => withFixture(environment, body))
+
+    test("a free lock is taken, holds one owner entry with our record, and is empty after the scope closes", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const info = yield* ProcessInfo.ProcessInfo
+        const lock = yield* Effect.scoped(Effect.gen(function*() {
+          const lock = yield* PidLock.acquire({ name: NAME, dir })
+          assert.strictEqual(lock.path, Path.join(home, "lock"))
+          assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [entryNameOf(lock.owner)])
+          const record = JSON.parse(yield* fs.readLink(lock.entry))
+          assert.deepStrictEqual(Object.keys(record), [
+            "v", "pid", "startTime", "bootId", "pidNamespace", "hostname", "cmdline", "acquiredAt", "token"
+          ])
+          assert.strictEqual(record.pid, info.self.pid)
+          assert.strictEqual(record.startTime, info.self.startTime)
+          assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock"])
+          return lock
+        }))
+        assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [])
+        assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock"])
+      }))
+
+    test("an empty lock directory is a free lock", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        yield* fs.makeDirectory(Path.join(home, "lock"), { recursive: true })
+        const lock = yield* PidLock.acquire({ name: NAME, dir })
+        assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [entryNameOf(lock.owner)])
+      }))
+
+    test("a live holder gives LockHeld naming it, and nothing is changed", ({ dir, fs, home, live }) =>
+      Effect.gen(function*() {
+        const holder = recordOf(yield* live)
+        yield* plantHolder(fs, home, holder)
+        const before = yield* snapshot(fs, dir)
+        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
+        assert.strictEqual(error._tag, "LockHeld")
+        if (error._tag !== "LockHeld") return
+        assert.deepStrictEqual(error.holder, holder)
+        assert.strictEqual(error.verdict._tag, "Alive")
+        assert.isFalse(error.heldByThisProcess)
+        assert.include(error.message, `pid ${holder.pid}`)
+        assert.deepStrictEqual(yield* snapshot(fs, dir), before)
+      }))
+
+    test("a second acquire in this process (another fiber) is LockHeld by this very process", ({ dir }) =>
+      Effect.gen(function*() {
+        const lock = yield* PidLock.acquire({ name: NAME, dir })
+        const error = yield* Effect.flip(Effect.scoped(PidLock.acquire({ name: NAME, dir })).pipe(Effect.fork, Effect.flatMap((fiber) => fiber.await), Effect.flatten))
+        assert.strictEqual(error._tag, "LockHeld")
+        if (error._tag !== "LockHeld") return
+        assert.isTrue(error.heldByThisProcess)
+        assert.deepStrictEqual(error.holder, lock.owner)
+        assert.include(error.message, "this very process")
+      }))
+
+    const takeoverCases: ReadonlyArray<{
+      readonly name: string
+      readonly reason: ProcessInfo.StaleReason
+      readonly holder: (fixture: Fixture) => Effect.Effect<PidLock.OwnerRecord, never, ProcessInfo.ProcessInfo | Scope.Scope>
+    }> = [
+      { name: "exited", reason: "Exited", holder: ({ exited }) => Effect.map(exited, (id) => recordOf(id)) },
+      { name: "a zombie", reason: "Zombie", holder: ({ zombie }) => Effect.map(zombie, (id) => recordOf(id)) },
+      {
+        name: "a process whose PID was reused",
+        reason: "PidReused",
+        holder: ({ live }) => Effect.map(live, (id) => recordOf({ ...id, startTime: String(Number(id.startTime) - 1) }))
+      },
+      {
+        // The container case: PID 1 on every start, so the leftover names our own PID.
+        name: "an earlier life of our own PID",
+        reason: "PidReused",
+        holder: () =>
+          Effect.map(ProcessInfo.ProcessInfo, ({ self }) =>
+            recordOf({ ...self, startTime: String(Number(self.startTime) - 1) }))
+      },
+      {
+        name: "a process of an earlier boot",
+        reason: "Rebooted",
+        holder: () => Effect.map(ProcessInfo.ProcessInfo, ({ self }) => recordOf({ ...self, bootId: "another-boot" }))
+      }
+    ]
+
+    for (const { holder, name, reason } of takeoverCases) {
+      test(`the lock of ${name} is taken over at once, and the takeover is logged`, (fixture) =>
+        Effect.gen(function*() {
+          const { dir, fs, home, logs } = fixture
+          const stale = yield* holder(fixture)
+          const staleEntry = yield* plantHolder(fs, home, stale)
+          const status = yield* PidLock.inspect({ name: NAME, dir })
+          assert.deepStrictEqual(Option.map(status, (s) => s.verdict), Option.some(ProcessInfo.Verdict.Stale({ reason })))
+          const lock = yield* PidLock.acquire({ name: NAME, dir })
+          assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [entryNameOf(lock.owner)])
+          assert.isFalse(yield* isLink(fs, staleEntry))
+          assert.strictEqual(logs.filter((line) => line.includes(`taking over`) && line.includes(`pid ${stale.pid}`) && line.includes(reason)).length, 1)
+        }))
+    }
+
+    test(`onStale: "fail" gives StaleLock and leaves the stale lock as it was`, ({ dir, exited, fs, home }) =>
+      Effect.gen(function*() {
+        const stale = recordOf(yield* exited)
+        yield* plantHolder(fs, home, stale)
+        const before = yield* snapshot(fs, dir)
+        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir, onStale: "fail" }))
+        assert.strictEqual(error._tag, "StaleLock")
+        if (error._tag !== "StaleLock") return
+        assert.strictEqual(error.reason, "Exited")
+        assert.deepStrictEqual(error.holder, stale)
+        assert.deepStrictEqual(yield* snapshot(fs, dir), before)
+      }))
+
+    const foreignCases = [
+      { scope: "host", change: { hostname: "another-host" } },
+      { scope: "namespace", change: { pidNamespace: "pid:[1]" } }
+    ] as const
+    for (const { change, scope } of foreignCases) {
+      test(`a holder in another ${scope}, which cannot be seen, counts as alive`, ({ dir, exited, fs, home }) =>
+        Effect.gen(function*() {
+          // Its PID names no process here; that proves nothing about the other side.
+          const holder = recordOf({ ...(yield* exited), ...change })
+          yield* plantHolder(fs, home, holder)
+          const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
+          assert.strictEqual(error._tag, "LockHeld")
+          if (error._tag !== "LockHeld") return
+          assert.deepStrictEqual(error.verdict, ProcessInfo.Verdict.Foreign({ scope }))
+          assert.include(error.message, `another ${scope}`)
+        }))
+    }
+
+    test("staging directories of dead contenders are removed after a takeover; a live contender's is kept", ({ dir, exited, fs, home, live }) =>
+      Effect.gen(function*() {
+        yield* plantHolder(fs, home, recordOf(yield* exited))
+        const dead = yield* plantStaging(fs, home, recordOf(yield* exited))
+        const alive = yield* plantStaging(fs, home, recordOf(yield* live))
+        yield* PidLock.acquire({ name: NAME, dir })
+        assert.isFalse(yield* fs.exists(dead))
+        assert.isTrue(yield* fs.exists(alive))
+      }))
+
+    const corruptCases: ReadonlyArray<{
+      readonly name: string
+      readonly reason: PidLock.CorruptLock["reason"]
+      readonly path: (home: string) => string
+      readonly plant: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string }) => Effect.Effect<unknown, unknown, ProcessInfo.ProcessInfo | Scope.Scope>
+    }> = [
+      {
+        name: "the lock path is a regular file",
+        reason: "NotADirectory",
+        path: (home) => Path.join(home, "lock"),
+        plant: ({ fs, home }) => Effect.zipRight(fs.makeDirectory(home), fs.writeFileString(Path.join(home, "lock"), "x"))
+      },
+      {
+        name: "the lock path is a symlink to a victim directory (never followed)",
+        reason: "NotADirectory",
+        path: (home) => Path.join(home, "lock"),
+        plant: ({ dir, fs, home }) =>
+          Effect.all([
+            fs.makeDirectory(Path.join(dir, "victim")),
+            fs.writeFileString(Path.join(dir, "victim", "precious"), "keep"),
+            fs.makeDirectory(home),
+            fs.symlink(Path.join(dir, "victim"), Path.join(home, "lock"))
+          ])
+      },
+      {
+        name: "the lock directory holds two entries",
+        reason: "MultipleEntries",
+        path: (home) => Path.join(home, "lock"),
+        plant: ({ fs, home, live }) =>
+          Effect.flatMap(live, (id) =>
+            Effect.zipRight(plantHolder(fs, home, recordOf(id)), plantHolder(fs, home, recordOf(id))))
+      },
+      {
+        name: "the owner entry is a directory, not a symlink",
+        reason: "UnexpectedEntry",
+        path: (home) => Path.join(home, "lock", "12.ab"),
+        plant: ({ fs, home }) => fs.makeDirectory(Path.join(home, "lock", "12.ab"), { recursive: true })
+      },
+      {
+        name: "an entry not named <pid>.<token>",
+        reason: "UnexpectedEntry",
+        path: (home) => Path.join(home, "lock", "notes.txt"),
+        plant: ({ fs, home }) =>
+          Effect.zipRight(
+            fs.makeDirectory(Path.join(home, "lock"), { recursive: true }),
+            fs.writeFileString(Path.join(home, "lock", "notes.txt"), "x")
+          )
+      },
+      {
+        name: "an owner record that is not JSON",
+        reason: "UnreadableRecord",
+        path: (home) => Path.join(home, "lock", "12.ab"),
+        plant: ({ fs, home }) =>
+          Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) =>
+            plantHolder(fs, home, recordOf({ ...self, pid: 12 }, "ab"), "{not json"))
+      },
+      {
+        name: "an owner record of the wrong shape",
+        reason: "UnreadableRecord",
+        path: (home) => Path.join(home, "lock", "12.ab"),
+        plant: ({ fs, home }) =>
+          Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) =>
+            plantHolder(fs, home, recordOf({ ...self, pid: 12 }, "ab"), JSON.stringify({ v: 1, pid: "12" })))
+      },
+      {
+        name: "an owner record that names another entry",
+        reason: "UnreadableRecord",
+        path: (home) => Path.join(home, "lock", "12.ab"),
+        plant: ({ fs, home }) =>
+          Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) =>
+            plantHolder(fs, home, recordOf({ ...self, pid: 12 }, "ab"), JSON.stringify(recordOf({ ...self, pid: 13 }, "ab"))))
+      },
+      {
+        name: "the lock home is a symlink (never followed)",
+        reason: "SymlinkedHome",
+        path: (home) => home,
+        plant: ({ dir, fs, home }) =>
+          Effect.zipRight(fs.makeDirectory(Path.join(dir, "elsewhere")), fs.symlink(Path.join(dir, "elsewhere"), home))
+      },
+      {
+        name: "the lock home is a regular file",
+        reason: "NotADirectory",
+        path: (home) => home,
+        plant: ({ fs, home }) => fs.writeFileString(home, "x")
+      }
+    ]
+
+    for (const { name, path, plant, reason } of corruptCases) {
+      test(`CorruptLock (${reason}) when ${name}; nothing is deleted or changed`, (fixture) =>
+        Effect.gen(function*() {
+          const { dir, fs, home } = fixture
+          yield* Effect.orDie(plant(fixture))
+          const before = yield* snapshot(fs, dir)
+          const attempts: ReadonlyArray<Effect.Effect<unknown, PidLock.PidLockError | PlatformError, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Scope.Scope>> = [
+            PidLock.acquire({ name: NAME, dir }),
+            PidLock.inspect({ name: NAME, dir })
+          ]
+          for (const attempt of attempts) {
+            const error = yield* Effect.flip(attempt)
+            assert.strictEqual(error._tag, "CorruptLock", error.message)
+            if (error._tag !== "CorruptLock") return
+            assert.strictEqual(error.reason, reason)
+            assert.strictEqual(error.path, path(home))
+            assert.deepStrictEqual(yield* snapshot(fs, dir), before)
+          }
+        }).pipe(Effect.asVoid))
+    }
+
+    const invalidCases: ReadonlyArray<{ readonly options: PidLock.Options; readonly option: string; readonly says: string }> = [
+      { options: { name: "" }, option: "name", says: "must not be empty" },
+      { options: { name: "." }, option: "name", says: `must not start with "."` },
+      { options: { name: ".." }, option: "name", says: `must not start with "."` },
+      { options: { name: ".hidden" }, option: "name", says: `must not start with "."` },
+      { options: { name: "a/b" }, option: "name", says: `"/" at index 1` },
+      { options: { name: "a\0b" }, option: "name", says: "at index 1" },
+      { options: { name: "x".repeat(101) }, option: "name", says: "101 characters" },
+      { options: { name: "my app" }, option: "name", says: `" " at index 2` },
+      { options: { name: "dämon" }, option: "name", says: `"ä" at index 1` },
+      { options: { name: 42 as unknown as string }, option: "name", says: "must be a string" },
+      { options: { name: "app", dir: "" }, option: "dir", says: "must not be empty" },
+      { options: { name: "app", dir: "/tmp/a\0b" }, option: "dir", says: "NUL" },
+      { options: { name: "app", onStale: "ignore" as "fail" }, option: "onStale", says: `"takeover" or "fail"` }
+    ]
+
+    for (const { options, option, says } of invalidCases) {
+      test(`InvalidOptions for ${option}=${JSON.stringify(options[option as keyof PidLock.Options])}`, ({ dir, fs }) =>
+        Effect.gen(function*() {
+          const before = yield* snapshot(fs, dir)
+          const error = yield* Effect.flip(PidLock.acquire({ dir, ...options }))
+          assert.strictEqual(error._tag, "InvalidOptions")
+          if (error._tag !== "InvalidOptions") return
+          assert.strictEqual(error.option, option)
+          assert.include(error.message, says)
+          assert.deepStrictEqual(yield* snapshot(fs, dir), before)
+        }))
+    }
+
+    test("a missing dir is created, with its parents", ({ dir, fs }) =>
+      Effect.gen(function*() {
+        const nested = Path.join(dir, "a", "b")
+        const lock = yield* PidLock.acquire({ name: NAME, dir: nested })
+        assert.strictEqual(lock.path, Path.join(nested, NAME, "lock"))
+        assert.isTrue(yield* isLink(fs, lock.entry))
+      }))
+
+    test("a dir that is a file gives InvalidOptions naming it", ({ dir, fs }) =>
+      Effect.gen(function*() {
+        const file = Path.join(dir, "file")
+        yield* fs.writeFileString(file, "x")
+        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir: file }))
+        assert.strictEqual(error._tag, "InvalidOptions")
+        if (error._tag !== "InvalidOptions") return
+        assert.strictEqual(error.option, "dir")
+        assert.strictEqual(error.value, file)
+      }))
+
+    test("a dir that is a dangling symlink gives InvalidOptions, and nothing is created behind it", ({ dir, fs }) =>
+      Effect.gen(function*() {
+        const link = Path.join(dir, "link")
+        yield* fs.symlink(Path.join(dir, "nowhere"), link)
+        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir: link }))
+        assert.strictEqual(error._tag, "InvalidOptions")
+        assert.isFalse(yield* fs.exists(Path.join(dir, "nowhere")))
+      }))
+
+    test("release is a compare-and-swap: a lock taken from us is LockCompromised, and the new holder's entry is untouched", ({ dir, fs, home, live }) =>
+      Effect.gen(function*() {
+        const lock = yield* PidLock.acquire({ name: NAME, dir })
+        yield* fs.remove(lock.entry)
+        const thief = recordOf(yield* live)
+        const thiefEntry = yield* plantHolder(fs, home, thief)
+        const error = yield* Effect.flip(lock.release)
+        assert.strictEqual(error._tag, "LockCompromised")
+        assert.deepStrictEqual(yield* entriesOf(fs, Path.join(home, "lock")), [entryNameOf(thief)])
+        assert.strictEqual(yield* fs.readLink(thiefEntry), JSON.stringify(thief))
+        // A second release does nothing.
+        yield* lock.release
+      }))
+
+    test("withLock holds the lock only while the effect runs", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const seen = yield* Effect.gen(function*() {
+          return yield* entriesOf(fs, Path.join(home, "lock"))
+        }).pipe(PidLock.withLock({ name: NAME, dir }))
+        assert.strictEqual(seen.length, 1)
+        assert.deepStrictEqual(yield* entriesOf(fs, Path.join(home, "lock")), [])
+        const exit = yield* Effect.exit(Effect.fail("boom").pipe(PidLock.withLock({ name: NAME, dir })))
+        assert.deepStrictEqual(exit, Exit.fail("boom"))
+        assert.deepStrictEqual(yield* entriesOf(fs, Path.join(home, "lock")), [])
+      }))
+
+    test("withLock fails with LockCompromised when the lock was removed under it", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          Effect.gen(function*() {
+            const [entry] = yield* fs.readDirectory(Path.join(home, "lock"))
+            yield* fs.remove(Path.join(home, "lock", entry!))
+          }).pipe(PidLock.withLock({ name: NAME, dir }))
+        )
+        assert.strictEqual(error._tag, "LockCompromised")
+      }))
+
+    test("layer holds the lock for the layer's lifetime and provides it", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const lock = yield* Effect.scoped(Effect.gen(function*() {
+          const context = yield* Layer.build(PidLock.layer({ name: NAME, dir }))
+          const lock = yield* Effect.provide(PidLock.PidLock, context)
+          assert.deepStrictEqual(yield* entriesOf(fs, Path.join(home, "lock")), [entryNameOf(lock.owner)])
+          return lock
+        }))
+        assert.isFalse(yield* isLink(fs, lock.entry))
+      }))
+
+    test("inspect: None when free, the holder and verdict when held, and it changes nothing", ({ dir, fs, home, live }) =>
+      Effect.gen(function*() {
+        assert.isTrue(Option.isNone(yield* PidLock.inspect({ name: NAME, dir })))
+        const holder = recordOf(yield* live)
+        yield* plantHolder(fs, home, holder)
+        const before = yield* snapshot(fs, dir)
+        const status = yield* PidLock.inspect({ name: NAME, dir })
+        assert.deepStrictEqual(status, Option.some({
+          path: Path.join(home, "lock"),
+          holder,
+          verdict: ProcessInfo.Verdict.Alive(),
+          heldByThisProcess: false
+        }))
+        assert.deepStrictEqual(yield* snapshot(fs, dir), before)
+      }))
+  })
+
+for (const environment of [nodeEnvironment]) lockSuite(environment)

@@ -1,0 +1,93 @@
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Path from "node:path"
+import type * as PidLock from "../../src/PidLock.js"
+import type * as ProcessInfo from "../../src/ProcessInfo.js"
+
+/** What one test gets: a directory, this process, and other processes in known states. */
+export interface Fixture {
+  readonly dir: string
+  /** The file system and this process's `ProcessInfo`. */
+  readonly layer: Layer.Layer<FileSystem.FileSystem | ProcessInfo.ProcessInfo>
+  /** Another process, alive until the test's scope closes. */
+  readonly live: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
+  /** A process that has exited and was reaped. */
+  readonly exited: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
+  /** A process that has exited and was not reaped (state `Z`). */
+  readonly zombie: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
+}
+
+/** A file system with its processes, on which the shared suite runs. */
+export interface Environment {
+  readonly name: string
+  readonly fixture: Effect.Effect<Fixture, never, Scope.Scope>
+}
+
+/** Field 3 (state) and field 22 (start time) of `/proc/<pid>/stat`. */
+export const readProcStat = (fs: FileSystem.FileSystem, pid: number) =>
+  Effect.map(fs.readFileString(`/proc/${pid}/stat`), (text) => {
+    const fields = text.slice(text.lastIndexOf(")") + 1).trim().split(" ")
+    return { state: fields[0]!, startTime: fields[19]! }
+  })
+
+let tokens = 0
+
+/** An owner record as the on-disk contract describes it. */
+export const recordOf = (identity: ProcessInfo.Identity, token?: string): PidLock.OwnerRecord => ({
+  v: 1,
+  pid: identity.pid,
+  startTime: identity.startTime,
+  bootId: identity.bootId,
+  pidNamespace: identity.pidNamespace,
+  hostname: identity.hostname,
+  cmdline: identity.cmdline,
+  acquiredAt: "2026-01-01T00:00:00.000Z",
+  token: token ?? (++tokens).toString(16).padStart(16, "0")
+})
+
+export const entryNameOf = (record: { readonly pid: number; readonly token: string }) =>
+  `${record.pid}.${record.token}`
+
+/** Puts `record` into the lock directory, as its holder would have. Returns the entry's path. */
+export const plantHolder = (
+  fs: FileSystem.FileSystem,
+  home: string,
+  record: PidLock.OwnerRecord,
+  text: string = JSON.stringify(record)
+) =>
+  Effect.gen(function*() {
+    const lock = Path.join(home, "lock")
+    yield* fs.makeDirectory(lock, { recursive: true })
+    const entry = Path.join(lock, entryNameOf(record))
+    yield* fs.symlink(text, entry)
+    return entry
+  })
+
+/** Puts a staging directory with `record` into the home, as a contender killed before its rename would have. */
+export const plantStaging = (fs: FileSystem.FileSystem, home: string, record: PidLock.OwnerRecord) =>
+  Effect.gen(function*() {
+    const staging = Path.join(home, entryNameOf(record))
+    yield* fs.makeDirectory(staging, { recursive: true })
+    yield* fs.symlink(JSON.stringify(record), Path.join(staging, entryNameOf(record)))
+    return staging
+  })
+
+/** Every path below `root`, sorted, with symlink targets: a picture of the tree to compare before and after. */
+export const snapshot = (fs: FileSystem.FileSystem, root: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.gen(function*() {
+    const out: Array<string> = []
+    const walk = (path: string): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const target = yield* Effect.option(fs.readLink(path))
+        if (target._tag === "Some") return void out.push(`${path} -> ${target.value}`)
+        const info = yield* Effect.option(fs.stat(path))
+        if (info._tag === "None") return
+        out.push(`${path} ${info.value.type}`)
+        if (info.value.type !== "Directory") return
+        for (const name of (yield* Effect.orDie(fs.readDirectory(path))).sort()) yield* walk(Path.join(path, name))
+      })
+    yield* walk(root)
+    return out
+  })

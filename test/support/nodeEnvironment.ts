@@ -1,0 +1,95 @@
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as ProcessInfo from "../../src/ProcessInfo.js"
+import { type Environment, readProcStat } from "./environment.js"
+
+const nodeLayer = ProcessInfo.layerLinux.pipe(Layer.provideMerge(NodeFileSystem.layer))
+
+/** A scoped temporary directory on the real disk. */
+export const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "pidlock-test-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+// A child process that lives until the scope closes.
+const spawnScoped = (command: string, args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.async<ChildProcess.ChildProcess, Error>((resume) => {
+      const child = ChildProcess.spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] })
+      child.once("spawn", () => resume(Effect.succeed(child)))
+      child.once("error", (error) => resume(Effect.fail(error)))
+    }),
+    (child) =>
+      Effect.async<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        child.kill("SIGKILL")
+      })
+  ).pipe(Effect.orDie)
+
+const awaitExit = (child: ChildProcess.ChildProcess) =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+  })
+
+const firstLine = (child: ChildProcess.ChildProcess) =>
+  Effect.async<string>((resume) => {
+    let text = ""
+    child.stdout!.on("data", (chunk) => {
+      text += chunk
+      if (text.includes("\n")) resume(Effect.succeed(text.split("\n")[0]!))
+    })
+  })
+
+const identify = (pid: number) =>
+  Effect.flatMap(ProcessInfo.ProcessInfo, (info) => info.identify(pid)).pipe(
+    Effect.flatten,
+    Effect.orDie
+  )
+
+/** The real Node `FileSystem` on a temporary directory, with real processes. */
+export const nodeEnvironment: Environment = {
+  name: "node",
+  fixture: Effect.gen(function*() {
+    const dir = yield* tempDir
+    const context = yield* Layer.build(nodeLayer).pipe(Effect.orDie)
+    const provide = Effect.provide(context)
+    return {
+      dir,
+      layer: Layer.succeedContext(context),
+      live: Effect.gen(function*() {
+        const child = yield* spawnScoped("sleep", ["60"])
+        return yield* provide(identify(child.pid!))
+      }),
+      exited: Effect.gen(function*() {
+        const child = yield* spawnScoped("sleep", ["60"])
+        const identity = yield* provide(identify(child.pid!))
+        child.kill("SIGKILL")
+        yield* awaitExit(child)
+        return identity
+      }),
+      // The shell becomes `sleep 60` by exec and never waits for its child,
+      // which stays a zombie once it exits.
+      zombie: Effect.gen(function*() {
+        const parent = yield* spawnScoped("sh", ["-c", "sleep 0.2 & echo $!; exec sleep 60"])
+        const pid = Number(yield* firstLine(parent))
+        const self = yield* provide(ProcessInfo.ProcessInfo)
+        const fs = yield* provide(FileSystem.FileSystem)
+        const stat = yield* readProcStat(fs, pid).pipe(
+          Effect.filterOrFail((stat) => stat.state === "Z"),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds"))),
+          Effect.orDie
+        )
+        return { ...self.self, pid, startTime: stat.startTime, cmdline: ["sleep", "0.2"] }
+      })
+    }
+  })
+}
