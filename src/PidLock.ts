@@ -148,7 +148,9 @@ export class LockHeld extends Data.TaggedError("LockHeld")<{
       return `${this.path} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`
     }
     const where = this.verdict._tag === "Foreign"
-      ? ` (on another ${this.verdict.scope}: it cannot be checked, so it counts as alive)`
+      ? ` (${
+        this.verdict.scope === "host" ? "on another host" : "in another pid namespace"
+      }: it cannot be checked, so it counts as alive)`
       : ""
     return `${this.path} is held by ${who}${where}`
   }

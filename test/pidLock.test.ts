@@ -120,6 +120,12 @@ const lockSuite = (environment: Environment) =>
             recordOf({ ...self, startTime: String(Number(self.startTime) - 1) }))
       },
       {
+        // Same boot id, so this very kernel: the hostname was changed since.
+        name: "an exited process that ran under an earlier hostname",
+        reason: "Exited",
+        holder: ({ exited }) => Effect.map(exited, (id) => recordOf({ ...id, hostname: "earlier-name" }))
+      },
+      {
         name: "a process of an earlier boot",
         reason: "Rebooted",
         holder: () => Effect.map(ProcessInfo.ProcessInfo, ({ self }) => recordOf({ ...self, bootId: "another-boot" }))
@@ -155,11 +161,11 @@ const lockSuite = (environment: Environment) =>
       }))
 
     const foreignCases = [
-      { scope: "host", change: { hostname: "another-host" } },
-      { scope: "namespace", change: { pidNamespace: "pid:[1]" } }
+      { scope: "host", where: "on another host", change: { hostname: "another-host", bootId: "another-boot" } },
+      { scope: "namespace", where: "in another pid namespace", change: { pidNamespace: "pid:[1]" } }
     ] as const
-    for (const { change, scope } of foreignCases) {
-      test(`a holder in another ${scope}, which cannot be seen, counts as alive`, ({ dir, exited, fs, home }) =>
+    for (const { change, scope, where } of foreignCases) {
+      test(`a holder ${where}, which cannot be seen, counts as alive`, ({ dir, exited, fs, home }) =>
         Effect.gen(function*() {
           // Its PID names no process here; that proves nothing about the other side.
           const holder = recordOf({ ...(yield* exited), ...change })
@@ -168,7 +174,7 @@ const lockSuite = (environment: Environment) =>
           assert.strictEqual(error._tag, "LockHeld")
           if (error._tag !== "LockHeld") return
           assert.deepStrictEqual(error.verdict, ProcessInfo.Verdict.Foreign({ scope }))
-          assert.include(error.message, `another ${scope}`)
+          assert.include(error.message, where)
         }))
     }
 

@@ -155,18 +155,19 @@ const OwnerRecordSchema = Schema.Struct({
 
 const decodeRecord = Schema.decodeUnknownEither(Schema.parseJson(OwnerRecordSchema))
 
-// A symlink target is at most PATH_MAX - 1 (4095) bytes on Linux; long command
-// lines are cut so that the record always fits.
+// A symlink target is at most PATH_MAX - 1 (4095) bytes on Linux; a long
+// command line is cut to the arguments that fit, measured once each.
 const RECORD_MAX_BYTES = 3072
 
 const encodeRecord = (record: PidLock.OwnerRecord): string => {
-  const cmdline = [...record.cmdline]
-  for (;;) {
-    const text = JSON.stringify({ ...record, cmdline })
-    if (Buffer.byteLength(text) <= RECORD_MAX_BYTES || cmdline.length === 0) return text
-    const last = cmdline.pop()!
-    if (last.length > 64) cmdline.push(`${last.slice(0, last.length >> 1)}…`)
+  let budget = RECORD_MAX_BYTES - Buffer.byteLength(JSON.stringify({ ...record, cmdline: [] }))
+  let kept = 0
+  for (const arg of record.cmdline) {
+    budget -= Buffer.byteLength(JSON.stringify(arg)) + 1
+    if (budget < 0) break
+    kept++
   }
+  return JSON.stringify(kept === record.cmdline.length ? record : { ...record, cmdline: record.cmdline.slice(0, kept) })
 }
 
 const ENTRY_NAME = /^(\d+)\.([0-9a-f]+)$/

@@ -115,8 +115,13 @@ export const makeLinux = Effect.fnUntraced(function*(
     )
 
   const judge = (holder: ProcessInfo.Identity): Effect.Effect<ProcessInfo.Verdict, PlatformError> => {
-    if (holder.hostname !== self.hostname) return Effect.succeed(Verdict.Foreign({ scope: "host" }))
-    if (holder.bootId !== self.bootId) return Effect.succeed(Verdict.Stale({ reason: "Rebooted" }))
+    // Boot ids are random 128-bit values: an equal one means this very kernel,
+    // whatever the hostname says now (it can change at run time).
+    if (holder.bootId !== self.bootId) {
+      return Effect.succeed(
+        holder.hostname === self.hostname ? Verdict.Stale({ reason: "Rebooted" }) : Verdict.Foreign({ scope: "host" })
+      )
+    }
     if (holder.pidNamespace !== self.pidNamespace) return Effect.succeed(Verdict.Foreign({ scope: "namespace" }))
     return readStat(holder.pid).pipe(
       Effect.map(Option.match({
