@@ -9,11 +9,11 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as PidLock from "../src/PidLock.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
+import { tempDir } from "./support/nodeEnvironment.js"
 
 const HOLDER = fileURLToPath(new URL("./fixtures/holder.mjs", import.meta.url))
 const REPO = fileURLToPath(new URL("..", import.meta.url))
@@ -26,12 +26,6 @@ const NodeLayer = ProcessInfo.layerLinux.pipe(Layer.provideMerge(NodeFileSystem.
 // -----------------------------------------------------------------------------
 // Helpers
 // -----------------------------------------------------------------------------
-
-/** A fresh temporary directory on the real disk, removed when the scope closes. */
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "pidlock-processes-"))),
-  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
-)
 
 interface Child {
   readonly process: ChildProcess.ChildProcess
