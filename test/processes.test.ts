@@ -1,11 +1,9 @@
 // Real processes on a real disk: every child runs test/fixtures/holder.mjs,
 // which loads the built package (dist/) by its own name, as an application
 // would. `npm test` builds first; after changing src/, run `npm run build`.
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -13,7 +11,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as PidLock from "../src/PidLock.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
-import { tempDir } from "./support/nodeEnvironment.js"
+import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
 
 const HOLDER = fileURLToPath(new URL("./fixtures/holder.mjs", import.meta.url))
 const REPO = fileURLToPath(new URL("..", import.meta.url))
@@ -21,7 +19,6 @@ const NAME = "app"
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
 
-const NodeLayer = ProcessInfo.layerLinux.pipe(Layer.provideMerge(NodeFileSystem.layer))
 
 // -----------------------------------------------------------------------------
 // Helpers
@@ -287,13 +284,13 @@ describe("real processes", () => {
       const fresh = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
         const lock = yield* PidLock.acquire({ name: NAME, dir })
         assert.deepStrictEqual(list(lockDir), [Path.basename(lock.entry)])
-      })).pipe(Effect.provide(NodeLayer)))
+      })).pipe(Effect.provide(nodeLayer)))
       assert.isTrue(Exit.isSuccess(fresh), `a fresh acquire failed: ${String(fresh)}`)
       assert.deepStrictEqual(list(lockDir), [])
 
       // Staging directories left in the home can only be those of processes
       // killed before their rename, and their creators are gone.
-      const info = yield* Effect.provide(ProcessInfo.ProcessInfo, NodeLayer)
+      const info = yield* Effect.provide(ProcessInfo.ProcessInfo, nodeLayer)
       for (const name of list(home).filter((name) => name !== "lock")) {
         const pid = Number(name.split(".")[0])
         assert.match(name, /^\d+\.[0-9a-f]+$/, `unexpected entry ${name} in the lock home`)
@@ -393,7 +390,7 @@ describe("real processes", () => {
         const before = picture()
 
         const result = yield* Effect.scoped(PidLock.acquire({ name: NAME, dir })).pipe(
-          Effect.provide(NodeLayer),
+          Effect.provide(nodeLayer),
           Effect.flip
         )
         assert.strictEqual(result._tag, "CorruptLock")

@@ -10,7 +10,8 @@ import * as Path from "node:path"
 import * as ProcessInfo from "../../src/ProcessInfo.js"
 import { type Environment, readProcStat } from "./environment.js"
 
-const nodeLayer = ProcessInfo.layerLinux.pipe(Layer.provideMerge(NodeFileSystem.layer))
+/** The real file system and this process, as an application provides them. */
+export const nodeLayer = ProcessInfo.layerLinux.pipe(Layer.provideMerge(NodeFileSystem.layer))
 
 /** A scoped temporary directory on the real disk. */
 export const tempDir = Effect.acquireRelease(
