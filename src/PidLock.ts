@@ -96,8 +96,10 @@ export interface PidLock {
   readonly entry: string
   readonly owner: OwnerRecord
   /**
-   * Release now rather than when the scope closes; later calls do nothing.
-   * Fails with {@link LockCompromised} when the owner entry was already gone.
+   * Release now rather than when the scope closes. Once it has succeeded, or
+   * failed with {@link LockCompromised} (the owner entry was already gone),
+   * later calls do nothing; after any other failure the next call, or the
+   * scope's finalizer, tries again.
    */
   readonly release: Effect.Effect<void, LockCompromised | PermissionDenied | PlatformError>
 }

@@ -11,6 +11,7 @@ import * as Path from "node:path"
 import * as PidLock from "../src/PidLock.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import { type Environment, entryNameOf, type Fixture, plantHolder, plantStaging, recordOf, snapshot } from "./support/environment.js"
+import { memoryEnvironment } from "./support/memoryEnvironment.js"
 import { nodeEnvironment } from "./support/nodeEnvironment.js"
 
 const NAME = "app"
@@ -418,4 +419,4 @@ const lockSuite = (environment: Environment) =>
       }))
   })
 
-for (const environment of [nodeEnvironment]) lockSuite(environment)
+for (const environment of [memoryEnvironment, nodeEnvironment]) lockSuite(environment)

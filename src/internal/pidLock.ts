@@ -434,15 +434,19 @@ const makeLock = (
 ): PidLock.PidLock => {
   let released = false
   // One unlink of our own uniquely named entry: a compare-and-swap that can
-  // never remove a later holder's lock.
-  const release = Effect.suspend(() => {
-    if (released) return Effect.void
+  // never remove a later holder's lock. A failed release may be tried again
+  // (the scope's finalizer does), a done or compromised one is not.
+  const markReleased = Effect.sync(() => {
     released = true
-    return fs.remove(taken.entry).pipe(
-      Effect.catchIf(isNotFound, () => Effect.fail(new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner }))),
+  })
+  const release = Effect.suspend(() =>
+    released ? Effect.void : fs.remove(taken.entry).pipe(
+      Effect.zipRight(markReleased),
+      Effect.catchIf(isNotFound, () =>
+        Effect.zipRight(markReleased, new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner }))),
       Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error))
     )
-  }).pipe(Effect.uninterruptible)
+  ).pipe(Effect.uninterruptible)
   return tag.of({
     [TypeId]: TypeId,
     name: paths.name,

@@ -1,0 +1,223 @@
+// Memory-only: faults injected at every file-system call, and /proc states
+// that a real machine cannot be made to show on demand.
+import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Path from "node:path"
+import * as PidLock from "../src/PidLock.js"
+import * as ProcessInfo from "../src/ProcessInfo.js"
+import * as Testing from "../src/testing.js"
+import { plantHolder, plantStaging, recordOf } from "./support/environment.js"
+
+const DIR = "/tmp/locks"
+const NAME = "app"
+const HOME = Path.join(DIR, NAME)
+const LOCK = Path.join(HOME, "lock")
+
+// One memory file system with a process table, and a way to run contenders on it.
+const makeWorld = Effect.gen(function*() {
+  const processes = yield* Testing.makeProcessTable()
+  const memory = yield* Testing.makeFileSystem({ processes })
+  const fs = memory.fileSystem
+  const contender = (cmdline: ReadonlyArray<string> = ["node", "main.js"]) =>
+    Effect.gen(function*() {
+      const process = yield* processes.spawn({ cmdline })
+      const info = yield* Testing.makeProcessInfo(process.pid).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.orDie
+      )
+      const layer = Layer.mergeAll(Layer.succeed(FileSystem.FileSystem, fs), Layer.succeed(ProcessInfo.ProcessInfo, info))
+      const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, layer)
+      return { process, info, run }
+    })
+  const dead = Effect.gen(function*() {
+    const { info, process } = yield* contender(["node", "crashed.js"])
+    yield* processes.exit(process.pid)
+    return recordOf({ ...info.self })
+  })
+  return { processes, memory, fs, contender, dead }
+})
+
+type World = Effect.Effect.Success<typeof makeWorld>
+
+const acquireAndRelease = PidLock.acquire({ name: NAME, dir: DIR }).pipe(
+  Effect.flatMap((lock) => lock.release),
+  Effect.scoped
+)
+
+const scenarios: ReadonlyArray<{
+  readonly name: string
+  readonly setup: (world: World) => Effect.Effect<void, PlatformError>
+}> = [
+  { name: "a free lock", setup: () => Effect.void },
+  {
+    name: "a dead holder's lock, with a dead contender's staging directory",
+    setup: ({ dead, fs }) =>
+      Effect.gen(function*() {
+        yield* plantHolder(fs, HOME, yield* dead)
+        yield* plantStaging(fs, HOME, yield* dead)
+      })
+  }
+]
+
+const ERRNOS: ReadonlyArray<Testing.Errno> = ["EIO", "ENOSPC", "EACCES", "EROFS", "EPERM"]
+
+describe("faults", () => {
+  for (const scenario of scenarios) {
+    it.effect(`a fault at any call of acquire or release, from ${scenario.name}, leaves no staging directory and no second holder`, () =>
+      Effect.gen(function*() {
+        const callsOfCleanRun = yield* Effect.gen(function*() {
+          const world = yield* makeWorld
+          const me = yield* world.contender()
+          yield* Effect.orDie(world.fs.makeDirectory(DIR, { recursive: true }))
+          yield* Effect.orDie(scenario.setup(world))
+          const before = yield* world.memory.calls
+          yield* Effect.orDie(me.run(acquireAndRelease))
+          return (yield* world.memory.calls) - before
+        })
+        assert.isAtLeast(callsOfCleanRun, 6)
+
+        for (let call = 1; call <= callsOfCleanRun; call++) {
+          for (const errno of ERRNOS) {
+            const world = yield* makeWorld
+            const me = yield* world.contender()
+            yield* Effect.orDie(world.fs.makeDirectory(DIR, { recursive: true }))
+            yield* Effect.orDie(scenario.setup(world))
+            const plantedStaging = (yield* Effect.orDie(world.fs.readDirectory(HOME).pipe(
+              Effect.catchAll(() => Effect.succeed([]))
+            ))).filter((name) => name !== "lock")
+            const index = (yield* world.memory.calls) + call
+            let faulted: Testing.FileSystemCall | undefined
+            yield* world.memory.setHook(Testing.combineHooks(
+              (call) => Effect.sync(() => void (call.index === index && (faulted = call))),
+              Testing.failCall(index, errno)
+            ))
+            const exit = yield* Effect.exit(me.run(acquireAndRelease))
+            const label = `${errno} at call ${call}: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "succeeded"}`
+
+            // A typed failure or a success, never a defect.
+            assert.isTrue(Exit.isSuccess(exit) || Option.isSome(Cause.failureOption(exit.cause)), label)
+            if (Exit.isFailure(exit) && (errno === "EACCES" || errno === "EROFS" || errno === "EPERM")) {
+              const error = Option.getOrThrow(Cause.failureOption(exit.cause))
+              // An unreadable /proc/<pid>/stat is a holder that cannot be seen: held.
+              const unseen = errno === "EACCES" && faulted?.path.startsWith("/proc/")
+              assert.strictEqual(error._tag, unseen ? "LockHeld" : "PermissionDenied", label)
+            }
+            yield* world.memory.setHook(Testing.noFaults)
+            // None of our staging directories is left; the planted dead one may be.
+            const home = yield* Effect.orDie(world.fs.readDirectory(HOME).pipe(Effect.catchAll(() => Effect.succeed([]))))
+            const ours = `${me.process.pid}.`
+            assert.deepStrictEqual(home.filter((name) => name.startsWith(ours)), [], label)
+            assert.deepStrictEqual(home.filter((name) => name !== "lock" && !plantedStaging.includes(name)), [], label)
+            // At most one entry, and never ours: the scope has closed.
+            const entries = yield* Effect.orDie(world.fs.readDirectory(LOCK).pipe(Effect.catchAll(() => Effect.succeed([]))))
+            assert.isAtMost(entries.length, 1, label)
+            assert.isFalse(entries.some((name) => name.startsWith(ours)), label)
+            // No stuck lock: the next contender gets it at once.
+            const next = yield* world.contender()
+            const lock = yield* Effect.orDie(Effect.scoped(next.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+            assert.strictEqual(lock.owner.pid, next.process.pid, label)
+          }
+        }
+      }))
+  }
+
+  it.effect("when the rename fails and so does the first removal of the staging directory, the removal is tried again", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      const staging = new RegExp(`^${HOME}/${me.process.pid}\\.[0-9a-f]+$`)
+      yield* world.memory.setHook(Testing.combineHooks(
+        Testing.failMatching({ method: "rename", path: staging, errno: "EIO", times: 1 }),
+        Testing.failMatching({ method: "remove", path: staging, errno: "EIO", times: 1 })
+      ))
+      const error = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(error._tag, "SystemError")
+      assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(HOME)), [])
+    }))
+
+  it.effect("a failed release is tried again by the scope's finalizer", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      const error = yield* Effect.scoped(Effect.gen(function*() {
+        const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR }))
+        yield* world.memory.setHook(Testing.failMatching({ method: "remove", path: lock.entry, errno: "EIO", times: 1 }))
+        return yield* Effect.flip(lock.release)
+      }))
+      assert.strictEqual(error._tag, "SystemError")
+      assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [])
+    }))
+})
+
+describe("holders that only a fake /proc can show", () => {
+  it.effect("a holder whose /proc/<pid>/stat vanishes while it is read (ESRCH) has exited: taken over", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const holder = yield* world.contender()
+      const me = yield* world.contender()
+      yield* Effect.orDie(plantHolder(world.fs, HOME, recordOf(holder.info.self)))
+      yield* world.processes.vanishOnNextRead(holder.process.pid)
+      const lock = yield* Effect.orDie(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(lock.owner.pid, me.process.pid)
+    }))
+
+  it.effect("a holder whose /proc/<pid>/stat cannot be read (EACCES) counts as alive", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const holder = yield* world.contender()
+      const me = yield* world.contender()
+      yield* Effect.orDie(plantHolder(world.fs, HOME, recordOf(holder.info.self)))
+      yield* world.processes.denyRead(holder.process.pid)
+      const error = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(error._tag, "LockHeld")
+    }))
+
+  it.effect("a holder that set its process title is still alive (fault 3 of the original)", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const holder = yield* world.contender(["node", "daemon.js", "--port", "80"])
+      const me = yield* world.contender(["node", "daemon.js", "--port", "81"])
+      yield* Effect.orDie(plantHolder(world.fs, HOME, recordOf(holder.info.self)))
+      yield* world.processes.setTitle(holder.process.pid, "daemon (worker) busy")
+      const error = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(error._tag, "LockHeld")
+      if (error._tag === "LockHeld") assert.deepStrictEqual(error.holder.cmdline, ["node", "daemon.js", "--port", "80"])
+    }))
+
+  it.effect("after a reboot, a PID and start time that repeat are still told apart by the boot id", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const before = yield* world.contender()
+      const record = recordOf(before.info.self)
+      yield* world.processes.reboot
+      const me = yield* world.contender()
+      assert.strictEqual(me.process.pid, before.process.pid)
+      assert.strictEqual(me.info.self.startTime, before.info.self.startTime)
+      yield* Effect.orDie(plantHolder(world.fs, HOME, record))
+      const lock = yield* Effect.orDie(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(lock.owner.bootId, me.info.self.bootId)
+      assert.notStrictEqual(lock.owner.bootId, record.bootId)
+    }))
+
+  it.effect("a command line too long for a symlink is cut to the arguments that fit", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const args = Array.from({ length: 5000 }, (_, i) => `--argument-${i}`)
+      const me = yield* world.contender(["node", "main.js", ...args])
+      const text = yield* Effect.orDie(Effect.scoped(Effect.flatMap(
+        me.run(PidLock.acquire({ name: NAME, dir: DIR })),
+        (lock) => world.fs.readLink(lock.entry)
+      )))
+      assert.isAtMost(Buffer.byteLength(text), 4095)
+      const record = JSON.parse(text)
+      assert.isAbove(record.cmdline.length, 2)
+      assert.isBelow(record.cmdline.length, args.length)
+      assert.deepStrictEqual(record.cmdline, ["node", "main.js", ...args].slice(0, record.cmdline.length))
+    }))
+})

@@ -1,0 +1,34 @@
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ProcessInfo from "../../src/ProcessInfo.js"
+import * as Testing from "../../src/testing.js"
+import type { Environment } from "./environment.js"
+
+/** The in-memory `FileSystem` with a fake process table: this process and others are fake processes. */
+export const memoryEnvironment: Environment = {
+  name: "memory",
+  fixture: Effect.gen(function*() {
+    const processes = yield* Testing.makeProcessTable()
+    const memory = yield* Testing.makeFileSystem({ processes })
+    const dir = "/tmp/pidlock-test"
+    const self = yield* processes.spawn({ cmdline: ["node", "main.js"] })
+    const fileSystem = Layer.succeed(FileSystem.FileSystem, memory.fileSystem)
+    const layer = Testing.layerProcessInfo(self.pid).pipe(Layer.provideMerge(fileSystem), Layer.orDie)
+    const context = yield* Layer.build(layer)
+    yield* Effect.orDie(memory.fileSystem.makeDirectory(dir))
+    const spawn = Effect.flatMap(processes.spawn({ cmdline: ["node", "other.js"] }), (process) =>
+      Effect.flatMap(ProcessInfo.ProcessInfo, (info) => info.identify(process.pid)).pipe(
+        Effect.flatten,
+        Effect.orDie,
+        Effect.provide(context)
+      ))
+    return {
+      dir,
+      layer: Layer.succeedContext(context),
+      live: spawn,
+      exited: Effect.tap(spawn, ({ pid }) => processes.exit(pid)),
+      zombie: Effect.tap(spawn, ({ pid }) => processes.exit(pid, { zombie: true }))
+    }
+  })
+}
