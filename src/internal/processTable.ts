@@ -1,0 +1,268 @@
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Testing from "../testing.js"
+
+/** @internal */
+export const TypeId: Testing.ProcessTableTypeId = Symbol.for("effect-pidlock/testing/ProcessTable") as Testing.ProcessTableTypeId
+
+/** @internal */
+export const tag = Context.GenericTag<Testing.ProcessTable>("effect-pidlock/testing/ProcessTable")
+
+/** One process life. A reused PID gets a new record, so nothing of the old life leaks into the new one. */
+interface ProcessRecord {
+  readonly pid: number
+  readonly startTime: number
+  comm: string
+  cmdline: ReadonlyArray<string>
+  state: "S" | "Z"
+  readDenied: boolean
+  vanishOnNextRead: boolean
+}
+
+/** What `/proc` shows, read by the memory file system on every lookup so changes are seen at once. */
+export interface ProcView {
+  readonly bootId: string
+  readonly hostname: string
+  readonly pidNamespace: string
+  readonly records: () => Iterable<ProcessRecordView>
+  readonly isCurrent: (record: ProcessRecordView) => boolean
+  /** `/proc/<pid>/stat`; fails at open with `EACCES` (denied) or at read with `ESRCH` (the process exits meanwhile). */
+  readonly openStat: (record: ProcessRecordView) => "EACCES" | undefined
+  readonly readStat: (record: ProcessRecordView) => string | "ESRCH"
+  readonly cmdline: (record: ProcessRecordView) => string
+}
+
+/** A process record as `/proc` sees it; opaque except for its PID. */
+export interface ProcessRecordView {
+  readonly pid: number
+}
+
+// The kernel keeps 15 bytes of the command name (TASK_COMM_LEN is 16 with the NUL).
+const COMM_LENGTH = 15
+
+const commOf = (cmdline: ReadonlyArray<string>): string => {
+  const first = cmdline[0] ?? ""
+  return first.slice(first.lastIndexOf("/") + 1).slice(0, COMM_LENGTH)
+}
+
+// Fields 4 to 52 of /proc/<pid>/stat after state; start time (field 22) is filled in.
+const statLine = (record: ProcessRecord): string => {
+  const fields: Array<string | number> = [
+    record.pid === 1 ? 0 : 1, // 4 ppid
+    record.pid, // 5 pgrp
+    record.pid, // 6 session
+    0, // 7 tty_nr
+    -1, // 8 tpgid
+    4194560, // 9 flags
+    0, 0, 0, 0, // 10-13 faults
+    0, 0, 0, 0, // 14-17 times
+    20, // 18 priority
+    0, // 19 nice
+    1, // 20 num_threads
+    0, // 21 itrealvalue
+    record.startTime, // 22 starttime
+    0, // 23 vsize
+    0, // 24 rss
+    "18446744073709551615", // 25 rsslim
+    0, 0, 0, 0, 0, // 26-30
+    0, 0, 0, 0, // 31-34 signals
+    0, 0, 0, // 35-37
+    17, // 38 exit_signal
+    0, 0, 0, 0, 0, 0, // 39-44
+    0, 0, 0, 0, 0, 0, 0, // 45-51
+    0 // 52 exit_code
+  ]
+  return `${record.pid} (${record.comm}) ${record.state} ${fields.join(" ")}\n`
+}
+
+const bootIdOf = (boot: number): string => `6d656d6f-7279-4b00-8000-${boot.toString(16).padStart(12, "0")}`
+
+const FIRST_START_TIME = 100
+
+/** @internal */
+export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
+  readonly [TypeId]: Testing.ProcessTableTypeId = TypeId
+  private readonly processes = new Map<number, ProcessRecord>()
+  private boot = 1
+  // Clock ticks since boot: every spawn advances them, so start times strictly increase within a boot.
+  private ticks = FIRST_START_TIME
+  private lastPid: number
+  hostname: string
+  pidNamespace: string
+
+  constructor(private readonly options: Testing.ProcessTableOptions = {}) {
+    this.hostname = options.hostname ?? "memory"
+    this.pidNamespace = options.pidNamespace ?? "pid:[4026531836]"
+    this.lastPid = this.firstPid - 1
+  }
+
+  private get firstPid(): number {
+    return this.options.firstPid ?? 100
+  }
+
+  get bootId(): string {
+    return bootIdOf(this.boot)
+  }
+
+  // -- ProcView
+
+  records(): Iterable<ProcessRecordView> {
+    return this.processes.values()
+  }
+
+  isCurrent(record: ProcessRecordView): boolean {
+    return this.processes.get(record.pid) === record
+  }
+
+  openStat(record: ProcessRecordView): "EACCES" | undefined {
+    return (record as ProcessRecord).readDenied ? "EACCES" : undefined
+  }
+
+  readStat(record: ProcessRecordView): string | "ESRCH" {
+    const process = record as ProcessRecord
+    if (!this.isCurrent(process)) return "ESRCH"
+    if (process.vanishOnNextRead) {
+      this.processes.delete(process.pid)
+      return "ESRCH"
+    }
+    return statLine(process)
+  }
+
+  cmdline(record: ProcessRecordView): string {
+    const process = record as ProcessRecord
+    // A zombie has no memory left to read its arguments from.
+    return process.state === "Z" ? "" : process.cmdline.map((arg) => `${arg}\0`).join("")
+  }
+
+  // -- ProcessTable
+
+  spawn(options?: Testing.SpawnOptions): Effect.Effect<Testing.FakeProcess> {
+    return Effect.suspend(() => {
+      const pid = options?.pid ?? this.nextFreePid()
+      if (this.processes.has(pid)) return Effect.dieMessage(`ProcessTable.spawn: pid ${pid} is in use`)
+      const cmdline = options?.cmdline ?? ["node", "main.js"]
+      const record: ProcessRecord = {
+        pid,
+        startTime: this.ticks++,
+        comm: (options?.comm ?? commOf(cmdline)).slice(0, COMM_LENGTH),
+        cmdline,
+        state: "S",
+        readDenied: false,
+        vanishOnNextRead: false
+      }
+      this.processes.set(pid, record)
+      if (options?.pid === undefined) this.lastPid = pid
+      return Effect.succeed(snapshot(record))
+    })
+  }
+
+  exit(pid: number, options?: { readonly zombie?: boolean | undefined }): Effect.Effect<void> {
+    return this.update("exit", pid, (record) => {
+      if (record.state === "Z") return `pid ${pid} has already exited`
+      if (options?.zombie) record.state = "Z"
+      else this.processes.delete(pid)
+      return undefined
+    })
+  }
+
+  reap(pid: number): Effect.Effect<void> {
+    return this.update("reap", pid, (record) => {
+      if (record.state !== "Z") return `pid ${pid} is running: exit it first`
+      this.processes.delete(pid)
+      return undefined
+    })
+  }
+
+  setTitle(pid: number, title: string): Effect.Effect<void> {
+    // As libuv does for process.title on Linux: the argument area holds the
+    // title alone, and prctl(PR_SET_NAME) sets the command name.
+    return this.update("setTitle", pid, (record) => {
+      record.cmdline = [title]
+      record.comm = title.slice(0, COMM_LENGTH)
+    })
+  }
+
+  denyRead(pid: number): Effect.Effect<void> {
+    return this.update("denyRead", pid, (record) => {
+      record.readDenied = true
+    })
+  }
+
+  vanishOnNextRead(pid: number): Effect.Effect<void> {
+    return this.update("vanishOnNextRead", pid, (record) => {
+      record.vanishOnNextRead = true
+    })
+  }
+
+  get reboot(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.boot++
+      this.processes.clear()
+      this.ticks = FIRST_START_TIME
+      this.lastPid = this.firstPid - 1
+    })
+  }
+
+  setHostname(hostname: string): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.hostname = hostname
+    })
+  }
+
+  setPidNamespace(pidNamespace: string): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.pidNamespace = pidNamespace
+    })
+  }
+
+  get(pid: number): Effect.Effect<Option.Option<Testing.FakeProcess>> {
+    return Effect.sync(() => Option.map(Option.fromNullable(this.processes.get(pid)), snapshot))
+  }
+
+  isAlive(pid: number): Effect.Effect<boolean> {
+    return Effect.sync(() => this.processes.get(pid)?.state === "S")
+  }
+
+  get list(): Effect.Effect<ReadonlyArray<Testing.FakeProcess>> {
+    return Effect.sync(() => Array.from(this.processes.values(), snapshot).sort((a, b) => a.pid - b.pid))
+  }
+
+  // Linux hands out PIDs upwards from the last one, skipping those in use.
+  private nextFreePid(): number {
+    let pid = this.lastPid + 1
+    while (this.processes.has(pid)) pid++
+    return pid
+  }
+
+  private update(
+    method: string,
+    pid: number,
+    // Returns why the change is refused, if it is.
+    change: (record: ProcessRecord) => string | void
+  ): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const record = this.processes.get(pid)
+      const refusal = record === undefined ? `no process with pid ${pid}` : change(record)
+      return refusal === undefined ? Effect.void : Effect.dieMessage(`ProcessTable.${method}: ${refusal}`)
+    })
+  }
+}
+
+const snapshot = (record: ProcessRecord): Testing.FakeProcess => ({
+  pid: record.pid,
+  startTime: String(record.startTime),
+  comm: record.comm,
+  cmdline: record.cmdline,
+  state: record.state
+})
+
+/** @internal */
+export const make = (options?: Testing.ProcessTableOptions): Effect.Effect<Testing.ProcessTable> =>
+  Effect.sync(() => new ProcessTableImpl(options))
+
+/** @internal */
+export const viewOf = (table: Testing.ProcessTable): ProcView => {
+  if (table instanceof ProcessTableImpl) return table
+  throw new TypeError("effect-pidlock/testing: the process table was not made by makeProcessTable")
+}

@@ -1,0 +1,445 @@
+/**
+ * A test kit: an in-memory `FileSystem` with the POSIX semantics the lock
+ * relies on, fault injection on every call, and a fake process table served
+ * under `/proc`, so that `ProcessInfo.makeLinux` and the lock run unchanged on
+ * it.
+ *
+ * The memory file system answers as the Node layer of `@effect/platform-node`
+ * does on Linux, down to the error: the same `SystemError` `reason`, `method`,
+ * `syscall` and `pathOrDescriptor`, and in `cause` an `Error` with the same
+ * `code`, `errno`, `syscall`, `path` and `dest`. Where the two differ, the
+ * difference is documented on {@link makeFileSystem}.
+ *
+ * Several fake processes, each with its own `ProcessInfo`, can contend on one
+ * memory file system:
+ *
+ * ```ts
+ * const processes = yield* Testing.makeProcessTable()
+ * const memory = yield* Testing.makeFileSystem({ processes })
+ * const a = yield* processes.spawn()
+ * const b = yield* processes.spawn()
+ * const asA = Effect.provide(Testing.layerProcessInfo(a.pid).pipe(Layer.provideMerge(memory.layer)))
+ * const asB = Effect.provide(Testing.layerProcessInfo(b.pid).pipe(Layer.provideMerge(memory.layer)))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type { PlatformError, SystemError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import * as internal from "./internal/memoryFileSystem.js"
+import * as internalProcessTable from "./internal/processTable.js"
+import type * as ProcessInfo from "./ProcessInfo.js"
+
+// -----------------------------------------------------------------------------
+// errors
+// -----------------------------------------------------------------------------
+
+/**
+ * The error codes the memory file system and its fault hooks produce, with
+ * Linux's numbers (negated, as Node reports them in `errno`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type Errno =
+  | "EPERM"
+  | "ENOENT"
+  | "ESRCH"
+  | "EINTR"
+  | "EIO"
+  | "ENXIO"
+  | "EBADF"
+  | "EAGAIN"
+  | "ENOMEM"
+  | "EACCES"
+  | "EBUSY"
+  | "EEXIST"
+  | "EXDEV"
+  | "ENOTDIR"
+  | "EISDIR"
+  | "EINVAL"
+  | "ENFILE"
+  | "EMFILE"
+  | "EFBIG"
+  | "ENOSPC"
+  | "EROFS"
+  | "EMLINK"
+  | "ENAMETOOLONG"
+  | "ENOTEMPTY"
+  | "ELOOP"
+  | "ETIMEDOUT"
+  | "ECANCELED"
+
+/**
+ * The error the Node layer would report for `method` failing with `errno` on
+ * `path`: `reason` mapped as the Node layer maps it (`ENOENT` → `NotFound`,
+ * `EACCES` → `PermissionDenied`, `EEXIST` → `AlreadyExists`,
+ * `EISDIR`/`ENOTDIR`/`ELOOP` → `BadResource`, `EBUSY` → `Busy`, anything else
+ * `Unknown`), and `cause` an `Error` with `code`, `errno`, `syscall`, `path`
+ * (and `dest` when given).
+ *
+ * `method` is the `FileSystem` method (`"utimes"` is reported as `"utime"`, as
+ * the Node layer names it); `syscall` defaults to the system call Node names
+ * for that method and code. As in Node, `path` is the method's first argument:
+ * for `symlink` that is the link's target text, and the link is `dest`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const systemError: (
+  method: string,
+  path: string,
+  errno: Errno,
+  options?: { readonly syscall?: string | undefined; readonly dest?: string | undefined }
+) => SystemError = internal.systemError
+
+// -----------------------------------------------------------------------------
+// fault hooks
+// -----------------------------------------------------------------------------
+
+/**
+ * One call on a memory file system, as its {@link Hook} sees it.
+ *
+ * - `index`: 1-based count of the calls made on this file system so far,
+ *   this one included (derived methods count as the call they make:
+ *   `exists` is `access`, `readFileString` is `readFile`, `writeFileString` is
+ *   `writeFile`, `stream` and `sink` are `open`).
+ * - `method`: the `FileSystem` method.
+ * - `path`: the path the call acts on; for `symlink`, the link it creates.
+ * - `target`: the other argument of `rename`, `copy`, `copyFile` and `link`
+ *   (the destination), or of `symlink` (the target text).
+ *
+ * The paths are as the caller passed them.
+ *
+ * @since 0.1.0
+ * @category hooks
+ */
+export interface FileSystemCall {
+  readonly index: number
+  readonly method: string
+  readonly path: string
+  readonly target?: string
+}
+
+/**
+ * Runs before every call on a memory file system. If it fails, the call fails
+ * with that error and changes nothing; if it suspends, the call waits. Once it
+ * succeeds, the call takes effect at once and atomically, so a hook can
+ * schedule calls deterministically.
+ *
+ * @since 0.1.0
+ * @category hooks
+ */
+export type Hook = (call: FileSystemCall) => Effect.Effect<void, PlatformError>
+
+/**
+ * The hook that lets every call through.
+ *
+ * @since 0.1.0
+ * @category hooks
+ */
+export const noFaults: Hook = internal.noFaults
+
+/**
+ * Fail the call with the given {@link FileSystemCall.index} (the n-th call on
+ * the file system, counted from its creation) with the error the Node layer
+ * would report for `errno` there.
+ *
+ * @since 0.1.0
+ * @category hooks
+ */
+export const failCall: (index: number, errno: Errno) => Hook = internal.failCall
+
+/**
+ * Fail the calls whose `path` matches (a string matches exactly) and, if
+ * given, whose `method` is `method`: the first `times` of them, or all of them
+ * when `times` is not given. The count is kept by the hook, so make a new one
+ * for each file system.
+ *
+ * @since 0.1.0
+ * @category hooks
+ */
+export const failMatching: (options: {
+  readonly method?: string | undefined
+  readonly path: string | RegExp
+  readonly errno: Errno
+  readonly times?: number | undefined
+}) => Hook = internal.failMatching
+
+/**
+ * Run hooks in order; the first to fail fails the call.
+ *
+ * @since 0.1.0
+ * @category hooks
+ */
+export const combineHooks: (...hooks: ReadonlyArray<Hook>) => Hook = internal.combineHooks
+
+// -----------------------------------------------------------------------------
+// memory file system
+// -----------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const MemoryFileSystemTypeId: unique symbol = internal.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type MemoryFileSystemTypeId = typeof MemoryFileSystemTypeId
+
+/**
+ * A memory file system and the controls a test needs around it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryFileSystem {
+  readonly [MemoryFileSystemTypeId]: MemoryFileSystemTypeId
+  /** The file system, acting as the user `uid`/`gid`. */
+  readonly fileSystem: FileSystem.FileSystem
+  /** Provides `fileSystem` and this handle. */
+  readonly layer: Layer.Layer<FileSystem.FileSystem | MemoryFileSystem>
+  readonly uid: number
+  readonly gid: number
+  /** The same tree, hook and call count, acting as another user. */
+  readonly asUser: (user: { readonly uid: number; readonly gid: number }) => FileSystem.FileSystem
+  /** How many calls were made so far: the index the last call got. */
+  readonly calls: Effect.Effect<number>
+  /** Replace the hook; takes effect from the next call. */
+  readonly setHook: (hook: Hook) => Effect.Effect<void>
+  /**
+   * Create a FIFO (`mkfifo`), for tests that need one where a directory is
+   * expected. Not a `FileSystem` call: the hook does not see it.
+   */
+  readonly makeFifo: (path: string, mode?: number) => Effect.Effect<void, PlatformError>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export const MemoryFileSystem: Context.Tag<MemoryFileSystem, MemoryFileSystem> = internal.tag
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryFileSystemOptions {
+  /** Served under `/proc` when given. */
+  readonly processes?: ProcessTable | undefined
+  /** Defaults to {@link noFaults}. */
+  readonly hook?: Hook | undefined
+  /** The user the file system acts as; 1000 by default. `0` is root: permission checks pass. */
+  readonly uid?: number | undefined
+  /** 1000 by default. */
+  readonly gid?: number | undefined
+  /** Applied to the mode of created files and directories; `0o022` by default. */
+  readonly umask?: number | undefined
+}
+
+/**
+ * Make an empty memory file system: `/` and `/tmp` (mode `1777`, owned by
+ * root), and `/proc` when a process table is given.
+ *
+ * Semantics are Linux's (paths resolve against `/`; symbolic links are
+ * followed in every component but the last, which each method follows or not
+ * as Node does; 40 links at most; permission bits, the sticky bit and root are
+ * honoured), with these differences from the Node layer:
+ *
+ * - Every call is atomic, `remove` included (Node's `fs.rm` is an `lstat`
+ *   then an `unlink`), and its failures are those of Node's sequence.
+ * - Times are wall-clock `Date.now()`, not the Effect `Clock`.
+ * - `readDirectory` returns names sorted; with `recursive` it does not descend
+ *   into symbolic links (Node 20 does).
+ * - `watch` reports `Create` when a name appears and `Remove` when it goes
+ *   (the Node layer re-`stat`s the bare name against the working directory,
+ *   so it reports nearly everything as `Remove`); `Update` for content and
+ *   attribute changes; one event per change. As with inotify, a watch follows
+ *   its inode: it reports `Remove` with the watched name when that inode is
+ *   removed, renamed or replaced, and nothing afterwards.
+ * - Reading, writing or opening a FIFO fails with `BadArgument` (Node would
+ *   block until a peer opens it), and so does `copy`, which is not
+ *   implemented.
+ * - Under `/proc` every change fails `EACCES`, `rename` across the mount
+ *   `EXDEV`; `/proc/<pid>/ns/pid` can be read with `readLink` but not
+ *   followed.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeFileSystem: (options?: MemoryFileSystemOptions) => Effect.Effect<MemoryFileSystem> = internal.make
+
+/**
+ * A fresh memory file system, and its {@link MemoryFileSystem} handle.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFileSystem: (
+  options?: MemoryFileSystemOptions
+) => Layer.Layer<FileSystem.FileSystem | MemoryFileSystem> = internal.layer
+
+// -----------------------------------------------------------------------------
+// process table
+// -----------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const ProcessTableTypeId: unique symbol = internalProcessTable.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type ProcessTableTypeId = typeof ProcessTableTypeId
+
+/**
+ * A process in a {@link ProcessTable}, as it was when read.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FakeProcess {
+  readonly pid: number
+  /** Field 22 of `/proc/<pid>/stat`, as `ProcessInfo.Identity` has it. */
+  readonly startTime: string
+  /** Field 2 of `/proc/<pid>/stat`: at most 15 characters. */
+  readonly comm: string
+  readonly cmdline: ReadonlyArray<string>
+  /** `S` running (sleeping), `Z` exited and not reaped. */
+  readonly state: "S" | "Z"
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SpawnOptions {
+  /** Defaults to the next free PID above the last one handed out. */
+  readonly pid?: number | undefined
+  /** Defaults to `["node", "main.js"]`. */
+  readonly cmdline?: ReadonlyArray<string> | undefined
+  /** Defaults to the base name of `cmdline[0]`; cut to 15 characters as the kernel does. */
+  readonly comm?: string | undefined
+}
+
+/**
+ * A fake process table, served by a memory file system under `/proc`:
+ * `/proc/<pid>/stat`, `/proc/<pid>/cmdline`, `/proc/<pid>/ns/pid`,
+ * `/proc/self/ns/pid`, `/proc/sys/kernel/random/boot_id` and
+ * `/proc/sys/kernel/hostname`, in the kernel's formats. Every process is in one
+ * pid namespace; `self` has no PID.
+ *
+ * Using a PID that is not in the table, or exiting twice, dies: it is a
+ * mistake in the test.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProcessTable {
+  readonly [ProcessTableTypeId]: ProcessTableTypeId
+  /** Start a process; its start time is later than that of every process started before in this boot. */
+  readonly spawn: (options?: SpawnOptions) => Effect.Effect<FakeProcess>
+  /** End a process: it is gone, or with `zombie` it stays in state `Z` until {@link ProcessTable.reap}. */
+  readonly exit: (pid: number, options?: { readonly zombie?: boolean | undefined }) => Effect.Effect<void>
+  /** Remove a zombie. */
+  readonly reap: (pid: number) => Effect.Effect<void>
+  /** Set `process.title` as Node does on Linux: the command line becomes `[title]`, the command name its first 15 characters. */
+  readonly setTitle: (pid: number, title: string) => Effect.Effect<void>
+  /** From now on, opening `/proc/<pid>/stat` fails `EACCES` (as under `hidepid`). */
+  readonly denyRead: (pid: number) => Effect.Effect<void>
+  /** The next read of `/proc/<pid>/stat` fails `ESRCH` and the process is gone: it exited between open and read. */
+  readonly vanishOnNextRead: (pid: number) => Effect.Effect<void>
+  /** A new boot id; every process is gone; PIDs and start times start over, so both can repeat. */
+  readonly reboot: Effect.Effect<void>
+  readonly setHostname: (hostname: string) => Effect.Effect<void>
+  /** The link text of `/proc/self/ns/pid`, e.g. `pid:[4026532000]`. */
+  readonly setPidNamespace: (pidNamespace: string) => Effect.Effect<void>
+  readonly get: (pid: number) => Effect.Effect<Option.Option<FakeProcess>>
+  /** In the table and not a zombie. */
+  readonly isAlive: (pid: number) => Effect.Effect<boolean>
+  /** Every process, zombies included, by PID. */
+  readonly list: Effect.Effect<ReadonlyArray<FakeProcess>>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export const ProcessTable: Context.Tag<ProcessTable, ProcessTable> = internalProcessTable.tag
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProcessTableOptions {
+  /** `memory` by default. */
+  readonly hostname?: string | undefined
+  /** `pid:[4026531836]` (the initial namespace) by default. */
+  readonly pidNamespace?: string | undefined
+  /** The PID handed out first in every boot; 100 by default. */
+  readonly firstPid?: number | undefined
+}
+
+/**
+ * An empty process table.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeProcessTable: (options?: ProcessTableOptions) => Effect.Effect<ProcessTable> =
+  internalProcessTable.make
+
+// -----------------------------------------------------------------------------
+// ProcessInfo
+// -----------------------------------------------------------------------------
+
+/**
+ * The Linux `ProcessInfo` of a fake process: `ProcessInfo.makeLinux` reading
+ * `/proc` through the `FileSystem` in context. `uid` defaults to the user that
+ * file system acts as, when it is a memory file system.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeProcessInfo: (
+  pid: number,
+  options?: { readonly uid?: number | undefined }
+) => Effect.Effect<ProcessInfo.ProcessInfo, PlatformError, FileSystem.FileSystem> = internal.makeProcessInfo
+
+/**
+ * {@link makeProcessInfo} as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerProcessInfo: (
+  pid: number,
+  options?: { readonly uid?: number | undefined }
+) => Layer.Layer<ProcessInfo.ProcessInfo, PlatformError, FileSystem.FileSystem> = internal.layerProcessInfo
+
+/**
+ * One fake process on a fresh memory file system with a fresh process table:
+ * its `ProcessInfo`, the file system, and the handles to both.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: (
+  options?: Omit<MemoryFileSystemOptions, "processes"> & {
+    readonly spawn?: SpawnOptions | undefined
+    readonly processTable?: ProcessTableOptions | undefined
+  }
+) => Layer.Layer<
+  FileSystem.FileSystem | MemoryFileSystem | ProcessTable | ProcessInfo.ProcessInfo,
+  PlatformError
+> = internal.layerProcess
