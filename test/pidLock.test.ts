@@ -1,38 +1,16 @@
-import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
 import * as PidLock from "../src/PidLock.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
-import { type Environment, entryNameOf, type Fixture, plantHolder, plantStaging, recordOf, snapshot } from "./support/environment.js"
+import { type Environment, entryNameOf, type Fixture, NAME, plantHolder, plantStaging, recordOf, snapshot, withFixture } from "./support/environment.js"
 import { memoryEnvironment } from "./support/memoryEnvironment.js"
 import { nodeEnvironment } from "./support/nodeEnvironment.js"
-
-const NAME = "app"
-
-// Runs `body` with a fresh fixture of `environment`, its layer provided, and
-// the log lines written during the test collected.
-const withFixture = <A, E>(
-  environment: Environment,
-  body: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string; readonly logs: Array<string> }) => Effect.Effect<A, E, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Scope.Scope>
-) =>
-  Effect.gen(function*() {
-    const fixture = yield* environment.fixture
-    const logs: Array<string> = []
-    const logger = Logger.make(({ message }) => void logs.push(String(Array.isArray(message) ? message.join(" ") : message)))
-    return yield* Effect.gen(function*() {
-      const fs = yield* FileSystem.FileSystem
-      return yield* body({ ...fixture, fs, home: Path.join(fixture.dir, NAME), logs })
-    }).pipe(
-      Effect.provide(Layer.merge(fixture.layer, Logger.replace(Logger.defaultLogger, logger)))
-    )
-  })
 
 // `exists` follows links, and an owner entry's target is its record, not a path.
 const isLink = (fs: FileSystem.FileSystem, path: string) => Effect.isSuccess(fs.readLink(path))
@@ -187,171 +165,6 @@ const lockSuite = (environment: Environment) =>
         yield* PidLock.acquire({ name: NAME, dir })
         assert.isFalse(yield* fs.exists(dead))
         assert.isTrue(yield* fs.exists(alive))
-      }))
-
-    const corruptCases: ReadonlyArray<{
-      readonly name: string
-      readonly reason: PidLock.CorruptLock["reason"]
-      readonly path: (home: string) => string
-      readonly plant: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string }) => Effect.Effect<unknown, unknown, ProcessInfo.ProcessInfo | Scope.Scope>
-    }> = [
-      {
-        name: "the lock path is a regular file",
-        reason: "NotADirectory",
-        path: (home) => Path.join(home, "lock"),
-        plant: ({ fs, home }) => Effect.zipRight(fs.makeDirectory(home), fs.writeFileString(Path.join(home, "lock"), "x"))
-      },
-      {
-        name: "the lock path is a symlink to a victim directory (never followed)",
-        reason: "NotADirectory",
-        path: (home) => Path.join(home, "lock"),
-        plant: ({ dir, fs, home }) =>
-          Effect.all([
-            fs.makeDirectory(Path.join(dir, "victim")),
-            fs.writeFileString(Path.join(dir, "victim", "precious"), "keep"),
-            fs.makeDirectory(home),
-            fs.symlink(Path.join(dir, "victim"), Path.join(home, "lock"))
-          ])
-      },
-      {
-        name: "the lock directory holds two entries",
-        reason: "MultipleEntries",
-        path: (home) => Path.join(home, "lock"),
-        plant: ({ fs, home, live }) =>
-          Effect.flatMap(live, (id) =>
-            Effect.zipRight(plantHolder(fs, home, recordOf(id)), plantHolder(fs, home, recordOf(id))))
-      },
-      {
-        name: "the owner entry is a directory, not a symlink",
-        reason: "UnexpectedEntry",
-        path: (home) => Path.join(home, "lock", "12.ab"),
-        plant: ({ fs, home }) => fs.makeDirectory(Path.join(home, "lock", "12.ab"), { recursive: true })
-      },
-      {
-        name: "an entry not named <pid>.<token>",
-        reason: "UnexpectedEntry",
-        path: (home) => Path.join(home, "lock", "notes.txt"),
-        plant: ({ fs, home }) =>
-          Effect.zipRight(
-            fs.makeDirectory(Path.join(home, "lock"), { recursive: true }),
-            fs.writeFileString(Path.join(home, "lock", "notes.txt"), "x")
-          )
-      },
-      {
-        name: "an owner record that is not JSON",
-        reason: "UnreadableRecord",
-        path: (home) => Path.join(home, "lock", "12.ab"),
-        plant: ({ fs, home }) =>
-          Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) =>
-            plantHolder(fs, home, recordOf({ ...self, pid: 12 }, "ab"), "{not json"))
-      },
-      {
-        name: "an owner record of the wrong shape",
-        reason: "UnreadableRecord",
-        path: (home) => Path.join(home, "lock", "12.ab"),
-        plant: ({ fs, home }) =>
-          Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) =>
-            plantHolder(fs, home, recordOf({ ...self, pid: 12 }, "ab"), JSON.stringify({ v: 1, pid: "12" })))
-      },
-      {
-        name: "an owner record that names another entry",
-        reason: "UnreadableRecord",
-        path: (home) => Path.join(home, "lock", "12.ab"),
-        plant: ({ fs, home }) =>
-          Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) =>
-            plantHolder(fs, home, recordOf({ ...self, pid: 12 }, "ab"), JSON.stringify(recordOf({ ...self, pid: 13 }, "ab"))))
-      },
-      {
-        name: "the lock home is a symlink (never followed)",
-        reason: "SymlinkedHome",
-        path: (home) => home,
-        plant: ({ dir, fs, home }) =>
-          Effect.zipRight(fs.makeDirectory(Path.join(dir, "elsewhere")), fs.symlink(Path.join(dir, "elsewhere"), home))
-      },
-      {
-        name: "the lock home is a regular file",
-        reason: "NotADirectory",
-        path: (home) => home,
-        plant: ({ fs, home }) => fs.writeFileString(home, "x")
-      }
-    ]
-
-    for (const { name, path, plant, reason } of corruptCases) {
-      test(`CorruptLock (${reason}) when ${name}; nothing is deleted or changed`, (fixture) =>
-        Effect.gen(function*() {
-          const { dir, fs, home } = fixture
-          yield* Effect.orDie(plant(fixture))
-          const before = yield* snapshot(fs, dir)
-          const attempts: ReadonlyArray<Effect.Effect<unknown, PidLock.PidLockError | PlatformError, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Scope.Scope>> = [
-            PidLock.acquire({ name: NAME, dir }),
-            PidLock.inspect({ name: NAME, dir })
-          ]
-          for (const attempt of attempts) {
-            const error = yield* Effect.flip(attempt)
-            assert.strictEqual(error._tag, "CorruptLock", error.message)
-            if (error._tag !== "CorruptLock") return
-            assert.strictEqual(error.reason, reason)
-            assert.strictEqual(error.path, path(home))
-            assert.deepStrictEqual(yield* snapshot(fs, dir), before)
-          }
-        }).pipe(Effect.asVoid))
-    }
-
-    const invalidCases: ReadonlyArray<{ readonly options: PidLock.Options; readonly option: string; readonly says: string }> = [
-      { options: { name: "" }, option: "name", says: "must not be empty" },
-      { options: { name: "." }, option: "name", says: `must not start with "."` },
-      { options: { name: ".." }, option: "name", says: `must not start with "."` },
-      { options: { name: ".hidden" }, option: "name", says: `must not start with "."` },
-      { options: { name: "a/b" }, option: "name", says: `"/" at index 1` },
-      { options: { name: "a\0b" }, option: "name", says: "at index 1" },
-      { options: { name: "x".repeat(101) }, option: "name", says: "101 characters" },
-      { options: { name: "my app" }, option: "name", says: `" " at index 2` },
-      { options: { name: "dämon" }, option: "name", says: `"ä" at index 1` },
-      { options: { name: 42 as unknown as string }, option: "name", says: "must be a string" },
-      { options: { name: "app", dir: "" }, option: "dir", says: "must not be empty" },
-      { options: { name: "app", dir: "/tmp/a\0b" }, option: "dir", says: "NUL" },
-      { options: { name: "app", onStale: "ignore" as "fail" }, option: "onStale", says: `"takeover" or "fail"` }
-    ]
-
-    for (const { options, option, says } of invalidCases) {
-      test(`InvalidOptions for ${option}=${JSON.stringify(options[option as keyof PidLock.Options])}`, ({ dir, fs }) =>
-        Effect.gen(function*() {
-          const before = yield* snapshot(fs, dir)
-          const error = yield* Effect.flip(PidLock.acquire({ dir, ...options }))
-          assert.strictEqual(error._tag, "InvalidOptions")
-          if (error._tag !== "InvalidOptions") return
-          assert.strictEqual(error.option, option)
-          assert.include(error.message, says)
-          assert.deepStrictEqual(yield* snapshot(fs, dir), before)
-        }))
-    }
-
-    test("a missing dir is created, with its parents", ({ dir, fs }) =>
-      Effect.gen(function*() {
-        const nested = Path.join(dir, "a", "b")
-        const lock = yield* PidLock.acquire({ name: NAME, dir: nested })
-        assert.strictEqual(lock.path, Path.join(nested, NAME, "lock"))
-        assert.isTrue(yield* isLink(fs, lock.entry))
-      }))
-
-    test("a dir that is a file gives InvalidOptions naming it", ({ dir, fs }) =>
-      Effect.gen(function*() {
-        const file = Path.join(dir, "file")
-        yield* fs.writeFileString(file, "x")
-        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir: file }))
-        assert.strictEqual(error._tag, "InvalidOptions")
-        if (error._tag !== "InvalidOptions") return
-        assert.strictEqual(error.option, "dir")
-        assert.strictEqual(error.value, file)
-      }))
-
-    test("a dir that is a dangling symlink gives InvalidOptions, and nothing is created behind it", ({ dir, fs }) =>
-      Effect.gen(function*() {
-        const link = Path.join(dir, "link")
-        yield* fs.symlink(Path.join(dir, "nowhere"), link)
-        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir: link }))
-        assert.strictEqual(error._tag, "InvalidOptions")
-        assert.isFalse(yield* fs.exists(Path.join(dir, "nowhere")))
       }))
 
     test("release is a compare-and-swap: a lock taken from us is LockCompromised, and the new holder's entry is untouched", ({ dir, fs, home, live }) =>

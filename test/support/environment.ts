@@ -1,10 +1,33 @@
-import type * as FileSystem from "@effect/platform/FileSystem"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
 import type * as PidLock from "../../src/PidLock.js"
 import type * as ProcessInfo from "../../src/ProcessInfo.js"
+
+/** The lock name the suites use. */
+export const NAME = "app"
+
+// Runs `body` with a fresh fixture of `environment`, its layer provided, and
+// the log lines written during the test collected.
+export const withFixture = <A, E>(
+  environment: Environment,
+  body: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string; readonly logs: Array<string> }) => Effect.Effect<A, E, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Scope.Scope>
+) =>
+  Effect.gen(function*() {
+    const fixture = yield* environment.fixture
+    const logs: Array<string> = []
+    const logger = Logger.make(({ message }) => void logs.push(String(Array.isArray(message) ? message.join(" ") : message)))
+    return yield* Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      return yield* body({ ...fixture, fs, home: Path.join(fixture.dir, NAME), logs })
+    }).pipe(
+      Effect.provide(Layer.merge(fixture.layer, Logger.replace(Logger.defaultLogger, logger)))
+    )
+  })
+
 
 /** What one test gets: a directory, this process, and other processes in known states. */
 export interface Fixture {
@@ -17,6 +40,12 @@ export interface Fixture {
   readonly exited: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
   /** A process that has exited and was not reaped (state `Z`). */
   readonly zombie: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
+  /** Make a FIFO at `path`. */
+  readonly makeFifo: (path: string) => Effect.Effect<void>
+  /** Give `path` to another user (uid 65534). */
+  readonly giveAway: (path: string) => Effect.Effect<void>
+  /** Only where `/proc` can be made to misbehave on demand: the next read of `/proc/<pid>/stat` fails with `errno`. */
+  readonly procFault?: ((pid: number, errno: "EACCES" | "ESRCH") => Effect.Effect<void>) | undefined
 }
 
 /** A file system with its processes, on which the shared suite runs. */

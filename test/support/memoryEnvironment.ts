@@ -28,7 +28,10 @@ export const memoryEnvironment: Environment = {
       layer: Layer.succeedContext(context),
       live: spawn,
       exited: Effect.tap(spawn, ({ pid }) => processes.exit(pid)),
-      zombie: Effect.tap(spawn, ({ pid }) => processes.exit(pid, { zombie: true }))
+      zombie: Effect.tap(spawn, ({ pid }) => processes.exit(pid, { zombie: true })),
+      makeFifo: (path) => Effect.orDie(memory.makeFifo(path)),
+      giveAway: (path) => Effect.orDie(memory.asUser({ uid: 0, gid: 0 }).chown(path, 65534, 65534)),
+      procFault: (pid, errno) => errno === "EACCES" ? processes.denyRead(pid) : processes.vanishOnNextRead(pid)
     }
   })
 }

@@ -90,7 +90,9 @@ export const nodeEnvironment: Environment = {
           Effect.orDie
         )
         return { ...self.self, pid, startTime: stat.startTime, cmdline: ["sleep", "0.2"] }
-      })
+      }),
+      makeFifo: (path) => Effect.sync(() => ChildProcess.execFileSync("mkfifo", [path])),
+      giveAway: (path) => Effect.sync(() => Fs.chownSync(path, 65534, 65534))
     }
   })
 }

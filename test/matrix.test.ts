@@ -1,0 +1,265 @@
+// Bad input and hostile state: one table, run against the memory and the
+// real file system. Each row names the input and the typed error or verdict it
+// must give; every row also checks that nothing outside the lock home changed
+// (nothing at all, where the lock refuses) and that no staging directory of
+// ours is left.
+import type * as FileSystem from "@effect/platform/FileSystem"
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Path from "node:path"
+import * as PidLock from "../src/PidLock.js"
+import * as ProcessInfo from "../src/ProcessInfo.js"
+import {
+  type Environment,
+  type Fixture,
+  NAME,
+  plantHolder,
+  recordOf,
+  snapshot,
+  withFixture
+} from "./support/environment.js"
+import { memoryEnvironment } from "./support/memoryEnvironment.js"
+import { nodeEnvironment } from "./support/nodeEnvironment.js"
+
+type Context = Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string }
+
+type Expected =
+  | { readonly error: "InvalidOptions"; readonly option: string; readonly says: string }
+  | { readonly error: "CorruptLock"; readonly reason: PidLock.CorruptLock["reason"]; readonly at: (home: string) => string }
+  | { readonly error: "LockHeld"; readonly verdict: ProcessInfo.Verdict["_tag"] }
+  | { readonly acquired: true }
+
+interface Row {
+  readonly input: string
+  /** Options other than `name: NAME, dir: <fixture dir>`. */
+  readonly options?: (context: Context) => Partial<PidLock.Options>
+  readonly setup?: (context: Context) => Effect.Effect<unknown, unknown, ProcessInfo.ProcessInfo | Scope.Scope>
+  readonly expected: Expected
+  /** Why the real file system cannot show it, for rows only the memory one can. */
+  readonly memoryOnly?: string
+}
+
+const LOCK = (home: string) => Path.join(home, "lock")
+const invalid = (option: string, says: string): Expected => ({ error: "InvalidOptions", option, says })
+const corrupt = (reason: PidLock.CorruptLock["reason"], at: (home: string) => string = LOCK): Expected => ({
+  error: "CorruptLock",
+  reason,
+  at
+})
+
+// A live holder of our own host, for rows about its record.
+const plantRecordText = (text: string, entry = "12.ab") => ({ fs, home }: Context) =>
+  Effect.zipRight(fs.makeDirectory(LOCK(home), { recursive: true }), fs.symlink(text, Path.join(LOCK(home), entry)))
+
+const validRecord = (changes: object) =>
+  Effect.map(ProcessInfo.ProcessInfo, ({ self }) => JSON.stringify({ ...recordOf({ ...self, pid: 12 }, "ab"), ...changes }))
+
+const rows: ReadonlyArray<Row> = [
+  // names
+  { input: "name empty", options: () => ({ name: "" }), expected: invalid("name", "must not be empty") },
+  { input: `name "."`, options: () => ({ name: "." }), expected: invalid("name", `must not start with "."`) },
+  { input: `name ".."`, options: () => ({ name: ".." }), expected: invalid("name", `must not start with "."`) },
+  { input: "name with a leading dot", options: () => ({ name: ".app" }), expected: invalid("name", `must not start with "."`) },
+  { input: `name "a/b"`, options: () => ({ name: "a/b" }), expected: invalid("name", `"/" at index 1`) },
+  { input: "name with a NUL", options: () => ({ name: "a\0b" }), expected: invalid("name", "at index 1") },
+  { input: "name of 101 characters", options: () => ({ name: "x".repeat(101) }), expected: invalid("name", "101 characters") },
+  { input: "name with a space", options: () => ({ name: "my app" }), expected: invalid("name", `" " at index 2`) },
+  { input: "name with non-ASCII", options: () => ({ name: "dämon" }), expected: invalid("name", `"ä" at index 1`) },
+  { input: "name not a string", options: () => ({ name: 42 as unknown as string }), expected: invalid("name", "must be a string") },
+  { input: "name of 100 characters", options: () => ({ name: "x".repeat(100) }), expected: { acquired: true } },
+  // options other than the name
+  { input: "onStale unknown", options: () => ({ onStale: "ignore" as "fail" }), expected: invalid("onStale", `"takeover" or "fail"`) },
+  { input: "dir empty", options: () => ({ dir: "" }), expected: invalid("dir", "must not be empty") },
+  { input: "dir with a NUL", options: ({ dir }) => ({ dir: `${dir}/a\0b` }), expected: invalid("dir", "NUL") },
+  { input: "dir missing (created)", options: ({ dir }) => ({ dir: Path.join(dir, "new", "sub") }), expected: { acquired: true } },
+  {
+    input: "dir is a file",
+    options: ({ dir }) => ({ dir: Path.join(dir, "file") }),
+    setup: ({ dir, fs }) => fs.writeFileString(Path.join(dir, "file"), "x"),
+    expected: invalid("dir", "is not a directory")
+  },
+  {
+    input: "dir is a dangling symlink",
+    options: ({ dir }) => ({ dir: Path.join(dir, "link") }),
+    setup: ({ dir, fs }) => fs.symlink(Path.join(dir, "nowhere"), Path.join(dir, "link")),
+    expected: invalid("dir", "is not a directory")
+  },
+  // the lock home
+  {
+    input: "home is a symlink to another directory",
+    setup: ({ dir, fs, home }) =>
+      Effect.zipRight(fs.makeDirectory(Path.join(dir, "elsewhere")), fs.symlink(Path.join(dir, "elsewhere"), home)),
+    expected: corrupt("SymlinkedHome", (home) => home)
+  },
+  { input: "home is a regular file", setup: ({ fs, home }) => fs.writeFileString(home, "x"), expected: corrupt("NotADirectory", (home) => home) },
+  {
+    input: "home owned by another user",
+    setup: ({ fs, giveAway, home }) => Effect.zipRight(fs.makeDirectory(home), giveAway(home)),
+    expected: corrupt("ForeignOwner", (home) => home)
+  },
+  // the lock path
+  {
+    input: "lock path is a regular file",
+    setup: ({ fs, home }) => Effect.zipRight(fs.makeDirectory(home), fs.writeFileString(LOCK(home), "x")),
+    expected: corrupt("NotADirectory")
+  },
+  {
+    input: "lock path is a symlink to a victim file (never followed)",
+    setup: ({ dir, fs, home }) =>
+      Effect.all([
+        fs.writeFileString(Path.join(dir, "victim"), "precious"),
+        fs.makeDirectory(home),
+        fs.symlink(Path.join(dir, "victim"), LOCK(home))
+      ]),
+    expected: corrupt("NotADirectory")
+  },
+  {
+    input: "lock path is a symlink to a victim directory (never followed)",
+    setup: ({ dir, fs, home }) =>
+      Effect.all([
+        fs.makeDirectory(Path.join(dir, "victim")),
+        fs.writeFileString(Path.join(dir, "victim", "precious"), "keep"),
+        fs.makeDirectory(home),
+        fs.symlink(Path.join(dir, "victim"), LOCK(home))
+      ]),
+    expected: corrupt("NotADirectory")
+  },
+  {
+    input: "lock path is a FIFO (no hang)",
+    setup: ({ fs, home, makeFifo }) => Effect.zipRight(fs.makeDirectory(home), makeFifo(LOCK(home))),
+    expected: corrupt("NotADirectory")
+  },
+  {
+    input: "lock directory with two entries",
+    setup: ({ fs, home, live }) =>
+      Effect.flatMap(live, (id) => Effect.zipRight(plantHolder(fs, home, recordOf(id)), plantHolder(fs, home, recordOf(id)))),
+    expected: corrupt("MultipleEntries")
+  },
+  {
+    input: "owner entry is a directory",
+    setup: ({ fs, home }) => fs.makeDirectory(Path.join(LOCK(home), "12.ab"), { recursive: true }),
+    expected: corrupt("UnexpectedEntry", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  {
+    input: "entry not named <pid>.<token>",
+    setup: plantRecordText("{}", "notes.txt"),
+    expected: corrupt("UnexpectedEntry", (home) => Path.join(LOCK(home), "notes.txt"))
+  },
+  // the owner record
+  {
+    // Linux refuses an empty symlink target (ENOENT), so "empty" is a blank.
+    input: "owner record blank",
+    setup: plantRecordText(" "),
+    expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  { input: "owner record not JSON", setup: plantRecordText("{not json"), expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab")) },
+  {
+    input: "owner record of the wrong shape",
+    setup: plantRecordText(JSON.stringify({ v: 1, pid: "12" })),
+    expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  {
+    input: "owner record of another version",
+    setup: (context) => Effect.flatMap(validRecord({ v: 2 }), (text) => plantRecordText(text)(context)),
+    expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  {
+    input: "owner record naming another entry",
+    setup: (context) => Effect.flatMap(validRecord({ pid: 13 }), (text) => plantRecordText(text)(context)),
+    expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  {
+    // Linux refuses a symlink target over 4,095 bytes (ENAMETOOLONG), and so
+    // does the memory file system: a longer record cannot be planted.
+    input: "owner record of 4,000 bytes",
+    setup: plantRecordText(`{"v":1,"pad":"${"x".repeat(3980)}"}`),
+    expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  // the holder's /proc entry
+  {
+    input: "holder's /proc/<pid>/stat unreadable (EACCES)",
+    memoryOnly: "a root test process can read every /proc entry",
+    setup: ({ fs, home, live, procFault }) =>
+      Effect.flatMap(live, (id) => Effect.zipRight(plantHolder(fs, home, recordOf(id)), procFault!(id.pid, "EACCES"))),
+    expected: { error: "LockHeld", verdict: "Alive" }
+  },
+  {
+    input: "holder's /proc/<pid>/stat vanishing mid-read (ESRCH)",
+    memoryOnly: "a process cannot be made to exit between open and read on demand",
+    setup: ({ fs, home, live, procFault }) =>
+      Effect.flatMap(live, (id) => Effect.zipRight(plantHolder(fs, home, recordOf(id)), procFault!(id.pid, "ESRCH"))),
+    expected: { acquired: true }
+  },
+  {
+    input: "holder a zombie",
+    setup: ({ fs, home, zombie }) => Effect.flatMap(zombie, (id) => plantHolder(fs, home, recordOf(id))),
+    expected: { acquired: true }
+  }
+]
+
+// Directories that lead to the home may be created; everything else outside
+// it must stay as it was.
+const outside = (lines: ReadonlyArray<string>, home: string) =>
+  lines.filter((line) => {
+    const path = line.split(" ")[0]!
+    return !(path === home || path.startsWith(`${home}/`) || home.startsWith(`${path}/`))
+  })
+
+const matrix = (environment: Environment) =>
+  describe(`bad input and hostile state on the ${environment.name} file system`, () => {
+    for (const row of rows) {
+      if (row.memoryOnly !== undefined && environment.name !== "memory") continue
+      it.scopedLive(row.input, () =>
+        withFixture(environment, (fixture) =>
+          Effect.gen(function*() {
+            const { dir, fs } = fixture
+            const options = { name: NAME, dir, ...row.options?.(fixture) }
+            const home = typeof options.name === "string" && typeof options.dir === "string"
+              ? Path.join(Path.resolve(options.dir), options.name)
+              : Path.join(dir, NAME)
+            const context = { ...fixture, home }
+            yield* Effect.orDie(row.setup?.(context) ?? Effect.void)
+            const before = yield* snapshot(fs, dir)
+            const self = yield* ProcessInfo.ProcessInfo
+            const exit = yield* Effect.exit(Effect.scoped(PidLock.acquire(options)))
+            const after = yield* snapshot(fs, dir)
+            const expected = row.expected
+
+            if ("acquired" in expected) {
+              assert.isTrue(Exit.isSuccess(exit), Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "")
+              assert.deepStrictEqual(outside(after, home), outside(before, home))
+            } else {
+              const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+              assert.strictEqual(error?._tag, expected.error, error?.message)
+              if (error?._tag === "InvalidOptions" && expected.error === "InvalidOptions") {
+                assert.strictEqual(error.option, expected.option)
+                assert.include(error.message, expected.says)
+              }
+              if (error?._tag === "CorruptLock" && expected.error === "CorruptLock") {
+                assert.strictEqual(error.reason, expected.reason)
+                assert.strictEqual(error.path, expected.at(home))
+              }
+              if (error?._tag === "LockHeld" && expected.error === "LockHeld") {
+                assert.strictEqual(error.verdict._tag, expected.verdict)
+              }
+              // Refused: nothing at all was changed, inside the home or out.
+              assert.deepStrictEqual(after, before)
+            }
+            const ours = `${Path.basename(home)}/${self.self.pid}.`
+            assert.isFalse(after.some((line) => line.includes(ours)), "a staging directory of ours is left")
+          })))
+    }
+  })
+
+describe("the matrix", () => {
+  it("has at least 30 rows on each file system", () => {
+    assert.isAtLeast(rows.length, 30)
+    assert.isAtLeast(rows.filter((row) => row.memoryOnly === undefined).length, 30)
+  })
+})
+
+for (const environment of [memoryEnvironment, nodeEnvironment]) matrix(environment)
