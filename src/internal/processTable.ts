@@ -1,6 +1,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Crypto from "node:crypto"
 import type * as Testing from "../testing.js"
 
 /** @internal */
@@ -76,15 +77,14 @@ const statLine = (record: ProcessRecord): string => {
   return `${record.pid} (${record.comm}) ${record.state} ${fields.join(" ")}\n`
 }
 
-const bootIdOf = (boot: number): string => `6d656d6f-7279-4b00-8000-${boot.toString(16).padStart(12, "0")}`
-
 const FIRST_START_TIME = 100
 
 /** @internal */
 export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   readonly [TypeId]: Testing.ProcessTableTypeId = TypeId
   private readonly processes = new Map<number, ProcessRecord>()
-  private boot = 1
+  // Random, as the kernel's: two tables are two machines.
+  bootId = Crypto.randomUUID()
   // Clock ticks since boot: every spawn advances them, so start times strictly increase within a boot.
   private ticks = FIRST_START_TIME
   private lastPid: number
@@ -99,10 +99,6 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
 
   private get firstPid(): number {
     return this.options.firstPid ?? 100
-  }
-
-  get bootId(): string {
-    return bootIdOf(this.boot)
   }
 
   // -- ProcView
@@ -197,7 +193,7 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
 
   get reboot(): Effect.Effect<void> {
     return Effect.sync(() => {
-      this.boot++
+      this.bootId = Crypto.randomUUID()
       this.processes.clear()
       this.ticks = FIRST_START_TIME
       this.lastPid = this.firstPid - 1
