@@ -105,9 +105,11 @@ export const systemError: (
  * One call on a memory file system, as its {@link Hook} sees it.
  *
  * - `index`: 1-based count of the calls made on this file system so far,
- *   this one included (derived methods count as the call they make:
- *   `exists` is `access`, `readFileString` is `readFile`, `writeFileString` is
- *   `writeFile`, `stream` and `sink` are `open`).
+ *   this one included. Derived methods count as the call they make: `exists`
+ *   is `access`, `readFileString` is `readFile`, `writeFileString` is
+ *   `writeFile`, `stream` and `sink` are `open`. `makeTempDirectoryScoped` and
+ *   `makeTempFileScoped` make a second call, on the created directory, when
+ *   their scope closes. Operations on an open file are not calls.
  * - `method`: the `FileSystem` method.
  * - `path`: the path the call acts on; for `symlink`, the link it creates.
  * - `target`: the other argument of `rename`, `copy`, `copyFile` and `link`

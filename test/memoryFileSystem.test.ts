@@ -512,7 +512,10 @@ const cases: ReadonlyArray<Case> = [
     run: (fs, at) =>
       Effect.zipRight(
         fs.link(at("file"), at("hard")),
-        Effect.map(Effect.all([fs.stat(at("file")), fs.stat(at("hard"))]), ([a, b]) => [a.nlink, Option.getOrThrow(a.ino) === Option.getOrThrow(b.ino)])
+        Effect.map(
+          Effect.all([fs.stat(at("file")), fs.stat(at("hard"))]),
+          ([a, b]) => [a.nlink, Option.getOrThrow(a.ino) === Option.getOrThrow(b.ino)]
+        )
       ),
     value: [Option.some(2), true],
     adds: ["hard: hello"]
@@ -551,6 +554,36 @@ const cases: ReadonlyArray<Case> = [
     name: "copyFile of a missing path",
     run: (fs, at) => fs.copyFile(at("missing"), at("copy")),
     failure: fails("copyFile", "NotFound", "ENOENT", "copyfile '~/missing' -> '~/copy'")
+  },
+
+  // -- makeTempDirectory (its six random characters written XXXXXX)
+  {
+    name: "makeTempDirectory with a prefix in a given directory",
+    run: (fs, at) =>
+      fs.makeTempDirectory({ directory: at("."), prefix: "pre-" }).pipe(
+        Effect.tap((made) => fs.remove(made, { recursive: true })),
+        Effect.map((made) => made.slice(0, -6) + "XXXXXX")
+      ),
+    value: "~/pre-XXXXXX"
+  },
+  {
+    name: "makeTempDirectory in a missing directory",
+    run: (fs, at) =>
+      fs.makeTempDirectory({ directory: at("missing") }).pipe(
+        Effect.flip,
+        Effect.orDie,
+        Effect.map((error) => {
+          const cause = error.cause as { code: string; path: string }
+          return [
+            error.method,
+            "pathOrDescriptor" in error && error.pathOrDescriptor,
+            "syscall" in error && error.syscall,
+            cause.code,
+            cause.path.slice(0, -6) + "XXXXXX"
+          ]
+        })
+      ),
+    value: ["makeTempDirectory", "~/missing/", "mkdtemp", "ENOENT", "~/missing/XXXXXX"]
   },
 
   // -- chmod, chown, utimes, watch

@@ -194,14 +194,14 @@ class Unsupported {
   constructor(readonly description: string) {}
 }
 
-// Report a failure of `run` as the system call `syscall` on `path`, unless a
-// more precise one was given where it happened.
-const during = <A>(syscall: string, path: string, run: () => A): A => {
+// Report a failure of `run` as on `at.path` (and in the system call
+// `at.syscall`), unless a more precise place was given where it happened.
+const during = <A>(at: { readonly syscall?: string; readonly path: string }, run: () => A): A => {
   try {
     return run()
   } catch (error) {
     if (!(error instanceof Fault)) throw error
-    throw fault(error.code, { syscall: error.at.syscall ?? syscall, path: error.at.path ?? path })
+    throw fault(error.code, { syscall: error.at.syscall ?? at.syscall, path: error.at.path ?? at.path })
   }
 }
 
@@ -251,7 +251,8 @@ export const failMatching = (options: {
 }): Testing.Hook => {
   let remaining = options.times ?? Infinity
   // `search` ignores the `lastIndex` a global RegExp keeps between `test`s.
-  const matches = (path: string) => typeof options.path === "string" ? path === options.path : path.search(options.path) !== -1
+  const matches = (path: string) =>
+    typeof options.path === "string" ? path === options.path : path.search(options.path) !== -1
   return (call) =>
     Effect.suspend(() => {
       if (remaining <= 0 || (options.method !== undefined && options.method !== call.method) || !matches(call.path)) {
@@ -594,6 +595,9 @@ const site = (method: string, path: string, syscall: string, dest?: string): Err
   dest
 })
 
+// A path's names, last first: a stack to resolve them from.
+const componentsOf = (path: string): Array<string> => path.split("/").filter((name) => name !== "").reverse()
+
 // Node takes a number as seconds.
 const toMillis = (time: Date | number): number => typeof time === "number" ? time * 1000 : time.getTime()
 
@@ -621,7 +625,7 @@ const operations = (state: State, user: Credentials) => {
     if (path === "") throw fault("ENOENT")
     if (byteLength(path) > MAX_PATH) throw fault("ENAMETOOLONG")
     const trailingSlash = path.length > 1 && path.endsWith("/")
-    const pending = path.split("/").filter((name) => name !== "").reverse()
+    const pending = componentsOf(path)
     let dir = state.root
     let links = 0
     while (pending.length > 0) {
@@ -639,7 +643,7 @@ const operations = (state: State, user: Credentials) => {
         if (++links > MAX_LINKS) throw fault("ELOOP")
         if (node.target === "") throw fault("ENOENT")
         if (node.target.startsWith("/")) dir = state.root
-        pending.push(...node.target.split("/").filter((name) => name !== "").reverse())
+        pending.push(...componentsOf(node.target))
         continue
       }
       if (last) return { parent: dir, name, node, dot: false, trailingSlash }
@@ -678,25 +682,17 @@ const operations = (state: State, user: Credentials) => {
 
   // -- creation
 
-  const create = <A extends Node>(path: string, make: (parent: Directory) => A, trailingSlash: "allowed" | "ENOENT"): A => {
+  // mkdir takes a trailing slash; symlink and mknod do not.
+  const create = (path: string, make: () => Node, trailingSlash: "allowed" | "ENOENT"): void => {
     const entry = walk(path, "entry")
     if (entry.dot || entry.node !== undefined) throw fault("EEXIST")
     if (entry.trailingSlash && trailingSlash === "ENOENT") throw fault("ENOENT")
     mayCreate(entry.parent)
-    const node = make(entry.parent)
-    addEntry(entry.parent, entry.name, node)
-    return node
+    addEntry(entry.parent, entry.name, make())
   }
 
-  const newFile = (mode: number, data: Uint8Array): RegularFile => ({
-    ...state.inode(mode & ~state.umask, user),
-    type: "File",
-    data
-  })
-
   const mkdir = (path: string, mode: number): void => {
-    during("mkdir", path, () =>
-      create(path, (parent) => state.directory(mode & ~state.umask, user, parent, ""), "allowed"))
+    during({ path }, () => create(path, () => state.directory(mode & ~state.umask, user, undefined, ""), "allowed"))
   }
 
   // Node's recursive mkdir (MKDirpAsync): climb on ENOENT, then create downwards.
@@ -704,7 +700,7 @@ const operations = (state: State, user: Credentials) => {
     const stack = [path]
     while (stack.length > 0) {
       const next = stack.pop()!
-      let code: Testing.Errno | undefined
+      let code: Testing.Errno
       try {
         mkdir(next, mode)
         continue
@@ -715,26 +711,22 @@ const operations = (state: State, user: Credentials) => {
       if (code === "EACCES" || code === "ENOSPC" || code === "ENOTDIR" || code === "EPERM") {
         throw fault(code, { path: next })
       }
-      if (code === "ENOENT") {
-        const slash = next.lastIndexOf("/")
-        const parent = slash === -1 ? next : next.slice(0, slash)
-        if (parent !== next) {
-          stack.push(next, parent)
-          continue
-        }
-        if (stack.length > 0) continue
-        code = "EEXIST"
+      const slash = next.lastIndexOf("/")
+      if (code === "ENOENT" && slash > 0) {
+        stack.push(next, next.slice(0, slash))
+        continue
       }
-      let existing: Node | undefined
+      // Something is in the way: fine if it is a directory. Below the path
+      // asked for, anything else (a dangling link too) is "not a directory".
+      const below = code === "EEXIST" && stack.length > 0
+      let existing: Node
       try {
         existing = lookup(next, "target").node
       } catch (error) {
         if (!(error instanceof Fault)) throw error
-        if (code === "EEXIST" && stack.length > 0) throw fault("ENOTDIR", { path: next })
-        throw fault(error.code, { path: next })
+        throw fault(below ? "ENOTDIR" : error.code, { path: next })
       }
-      if (existing.type === "Directory") continue
-      throw fault(code === "EEXIST" && stack.length > 0 ? "ENOTDIR" : "EEXIST", { path: next })
+      if (existing.type !== "Directory") throw fault(below ? "ENOTDIR" : "EEXIST", { path: next })
     }
   }
 
@@ -765,7 +757,7 @@ const operations = (state: State, user: Credentials) => {
     if (node === undefined) {
       if (!flags.create) throw fault("ENOENT")
       mayCreate(entry.parent)
-      const file = newFile(mode, new Uint8Array(0))
+      const file: RegularFile = { ...state.inode(mode & ~state.umask, user), type: "File", data: new Uint8Array(0) }
       addEntry(entry.parent, entry.name, file)
       return { node: file, entry: { ...entry, node: file } }
     }
@@ -787,8 +779,8 @@ const operations = (state: State, user: Credentials) => {
 
   const writeNode = (path: string, data: Uint8Array, flag: FileSystem.OpenFlag, mode?: number): void => {
     const { entry, node } = openNode(path, flag, mode)
-    // Only a directory opened for reading gets here, and writing needs write access.
-    if (node.type === "Directory") throw fault("EISDIR")
+    // Node opens, then writes: with a read-only flag, the write fails.
+    if (!openFlags[flag].write || node.type !== "File") throw fault("EBADF", { syscall: "write" })
     writeAt(entry, node, openFlags[flag].append ? node.data.length : 0, data)
   }
 
@@ -828,7 +820,7 @@ const operations = (state: State, user: Credentials) => {
   const rm = (method: string, path: string, options?: FileSystem.RemoveOptions): void => {
     let node: Node
     try {
-      node = during("lstat", path, () => lookup(path, "link").node)
+      node = during({ syscall: "lstat", path }, () => lookup(path, "link").node)
     } catch (error) {
       if (options?.force && isFault(error, "ENOENT")) return
       throw error
@@ -848,14 +840,14 @@ const operations = (state: State, user: Credentials) => {
   const rimrafOnce = (path: string): void => {
     let node: Node | undefined
     try {
-      node = during("lstat", path, () => lookup(path, "link").node)
+      node = during({ syscall: "lstat", path }, () => lookup(path, "link").node)
     } catch (error) {
       // Only a missing path ends it here; unlink reports anything else.
       if (isFault(error, "ENOENT")) return
     }
     if (node?.type === "Directory") return rmdirOrChildren(path, undefined)
     try {
-      during("unlink", path, () => unlink(path))
+      during({ syscall: "unlink", path }, () => unlink(path))
     } catch (error) {
       if (isFault(error, "ENOENT")) return
       if (isFault(error, "EISDIR") || isFault(error, "EPERM")) return rmdirOrChildren(path, error)
@@ -865,11 +857,11 @@ const operations = (state: State, user: Credentials) => {
 
   const rmdirOrChildren = (path: string, unlinkError: Fault | undefined): void => {
     try {
-      during("rmdir", path, () => rmdir(path))
+      during({ syscall: "rmdir", path }, () => rmdir(path))
     } catch (error) {
       if (isFault(error, "ENOTEMPTY") || isFault(error, "EEXIST") || isFault(error, "EPERM")) {
-        for (const name of during("scandir", path, () => names(path))) rimraf(`${path}/${name}`)
-        return during("rmdir", path, () => rmdir(path))
+        for (const name of during({ syscall: "scandir", path }, () => names(path))) rimraf(`${path}/${name}`)
+        return during({ syscall: "rmdir", path }, () => rmdir(path))
       }
       if (isFault(error, "ENOTDIR")) {
         if (unlinkError !== undefined) throw unlinkError
@@ -881,22 +873,15 @@ const operations = (state: State, user: Credentials) => {
 
   // -- the file system
 
+  // Recursive listings do not descend into symbolic links (Node 20's does).
   const readDirectory = (path: string, recursive: boolean): Array<string> => {
-    const top = names(path)
-    if (!recursive) return top
-    const all: Array<string> = []
-    const descend = (dir: string, relative: string, listed: Array<string>) => {
-      for (const name of listed) {
-        const child = `${relative}${name}`
-        all.push(child)
-        const node = walk(`${dir}/${name}`, "entry").node
-        if (node?.type === "Directory") {
-          descend(`${dir}/${name}`, `${child}/`, during("scandir", `${dir}/${name}`, () => names(`${dir}/${name}`)))
-        }
-      }
-    }
-    descend(path, "", top)
-    return all.sort()
+    const listed = names(path)
+    if (!recursive) return listed
+    return listed.flatMap((name) => {
+      const child = `${path}/${name}`
+      if (walk(child, "entry").node?.type !== "Directory") return [name]
+      return [name, ...during({ path: child }, () => readDirectory(child, true)).map((below) => `${name}/${below}`)]
+    }).sort()
   }
 
   const realPath = (path: string): string => {
@@ -1370,7 +1355,9 @@ export const make = (options?: Testing.MemoryFileSystemOptions): Effect.Effect<T
   })
 
 /** @internal */
-export const layer = (options?: Testing.MemoryFileSystemOptions): Layer.Layer<FileSystem.FileSystem | Testing.MemoryFileSystem> =>
+export const layer = (
+  options?: Testing.MemoryFileSystemOptions
+): Layer.Layer<FileSystem.FileSystem | Testing.MemoryFileSystem> =>
   Layer.unwrapEffect(Effect.map(make(options), (memory) => memory.layer))
 
 /** @internal */
