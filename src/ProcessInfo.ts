@@ -44,7 +44,7 @@ export interface Identity {
   readonly startTime: string
   /** `/proc/sys/kernel/random/boot_id`: changes on every boot. */
   readonly bootId: string
-  /** `readlink /proc/self/ns/pid`, e.g. `pid:[4026531836]`. */
+  /** `readlink /proc/<pid>/ns/pid`, e.g. `pid:[4026531836]`. */
   readonly pidNamespace: string
   readonly hostname: string
   /** Shown to people; never used to declare a live process dead. */

@@ -82,7 +82,7 @@ export const makeLinux = Effect.fnUntraced(function*(
     readStat(pid),
     readCmdline(pid),
     fs.readFileString("/proc/sys/kernel/random/boot_id"),
-    fs.readLink("/proc/self/ns/pid"),
+    fs.readLink(`/proc/${pid}/ns/pid`),
     fs.readFileString("/proc/sys/kernel/hostname")
   ])
   if (Option.isNone(ownStat)) {
