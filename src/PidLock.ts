@@ -22,11 +22,15 @@
  */
 import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/pidLock.js"
 import type * as ProcessInfo from "./ProcessInfo.js"
@@ -68,9 +72,9 @@ export interface Options {
   /** 1 to 100 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`. */
   readonly name: string
   /**
-   * Where the lock home is made. Default: `$XDG_RUNTIME_DIR` when it is set
-   * and writable (private to the user), else the OS temporary directory.
-   * Created if missing.
+   * Where the lock home is made. Default: `$PIDLOCK_DIR` when it is set, else
+   * `$XDG_RUNTIME_DIR` when it is set and writable (private to the user), else
+   * the OS temporary directory. Created if missing.
    */
   readonly dir?: string | undefined
   /**
@@ -78,6 +82,18 @@ export interface Options {
    * default; logged with `Effect.logInfo`) or fail with {@link StaleLock}.
    */
   readonly onStale?: "takeover" | "fail" | undefined
+  /**
+   * Wait for a held lock instead of failing at once: for at most this long
+   * (then {@link LockHeld}), waking as soon as the holder releases; or retry
+   * on the given `Schedule`. Default: fail fast.
+   */
+  readonly wait?: Duration.DurationInput | Schedule.Schedule<unknown, LockHeld> | undefined
+  /**
+   * How often the watchdog checks that the lock is still ours, besides on
+   * every change in the lock directory; `false` turns it off. Default: 5
+   * seconds.
+   */
+  readonly checkInterval?: Duration.DurationInput | false | undefined
 }
 
 /**
@@ -102,6 +118,19 @@ export interface PidLock {
    * scope's finalizer, tries again.
    */
   readonly release: Effect.Effect<void, LockCompromised | PermissionDenied | PlatformError>
+  /**
+   * Check now that the owner entry is still ours: it fails with
+   * {@link LockCompromised} when it is gone or replaced (a deleted lock home,
+   * a temporary-file cleaner, a wrong takeover). After {@link PidLock.release}
+   * there is nothing left to check, and it succeeds.
+   */
+  readonly verify: Effect.Effect<void, LockCompromised | PermissionDenied | PlatformError>
+  /**
+   * Fails with {@link LockCompromised} once the watchdog finds the lock gone or
+   * replaced (see `checkInterval`); never succeeds. {@link withLock} races the
+   * guarded effect against it.
+   */
+  readonly lost: Effect.Effect<never, LockCompromised>
 }
 
 /**
@@ -312,8 +341,26 @@ export const layer: (
   internal.layer
 
 /**
- * Run an effect while holding the lock; the lock is released when it ends,
- * and a lock found gone at that point fails with {@link LockCompromised}.
+ * Hold the lock for the lifetime of the layer, with options read from
+ * configuration, e.g.
+ * `PidLock.layerConfig({ name: Config.succeed("app"), dir: Config.option(Config.string("LOCK_DIR")).pipe(Config.map(Option.getOrUndefined)) })`.
+ * Without a `dir`, `$PIDLOCK_DIR` is used when set (see {@link Options}).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: (
+  config: Config.Config.Wrap<Options>
+) => Layer.Layer<
+  PidLock,
+  PidLockError | PlatformError | ConfigError.ConfigError,
+  FileSystem.FileSystem | ProcessInfo.ProcessInfo
+> = internal.layerConfig
+
+/**
+ * Run an effect while holding the lock; the lock is released when it ends.
+ * A lock lost meanwhile (see {@link PidLock.lost}) interrupts the effect, and
+ * it fails with {@link LockCompromised}, as does a lock found gone at release.
  *
  * @since 0.1.0
  * @category combinators

@@ -1,15 +1,21 @@
 import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -70,12 +76,18 @@ const validateOnStale = (onStale: unknown): Either.Either<"takeover" | "fail", P
       new PidLock.InvalidOptions({ option: "onStale", value: onStale, reason: `must be "takeover" or "fail"` })
     )
 
-// `$XDG_RUNTIME_DIR` is private to the user, unlike the shared temporary
-// directory, so it is preferred when it is usable.
+// `$PIDLOCK_DIR` names the directory outright; else `$XDG_RUNTIME_DIR`, which
+// is private to the user unlike the shared temporary directory, when it is
+// usable.
 const defaultDir = (fs: FileSystem.FileSystem): Effect.Effect<string> =>
-  Config.string("XDG_RUNTIME_DIR").pipe(
-    Effect.filterOrFail(Path.isAbsolute),
-    Effect.tap((dir) => fs.access(dir, { writable: true })),
+  Config.string("PIDLOCK_DIR").pipe(
+    Effect.orElse(() =>
+      Config.string("XDG_RUNTIME_DIR").pipe(
+        Effect.filterOrFail(Path.isAbsolute),
+        Effect.tap((dir) => fs.access(dir, { writable: true }))
+      )
+    ),
+    Effect.map((dir) => Path.resolve(dir)),
     Effect.orElseSucceed(() => Os.tmpdir())
   )
 
@@ -339,13 +351,18 @@ const removeAbandonedStaging = ({ fs, info, paths }: Resolved, keep: string) =>
     Effect.ignore
   )
 
+interface Taken {
+  /** The owner entry's path. */
+  readonly entry: string
+  readonly owner: PidLock.OwnerRecord
+  /** The owner entry's target: the encoded record. */
+  readonly text: string
+}
+
 const take = (
   resolved: Resolved,
   onStale: "takeover" | "fail"
-): Effect.Effect<
-  { readonly entry: string; readonly owner: PidLock.OwnerRecord },
-  PidLock.PidLockError | PlatformError
-> =>
+): Effect.Effect<Taken, PidLock.PidLockError | PlatformError> =>
   Effect.gen(function*() {
     const { fs, info, paths } = resolved
     yield* ensureHome(fs, info, paths.home)
@@ -362,13 +379,14 @@ const take = (
       token: newToken()
     }
     const name = entryName(owner)
+    const text = encodeRecord(owner)
     const staging = Path.join(paths.home, name)
     yield* fs.makeDirectory(staging)
 
     let renamed = false
     let tookOver = false
     yield* Effect.gen(function*() {
-      yield* fs.symlink(encodeRecord(owner), Path.join(staging, name))
+      yield* fs.symlink(text, Path.join(staging, name))
       for (;;) {
         // Exactly one contender wins the rename onto an absent or empty lock.
         const occupied = yield* fs.rename(staging, paths.lock).pipe(
@@ -413,7 +431,7 @@ const take = (
       Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
     )
     if (tookOver) yield* removeAbandonedStaging(resolved, name)
-    return { entry: Path.join(paths.lock, name), owner }
+    return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
 
 const isPlatformError = (error: { readonly _tag: string }): error is PlatformError =>
@@ -430,30 +448,153 @@ const removeStaging = (fs: FileSystem.FileSystem, staging: string) =>
 
 const makeLock = (
   { fs, paths }: Resolved,
-  taken: { readonly entry: string; readonly owner: PidLock.OwnerRecord }
+  taken: Taken,
+  lost: Deferred.Deferred<never, PidLock.LockCompromised>
 ): PidLock.PidLock => {
   let released = false
-  // One unlink of our own uniquely named entry: a compare-and-swap that can
-  // never remove a later holder's lock. A failed release may be tried again
-  // (the scope's finalizer does), a done or compromised one is not.
+  const compromised = new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner })
   const markReleased = Effect.sync(() => {
     released = true
   })
+  // One unlink of our own uniquely named entry: a compare-and-swap that can
+  // never remove a later holder's lock. A failed release may be tried again
+  // (the scope's finalizer does), a done or compromised one is not.
   const release = Effect.suspend(() =>
     released ? Effect.void : fs.remove(taken.entry).pipe(
       Effect.zipRight(markReleased),
-      Effect.catchIf(isNotFound, () =>
-        Effect.zipRight(markReleased, new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner }))),
+      Effect.catchIf(isNotFound, () => Effect.zipRight(markReleased, Effect.fail(compromised))),
       Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error))
     )
   ).pipe(Effect.uninterruptible)
+  const verify = Effect.suspend(() =>
+    released ? Effect.void : fs.readLink(taken.entry).pipe(
+      Effect.flatMap((text) => text === taken.text ? Effect.void : Effect.fail(compromised)),
+      Effect.catchIf(isNotFound, () => Effect.fail(compromised)),
+      Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error))
+    )
+  )
   return tag.of({
     [TypeId]: TypeId,
     name: paths.name,
     path: paths.lock,
     entry: taken.entry,
     owner: taken.owner,
-    release
+    release,
+    verify,
+    lost: Deferred.await(lost)
+  })
+}
+
+// The next change in the directory at `path`. A watch that cannot be armed
+// (the directory is gone, or no watches are left) never fires, so that the
+// poll beside it paces the loop instead of a spin. A watch follows an inode,
+// so each wait arms a new one.
+const nextChange = (fs: FileSystem.FileSystem, path: string): Effect.Effect<void> =>
+  Stream.runHead(fs.watch(path)).pipe(Effect.catchAll(() => Effect.never))
+
+// Runs `body` with a watch on `path` armed first, so that a change made while
+// `body` looks is still seen by the wait that follows.
+const withWatch = <A, E, R>(
+  fs: FileSystem.FileSystem,
+  path: string,
+  body: (change: Effect.Effect<void>) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(
+    Effect.fork(nextChange(fs, path)),
+    (watch) => Effect.ensuring(body(Fiber.join(watch)), Fiber.interrupt(watch))
+  )
+
+// Checks the owner entry at once, then on every change in the lock directory
+// and at least every `interval`, and completes `lost` when it is gone or
+// replaced.
+const watchdog = (
+  fs: FileSystem.FileSystem,
+  lock: PidLock.PidLock,
+  lost: Deferred.Deferred<never, PidLock.LockCompromised>,
+  interval: Duration.Duration
+): Effect.Effect<void> => {
+  const stillHeld = withWatch(fs, lock.path, (change) =>
+    Effect.gen(function*() {
+      const checked = yield* Effect.either(lock.verify)
+      if (checked._tag === "Left") {
+        if (checked.left._tag === "LockCompromised") {
+          yield* Deferred.fail(lost, checked.left)
+          return false
+        }
+        yield* Effect.logWarning(`PidLock: could not check ${lock.entry}: ${checked.left.message}`)
+      }
+      yield* Effect.raceFirst(change, Effect.sleep(interval))
+      return true
+    }))
+  return Effect.asVoid(Effect.repeat(stillHeld, { while: (held) => held }))
+}
+
+const POLL_FIRST = Duration.millis(10)
+const POLL_MAX = Duration.seconds(1)
+
+const isLockHeld = (error: { readonly _tag: string }): boolean => error._tag === "LockHeld"
+
+// Tries again while the lock is held: on every change in the lock directory,
+// and on a poll whose interval doubles up to a second, since watches miss
+// events on some file systems and a holder's death makes none. Only the
+// attempts are uninterruptible, never the waiting between them.
+const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
+  attempt: Effect.Effect<A, E, R>,
+  fs: FileSystem.FileSystem,
+  lockPath: string,
+  wait: Duration.Duration | Schedule.Schedule<unknown, PidLock.LockHeld>
+): Effect.Effect<A, E, R> => {
+  if (Schedule.isSchedule(wait)) {
+    // `while` stops at the first other error; the schedule, typed for
+    // `LockHeld`, is widened to the attempt's errors only to type-check.
+    return Effect.retry(attempt, {
+      schedule: wait as unknown as Schedule.Schedule<unknown, E>,
+      while: isLockHeld
+    })
+  }
+  return Effect.gen(function*() {
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(wait)
+    let poll = POLL_FIRST
+    for (;;) {
+      const outcome = yield* withWatch(fs, lockPath, (change) =>
+        Effect.gen(function*() {
+          const result = yield* Effect.exit(attempt)
+          const held = result._tag === "Failure" && Option.exists(Cause.failureOption(result.cause), isLockHeld)
+          const remaining = deadline - (yield* Clock.currentTimeMillis)
+          if (!held || remaining <= 0) return Option.some(result)
+          yield* Effect.raceFirst(change, Effect.sleep(Duration.min(poll, Duration.millis(remaining))))
+          return Option.none()
+        }))
+      if (Option.isSome(outcome)) return yield* outcome.value
+      poll = Duration.min(Duration.times(poll, 2), POLL_MAX)
+    }
+  })
+}
+
+const validateWait = (
+  wait: unknown
+): Either.Either<Duration.Duration | Schedule.Schedule<unknown, PidLock.LockHeld> | undefined, PidLock.InvalidOptions> => {
+  if (wait === undefined || Schedule.isSchedule(wait)) {
+    return Either.right(wait as Schedule.Schedule<unknown, PidLock.LockHeld> | undefined)
+  }
+  return Option.match(Duration.decodeUnknown(wait), {
+    onNone: () =>
+      Either.left(new PidLock.InvalidOptions({ option: "wait", value: wait, reason: "must be a duration or a Schedule" })),
+    onSome: Either.right
+  })
+}
+
+const DEFAULT_CHECK_INTERVAL = Duration.seconds(5)
+
+const validateCheckInterval = (interval: unknown): Either.Either<Duration.Duration | false, PidLock.InvalidOptions> => {
+  if (interval === false) return Either.right(false)
+  if (interval === undefined) return Either.right(DEFAULT_CHECK_INTERVAL)
+  return Option.match(Option.filter(Duration.decodeUnknown(interval), (duration) => Duration.greaterThan(duration, Duration.zero)), {
+    onNone: () =>
+      Either.left(
+        new PidLock.InvalidOptions({ option: "checkInterval", value: interval, reason: "must be a positive duration, or false" })
+      ),
+    onSome: Either.right
   })
 }
 
@@ -463,23 +604,34 @@ const resolve = (options: PidLock.Options) =>
     const info = yield* processInfoTag
     const paths = yield* resolvePaths(fs, options)
     const onStale = yield* validateOnStale(options.onStale)
-    return { resolved: { fs, info, paths }, onStale }
+    const wait = yield* validateWait(options.wait)
+    const checkInterval = yield* validateCheckInterval(options.checkInterval)
+    return { resolved: { fs, info, paths }, onStale, wait, checkInterval }
   })
 
 /** @internal */
 export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.Options) {
-  const { onStale, resolved } = yield* resolve(options)
-  return yield* Effect.acquireRelease(
-    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken)),
+  const { checkInterval, onStale, resolved, wait } = yield* resolve(options)
+  const lost = yield* Deferred.make<never, PidLock.LockCompromised>()
+  const attempt = Effect.acquireRelease(
+    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, lost)),
     (lock) =>
       lock.release.pipe(
         Effect.catchAll((error) => Effect.logWarning(`PidLock: release of ${lock.path} failed: ${error.message}`))
       )
   )
+  const lock = yield* wait === undefined ? attempt : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
+  // Forked after the release was registered, so it is stopped before the release runs.
+  if (checkInterval !== false) yield* Effect.forkScoped(watchdog(resolved.fs, lock, lost, checkInterval))
+  return lock
 })
 
 /** @internal */
 export const layer = (options: PidLock.Options) => Layer.scoped(tag, acquire(options))
+
+/** @internal */
+export const layerConfig = (config: Config.Config.Wrap<PidLock.Options>) =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
 
 /** @internal */
 export const withLock = dual<
@@ -500,7 +652,7 @@ export const withLock = dual<
   >
 >(2, (self, options) =>
   Effect.scoped(
-    Effect.flatMap(acquire(options), (lock) => Effect.zipLeft(self, lock.release))
+    Effect.flatMap(acquire(options), (lock) => Effect.zipLeft(Effect.raceFirst(self, lock.lost), lock.release))
   ))
 
 /** @internal */

@@ -40,6 +40,8 @@ export interface Fixture {
   readonly exited: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
   /** A process that has exited and was not reaped (state `Z`). */
   readonly zombie: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
+  /** End a process started by `live` at once, as SIGKILL does. */
+  readonly kill: (pid: number) => Effect.Effect<void>
   /** Make a FIFO at `path`. */
   readonly makeFifo: (path: string) => Effect.Effect<void>
   /** Give `path` to another user (uid 65534). */

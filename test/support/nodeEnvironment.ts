@@ -91,6 +91,7 @@ export const nodeEnvironment: Environment = {
         )
         return { ...self.self, pid, startTime: stat.startTime, cmdline: ["sleep", "0.2"] }
       }),
+      kill: (pid) => Effect.sync(() => process.kill(pid, "SIGKILL")),
       makeFifo: (path) => Effect.sync(() => ChildProcess.execFileSync("mkfifo", [path])),
       giveAway: (path) => Effect.sync(() => Fs.chownSync(path, 65534, 65534))
     }
