@@ -1,0 +1,325 @@
+#!/usr/bin/env node
+/**
+ * The `effect-pidlock` command: guard a shell command with a lock, as
+ * `flock -n` does (`run`), see who holds a lock (`status`), and remove a dead
+ * holder's lock by hand (`break`).
+ *
+ * Only deep module paths are imported: a package's root module loads all of
+ * it, which costs hundreds of milliseconds at every start.
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import type { Teardown } from "@effect/platform/Runtime"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ChildProcess from "node:child_process"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as PidLock from "./PidLock.js"
+import * as ProcessInfo from "./ProcessInfo.js"
+
+// Exit codes from sysexits.h, so that scripts can tell a busy lock from a
+// mistake in the call and from a broken lock.
+const EX_USAGE = 64
+const EX_DATAERR = 65
+const EX_SOFTWARE = 70
+const EX_IOERR = 74
+const EX_TEMPFAIL = 75
+const EX_NOPERM = 77
+
+const ERROR_EXIT_CODES = `Exit codes on failure: ${EX_USAGE} bad arguments (e.g. a name with "/"), ${EX_DATAERR} a corrupt ` +
+  `lock (left untouched), ${EX_NOPERM} permission denied, ${EX_IOERR} any other I/O error.`
+
+// Each command ends by setting `process.exitCode`; the teardown below hands it
+// to `process.exit`.
+const exitWith = (code: number) => Effect.sync(() => void (process.exitCode = code))
+
+const fail = (message: string, code: number) =>
+  Effect.zipRight(Console.error(`effect-pidlock: ${message}`), exitWith(code))
+
+// -----------------------------------------------------------------------------
+// Options
+// -----------------------------------------------------------------------------
+
+const nameOption = Options.text("name").pipe(
+  Options.withDescription("The lock name: 1 to 100 characters of A-Z a-z 0-9 . _ -, not starting with \".\".")
+)
+
+const dirOption = Options.text("dir").pipe(
+  Options.withDescription(
+    "Where the lock lives (<dir>/<name>/lock). Default: $PIDLOCK_DIR, else $XDG_RUNTIME_DIR, else the OS temporary directory."
+  ),
+  Options.optional
+)
+
+const millisPerUnit: Readonly<Record<string, number>> = {
+  ms: 1,
+  millis: 1,
+  millisecond: 1,
+  milliseconds: 1,
+  s: 1_000,
+  second: 1_000,
+  seconds: 1_000,
+  m: 60_000,
+  minute: 60_000,
+  minutes: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000,
+  hours: 3_600_000
+}
+
+// A duration as people write it: `30s`, `500ms`, `2m`, `1.5h` or `30 seconds`.
+// Effect's own string form (`30 seconds`) alone would refuse `30s`.
+const parseDuration = (text: string): Option.Option<Duration.Duration> => {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/.exec(text.trim())
+  const millis = match === null ? undefined : millisPerUnit[match[2]!]
+  return millis === undefined ? Option.none() : Option.some(Duration.millis(Number(match![1]) * millis))
+}
+
+const waitOption = Options.text("wait").pipe(
+  Options.withDescription(
+    "Wait at most this long for the holder to release (e.g. 30s, 500ms, 2m, \"30 seconds\"), instead of failing at once."
+  ),
+  Options.mapEffect((text) =>
+    Option.match(parseDuration(text), {
+      onNone: () =>
+        Effect.fail(ValidationError.invalidValue(HelpDoc.p(
+          `--wait ${JSON.stringify(text)} is not a duration: write e.g. 30s, 500ms, 2m or "30 seconds"`
+        ))),
+      onSome: Effect.succeed
+    })
+  ),
+  Options.optional
+)
+
+const conflictExitCodeOption = Options.integer("conflict-exit-code").pipe(
+  Options.withDescription(`The exit code when the lock is held by someone else (default ${EX_TEMPFAIL}, EX_TEMPFAIL).`),
+  Options.withDefault(EX_TEMPFAIL),
+  Options.mapEffect((code) =>
+    code >= 0 && code <= 255
+      ? Effect.succeed(code)
+      : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--conflict-exit-code ${code} is not an exit code (0 to 255)`)))
+  )
+)
+
+// -----------------------------------------------------------------------------
+// run
+// -----------------------------------------------------------------------------
+
+// The child's status as a shell reports it: its exit code, or 128 + the
+// number of the signal that killed it.
+const statusOf = (code: number | null, signal: NodeJS.Signals | null): number =>
+  code ?? 128 + (signal === null ? 0 : Os.constants.signals[signal])
+
+// Runs the command with this terminal, forwarding SIGINT and SIGTERM to it,
+// and sets its status as our exit code. Uninterruptible: `runMain` interrupts
+// the program on those very signals, and the lock must stay held until the
+// child, which got the signal too, has exited.
+const runChild = (command: readonly [string, ...Array<string>]) =>
+  Effect.uninterruptible(
+    Effect.async<number>((resume) => {
+      const child = ChildProcess.spawn(command[0], command.slice(1), { stdio: "inherit" })
+      const forward = (signal: NodeJS.Signals) => void child.kill(signal)
+      process.on("SIGINT", forward)
+      process.on("SIGTERM", forward)
+      let settled = false
+      const settle = (status: Effect.Effect<number>) => {
+        if (settled) return
+        settled = true
+        process.off("SIGINT", forward)
+        process.off("SIGTERM", forward)
+        resume(status)
+      }
+      // A command that cannot be started at all: 127 and 126, as a shell says.
+      child.once("error", (error: NodeJS.ErrnoException) =>
+        settle(Effect.as(
+          Console.error(`effect-pidlock: cannot run ${command[0]}: ${error.message}`),
+          error.code === "ENOENT" ? 127 : 126
+        )))
+      child.once("exit", (code, signal) => settle(Effect.succeed(statusOf(code, signal))))
+    }).pipe(Effect.flatMap(exitWith))
+  )
+
+const runCommand = Command.make("run", {
+  name: nameOption,
+  dir: dirOption,
+  wait: waitOption,
+  conflictExitCode: conflictExitCodeOption,
+  command: Args.text({ name: "command" }).pipe(
+    Args.withDescription("The command and its arguments, after --."),
+    Args.atLeast(1)
+  )
+}, ({ command, conflictExitCode, dir, name, wait }) =>
+  Effect.scoped(Effect.gen(function*() {
+    yield* PidLock.acquire({ name, dir: Option.getOrUndefined(dir), wait: Option.getOrUndefined(wait) })
+    yield* runChild(command)
+  })).pipe(
+    Effect.catchTag("LockHeld", (error) => fail(error.message, conflictExitCode))
+  )).pipe(
+    Command.withDescription(
+      `Run a command while holding the lock, like flock -n; exit with its exit code (128 + the signal number if a ` +
+        `signal killed it). SIGINT and SIGTERM are forwarded to it. When the lock is held, say who holds it and exit ` +
+        `with the conflict exit code (${EX_TEMPFAIL}). ${ERROR_EXIT_CODES} A command that cannot be started: 127 or 126.`
+    )
+  )
+
+// -----------------------------------------------------------------------------
+// status
+// -----------------------------------------------------------------------------
+
+const STATUS_FREE = 0
+const STATUS_HELD = 1
+const STATUS_STALE = 2
+
+// The message of the error that acquiring would give: says who holds the lock
+// in the words the library uses everywhere.
+const describeStatus = (status: PidLock.Status): string =>
+  status.verdict._tag === "Stale"
+    ? new PidLock.StaleLock({ path: status.path, holder: status.holder, reason: status.verdict.reason }).message
+    : new PidLock.LockHeld(status).message
+
+const statusCommand = Command.make("status", {
+  name: nameOption,
+  dir: dirOption,
+  json: Options.boolean("json").pipe(Options.withDescription("Print a JSON object: name, state, path, holder, verdict."))
+}, ({ dir, json, name }) =>
+  Effect.gen(function*() {
+    const found = yield* PidLock.inspect({ name, dir: Option.getOrUndefined(dir) })
+    const state = Option.match(found, {
+      onNone: () => "free" as const,
+      onSome: (status) => status.verdict._tag === "Stale" ? "stale" as const : "held" as const
+    })
+    if (json) {
+      const status = Option.getOrNull(found)
+      yield* Console.log(JSON.stringify({
+        name,
+        state,
+        path: status?.path ?? null,
+        holder: status?.holder ?? null,
+        verdict: status?.verdict ?? null
+      }))
+    } else {
+      yield* Console.log(Option.match(found, { onNone: () => `${name} is free`, onSome: describeStatus }))
+    }
+    yield* exitWith({ free: STATUS_FREE, held: STATUS_HELD, stale: STATUS_STALE }[state])
+  })).pipe(
+    Command.withDescription(
+      `Say who holds the lock and whether they are alive, without touching it. Exit ${STATUS_FREE} when free, ` +
+        `${STATUS_HELD} when held, ${STATUS_STALE} when the holder is gone. ${ERROR_EXIT_CODES}`
+    )
+  )
+
+// -----------------------------------------------------------------------------
+// break
+// -----------------------------------------------------------------------------
+
+const BREAK_REFUSED = 1
+
+const isNotFound = (error: PlatformError) => error._tag === "SystemError" && error.reason === "NotFound"
+
+const breakCommand = Command.make("break", {
+  name: nameOption,
+  dir: dirOption,
+  force: Options.boolean("force").pipe(
+    Options.withDescription("Also break the lock of a holder on another host or in another pid namespace.")
+  )
+}, ({ dir, force, name }) =>
+  Effect.gen(function*() {
+    const found = yield* PidLock.inspect({ name, dir: Option.getOrUndefined(dir) })
+    if (Option.isNone(found)) return yield* Console.log(`${name} is free: nothing to break`)
+    const status = found.value
+    const { verdict } = status
+    if (verdict._tag === "Alive") {
+      return yield* fail(`refusing to break a live holder's lock: ${describeStatus(status)}`, BREAK_REFUSED)
+    }
+    if (verdict._tag === "Foreign" && !force) {
+      return yield* fail(
+        `refusing to break: ${describeStatus(status)}; pass --force if you know that holder is gone`,
+        BREAK_REFUSED
+      )
+    }
+    // The same compare-and-swap as a takeover: only the entry of the holder
+    // judged above is removed. If it is gone, someone broke the lock first,
+    // and a holder who moved in since has another entry name, left alone.
+    const entry = Path.join(status.path, `${status.holder.pid}.${status.holder.token}`)
+    const fs = yield* FileSystem.FileSystem
+    const removed = yield* fs.remove(entry).pipe(
+      Effect.as(true),
+      Effect.catchIf(isNotFound, () => Effect.succeed(false))
+    )
+    yield* Console.log(
+      removed
+        ? `broke ${status.path}: removed ${entry} (${describeStatus(status)})`
+        : `${status.path}: ${entry} was already removed by someone else`
+    )
+  })).pipe(
+    Command.withDescription(
+      `Remove the lock of a holder that is gone. Refuses (exit ${BREAK_REFUSED}) a live holder on this machine, and ` +
+        `a holder on another host or in another pid namespace unless --force. ${ERROR_EXIT_CODES}`
+    )
+  )
+
+// -----------------------------------------------------------------------------
+// main
+// -----------------------------------------------------------------------------
+
+const cli = Command.run(
+  Command.make("effect-pidlock").pipe(
+    Command.withDescription("A single-instance lock for shell commands and scripts."),
+    Command.withSubcommands([runCommand, statusCommand, breakCommand])
+  ),
+  { name: "effect-pidlock", version: "0.1.0" }
+)
+
+const exitCodeOf = (error: { readonly _tag: string }): number => {
+  switch (error._tag) {
+    case "InvalidOptions":
+      return EX_USAGE
+    case "CorruptLock":
+      return EX_DATAERR
+    case "PermissionDenied":
+      return EX_NOPERM
+    default:
+      return EX_IOERR
+  }
+}
+
+// Every typed error becomes a message on stderr and an exit code, never a
+// stack trace; @effect/cli has already printed its own validation errors.
+const program = cli(process.argv).pipe(
+  Effect.provide(Layer.mergeAll(
+    NodePath.layer,
+    NodeTerminal.layer,
+    ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer))
+  )),
+  Effect.catchAll((error) =>
+    ValidationError.isValidationError(error) ? exitWith(EX_USAGE) : fail(error.message, exitCodeOf(error))
+  )
+)
+
+// The default teardown exits 0 on interruption: here an interrupted `run`
+// exits with the status its child set, and a defect with EX_SOFTWARE.
+const teardown: Teardown = (exit, onExit) =>
+  onExit(
+    Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
+      ? EX_SOFTWARE
+      : Number(process.exitCode ?? (Exit.isSuccess(exit) ? 0 : 128 + Os.constants.signals.SIGINT))
+  )
+
+NodeRuntime.runMain(program, { teardown })
