@@ -453,19 +453,24 @@ const makeLock = (
 ): PidLock.PidLock => {
   let released = false
   const compromised = new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner })
-  const markReleased = Effect.sync(() => {
-    released = true
-  })
   // One unlink of our own uniquely named entry: a compare-and-swap that can
-  // never remove a later holder's lock. A failed release may be tried again
-  // (the scope's finalizer does), a done or compromised one is not.
-  const release = Effect.suspend(() =>
-    released ? Effect.void : fs.remove(taken.entry).pipe(
-      Effect.zipRight(markReleased),
-      Effect.catchIf(isNotFound, () => Effect.zipRight(markReleased, Effect.fail(compromised))),
-      Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error))
+  // never remove a later holder's lock. It counts as released from the start,
+  // so that the watchdog does not take our own unlink for a loss; after a
+  // failure other than a compromise it may be tried again (the scope's
+  // finalizer does).
+  const release = Effect.suspend(() => {
+    if (released) return Effect.void
+    released = true
+    return fs.remove(taken.entry).pipe(
+      Effect.catchIf(isNotFound, () => Effect.fail(compromised)),
+      Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error)),
+      Effect.tapError((error) =>
+        error._tag === "LockCompromised" ? Effect.void : Effect.sync(() => {
+          released = false
+        })
+      )
     )
-  ).pipe(Effect.uninterruptible)
+  }).pipe(Effect.uninterruptible)
   const verify = Effect.suspend(() =>
     released ? Effect.void : fs.readLink(taken.entry).pipe(
       Effect.flatMap((text) => text === taken.text ? Effect.void : Effect.fail(compromised)),
