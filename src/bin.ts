@@ -122,10 +122,12 @@ const conflictExitCodeOption = Options.integer("conflict-exit-code").pipe(
 // run
 // -----------------------------------------------------------------------------
 
-// The child's status as a shell reports it: its exit code, or 128 + the
-// number of the signal that killed it.
+// A status as a shell reports it: the exit code, or 128 + the number of the
+// signal that ended the process.
+const signalStatus = (signal: NodeJS.Signals): number => 128 + Os.constants.signals[signal]
+
 const statusOf = (code: number | null, signal: NodeJS.Signals | null): number =>
-  code ?? 128 + (signal === null ? 0 : Os.constants.signals[signal])
+  code ?? (signal === null ? 0 : signalStatus(signal))
 
 // Runs the command with this terminal, forwarding SIGINT and SIGTERM to it,
 // and sets its status as our exit code. Uninterruptible: `runMain` interrupts
@@ -313,13 +315,16 @@ const program = cli(process.argv).pipe(
   )
 )
 
-// The default teardown exits 0 on interruption: here an interrupted `run`
-// exits with the status its child set, and a defect with EX_SOFTWARE.
+// `runMain` interrupts the program on SIGINT and SIGTERM. Ended by one before
+// a command has a status of its own (e.g. while waiting for the lock), the
+// program exits as a shell reports a signal; a child's status overrides it.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => void (process.exitCode ??= signalStatus(signal)))
+}
+
+// The default teardown exits 0 on interruption: here the status set above or
+// by a command wins, and a defect exits with EX_SOFTWARE.
 const teardown: Teardown = (exit, onExit) =>
-  onExit(
-    Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
-      ? EX_SOFTWARE
-      : Number(process.exitCode ?? (Exit.isSuccess(exit) ? 0 : 128 + Os.constants.signals.SIGINT))
-  )
+  onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? EX_SOFTWARE : Number(process.exitCode ?? 0))
 
 NodeRuntime.runMain(program, { teardown })

@@ -73,6 +73,26 @@ const waitForOutput = (cli: Cli, text: string) =>
     })
   )
 
+/**
+ * Waits until process `pid` watches a file (an inotify descriptor among its
+ * open files): a waiting contender watches the lock directory for the
+ * holder's release, so it then has found the lock held and is waiting.
+ */
+const waitUntilWatching = (pid: number) =>
+  Effect.promise(() =>
+    new Promise<void>((resolve) => {
+      const isInotify = (fd: string) => {
+        try {
+          return Fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:inotify"
+        } catch {
+          return false // closed meanwhile
+        }
+      }
+      const check = () => Fs.readdirSync(`/proc/${pid}/fd`).some(isInotify) ? resolve() : void setTimeout(check, 20)
+      check()
+    })
+  )
+
 // A command that prints "holding", then holds until a line arrives on its
 // stdin, which the CLI shares with it.
 const HOLD = ["sh", "-c", "echo holding; read line"]
@@ -165,14 +185,26 @@ describe("effect-pidlock run", () => {
       const dir = yield* tempDir
       const holder = yield* startHolder(dir)
       const waiter = yield* startCli(["run", "--name", NAME, "--dir", dir, "--wait", "30s", "--", "echo", "ran"])
-      // Give the waiter time to find the lock held; it must still be waiting,
-      // not refused, when the holder releases.
-      yield* Effect.sleep("2 seconds")
+      yield* waitUntilWatching(waiter.pid)
       assert.isTrue(waiter.isRunning(), "the waiter is still waiting")
       yield* release(holder)
       const result = yield* finished(waiter)
       assert.strictEqual(result.code, 0, result.stderr)
       assert.strictEqual(result.stdout, "ran\n")
+    }))
+  it.scopedLive("SIGTERM while waiting: exits 143, the holder's lock untouched", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const holder = yield* startHolder(dir)
+      const entries = lockEntries(dir)
+      const waiter = yield* startCli(["run", "--name", NAME, "--dir", dir, "--wait", "30s", "--", "echo", "ran"])
+      yield* waitUntilWatching(waiter.pid)
+      waiter.process.kill("SIGTERM")
+      const result = yield* finished(waiter)
+      assert.strictEqual(result.code, 128 + 15, result.stderr)
+      assert.strictEqual(result.stdout, "", "the command did not run")
+      assert.deepStrictEqual(lockEntries(dir), entries)
+      assert.isTrue(holder.isRunning())
     }))
 })
 
