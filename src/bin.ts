@@ -50,7 +50,7 @@ const ERROR_EXIT_CODES = `Exit codes on failure: ${EX_USAGE} bad arguments (e.g.
 // to `process.exit`.
 const exitWith = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
-const fail = (message: string, code: number) =>
+const exitWithMessage = (message: string, code: number) =>
   Effect.zipRight(Console.error(`effect-pidlock: ${message}`), exitWith(code))
 
 // -----------------------------------------------------------------------------
@@ -132,7 +132,7 @@ const statusOf = (code: number | null, signal: NodeJS.Signals | null): number =>
 // Runs the command with this terminal, forwarding SIGINT and SIGTERM to it,
 // and sets its status as our exit code. Uninterruptible: `runMain` interrupts
 // the program on those very signals, and the lock must stay held until the
-// child, which got the signal too, has exited.
+// child, which they are forwarded to, has exited.
 const runChild = (command: readonly [string, ...Array<string>]) =>
   Effect.uninterruptible(
     Effect.async<number>((resume) => {
@@ -172,7 +172,7 @@ const runCommand = Command.make("run", {
     yield* PidLock.acquire({ name, dir: Option.getOrUndefined(dir), wait: Option.getOrUndefined(wait) })
     yield* runChild(command)
   })).pipe(
-    Effect.catchTag("LockHeld", (error) => fail(error.message, conflictExitCode))
+    Effect.catchTag("LockHeld", (error) => exitWithMessage(error.message, conflictExitCode))
   )).pipe(
     Command.withDescription(
       `Run a command while holding the lock, like flock -n; exit with its exit code (128 + the signal number if a ` +
@@ -248,10 +248,10 @@ const breakCommand = Command.make("break", {
     const status = found.value
     const { verdict } = status
     if (verdict._tag === "Alive") {
-      return yield* fail(`refusing to break a live holder's lock: ${describeStatus(status)}`, BREAK_REFUSED)
+      return yield* exitWithMessage(`refusing to break a live holder's lock: ${describeStatus(status)}`, BREAK_REFUSED)
     }
     if (verdict._tag === "Foreign" && !force) {
-      return yield* fail(
+      return yield* exitWithMessage(
         `refusing to break: ${describeStatus(status)}; pass --force if you know that holder is gone`,
         BREAK_REFUSED
       )
@@ -311,7 +311,7 @@ const program = cli(process.argv).pipe(
     ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer))
   )),
   Effect.catchAll((error) =>
-    ValidationError.isValidationError(error) ? exitWith(EX_USAGE) : fail(error.message, exitCodeOf(error))
+    ValidationError.isValidationError(error) ? exitWith(EX_USAGE) : exitWithMessage(error.message, exitCodeOf(error))
   )
 )
 
