@@ -1,0 +1,51 @@
+// `npm run stress`: the stress run of stress.ts, once for each `--dir`
+// (default: the OS temporary directory), printing one line for each, e.g.
+//   stress: processes=16 acquisitions=5000 kills=1000 overlaps=0 stuck=0 seconds=42.0 fs=ext4
+// preceded by a line for each problem found. Exit code 1 if any run found one.
+//
+//   vite-node test/stress/main.ts [--dir D]... [--processes 16] [--acquisitions 5000] [--kill-probability 0.2]
+//
+// The children load the package from dist/: run `npm run build` after changing src/.
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Os from "node:os"
+import { parseArgs } from "node:util"
+import { formatReport, runStress } from "./stress.js"
+
+const { values } = parseArgs({
+  options: {
+    dir: { type: "string", multiple: true },
+    processes: { type: "string", default: "16" },
+    acquisitions: { type: "string", default: "5000" },
+    "kill-probability": { type: "string", default: "0.2" }
+  }
+})
+
+const numberOption = (name: string, text: string, valid: (value: number) => boolean) => {
+  const value = Number(text)
+  if (!valid(value)) {
+    process.stderr.write(`stress: --${name} ${JSON.stringify(text)} is out of range\n`)
+    process.exit(2)
+  }
+  return value
+}
+
+const options = {
+  processes: numberOption("processes", values.processes, (n) => Number.isInteger(n) && n >= 2),
+  acquisitions: numberOption("acquisitions", values.acquisitions, (n) => Number.isInteger(n) && n >= 1),
+  killProbability: numberOption("kill-probability", values["kill-probability"], (p) => p >= 0 && p < 1)
+}
+
+const MAX_PROBLEMS_SHOWN = 20
+
+const program = Effect.forEach(values.dir ?? [Os.tmpdir()], (dir) =>
+  Effect.map(runStress({ ...options, dir }), (report) => {
+    for (const problem of report.problems.slice(0, MAX_PROBLEMS_SHOWN)) console.error(`stress: ${problem}`)
+    if (report.problems.length > MAX_PROBLEMS_SHOWN) {
+      console.error(`stress: … and ${report.problems.length - MAX_PROBLEMS_SHOWN} more problems`)
+    }
+    console.log(formatReport(report))
+    if (report.problems.length > 0) process.exitCode = 1
+  }))
+
+NodeRuntime.runMain(program)

@@ -1,0 +1,318 @@
+// The real-process stress run, shared by `npm run stress` (main.ts) and the
+// short run in test/processes.test.ts.
+//
+// `processes` children run test/fixtures/holder.mjs in race mode: each takes
+// one lock in a loop through the package's public API (the build in dist/),
+// appends `enter`/`exit` lines to one O_APPEND log and announces every hold on
+// stdout. The runner decides each hold: with probability `killProbability` it
+// appends `kill <pid>` to the log, SIGKILLs the holder and starts a
+// replacement; otherwise it tells the holder to release. Afterwards the log is
+// replayed for overlapping holdings and killed holders whose lock nobody took,
+// and a fresh acquire must take the lock at once.
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Readline from "node:readline"
+import { fileURLToPath } from "node:url"
+import * as PidLock from "../../src/PidLock.js"
+import { nodeLayer } from "../support/nodeEnvironment.js"
+
+const HOLDER = fileURLToPath(new URL("../fixtures/holder.mjs", import.meta.url))
+const REPO = fileURLToPath(new URL("../..", import.meta.url))
+const NAME = "stress"
+/** A lock that no child could take for this long is stuck: the run stops. */
+const STALL = Duration.seconds(30)
+
+export interface StressOptions {
+  /** Where the run makes its temporary directory, which holds the lock home and the log. */
+  readonly dir: string
+  /** Children racing at any time: each killed one is replaced at once. */
+  readonly processes: number
+  /** The run stops at the first hold released once this many holds were made. */
+  readonly acquisitions: number
+  /** The chance that a hold ends with SIGKILL rather than a release. */
+  readonly killProbability: number
+  /** The run also goes on until this many holders were killed. */
+  readonly minKills?: number | undefined
+}
+
+export interface StressReport {
+  /** Type of the file system that holds the lock, from /proc/mounts. */
+  readonly fileSystem: string
+  readonly processes: number
+  /** `enter` lines in the log. */
+  readonly acquisitions: number
+  /** Holders SIGKILLed while holding whose lock another process then took. */
+  readonly kills: number
+  /** Two holders at once, per the log or per the owner entry a holder found. */
+  readonly overlaps: number
+  /** 1 if nobody could take the lock during the run (or after the last kill), plus 1 if a fresh acquire at the end failed. */
+  readonly stuck: number
+  readonly seconds: number
+  /** One line for each overlap, stuck lock, leftover, warning and failed child: empty when all went well. */
+  readonly problems: ReadonlyArray<string>
+}
+
+export const formatReport = (report: StressReport) =>
+  `stress: processes=${report.processes} acquisitions=${report.acquisitions} kills=${report.kills} ` +
+  `overlaps=${report.overlaps} stuck=${report.stuck} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}`
+
+// -----------------------------------------------------------------------------
+// The log
+// -----------------------------------------------------------------------------
+
+interface LogAnalysis {
+  readonly enters: number
+  readonly holderKills: number
+  readonly overlaps: ReadonlyArray<string>
+  /** Kills of a process that did not hold the lock at that point of the log. */
+  readonly strayKills: ReadonlyArray<string>
+  /** The last killed holder, when no later enter took its lock. */
+  readonly untakenKill: string | undefined
+}
+
+/**
+ * Replays the log. A holding runs from its `enter` to its `exit`, or to the
+ * runner's `kill` of its process. Children log `enter` after acquiring and
+ * `exit` before releasing, and the runner logs `kill` before sending SIGKILL,
+ * so every logged holding lies inside the real one: two logged holdings that
+ * overlap prove two real holders at once.
+ */
+const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
+  let current: { pid: number; token: string; line: number; killedAt?: number } | undefined
+  let enters = 0
+  let holderKills = 0
+  const overlaps: Array<string> = []
+  const strayKills: Array<string> = []
+  lines.forEach((text, index) => {
+    const line = index + 1
+    const [word, pidText, token] = text.split(" ")
+    const pid = Number(pidText)
+    if (word === "enter") {
+      enters++
+      if (current?.killedAt !== undefined) holderKills++
+      else if (current !== undefined) {
+        overlaps.push(`log line ${line}: ${text} while ${current.pid} ${current.token} holds (since line ${current.line})`)
+      }
+      current = { pid, token: token!, line }
+    } else if (word === "exit" && current?.pid === pid && current.token === token && current.killedAt === undefined) {
+      current = undefined
+    } else if (word === "kill" && current?.pid === pid && current.killedAt === undefined) {
+      current.killedAt = line
+    } else if (word === "kill") {
+      strayKills.push(`log line ${line}: ${text}, but the holder is ${current ? `${current.pid} ${current.token}` : "nobody"}`)
+    } else {
+      overlaps.push(`log line ${line}: ${text}, but the holder is ${current ? `${current.pid} ${current.token}` : "nobody"}`)
+    }
+  })
+  return {
+    enters,
+    holderKills,
+    overlaps,
+    strayKills,
+    untakenKill: current?.killedAt !== undefined
+      ? `log line ${current.killedAt}: kill ${current.pid} (holder since line ${current.line}), and no later enter`
+      : undefined
+  }
+}
+
+// -----------------------------------------------------------------------------
+// The children
+// -----------------------------------------------------------------------------
+
+interface Racer {
+  readonly process: ChildProcess.ChildProcess
+  readonly pid: number
+  /** Everything it printed but its holds: logs, errors, stderr. */
+  readonly output: Array<string>
+  readonly closed: Promise<void>
+}
+
+type RaceEvent =
+  | { readonly _tag: "Hold"; readonly racer: Racer; readonly token: string }
+  | { readonly _tag: "Exit"; readonly racer: Racer; readonly code: number | null; readonly signal: string | null }
+
+const describeRacer = (racer: Racer) => `child ${racer.pid} (output ${JSON.stringify(racer.output.slice(-10))})`
+
+// Levels of the log lines that mean something went wrong in a child, e.g. a
+// release that found its owner entry gone. Takeovers are logged at INFO.
+const TROUBLE = new Set(["WARN", "ERROR", "FATAL"])
+
+const spawnRacer = (
+  events: Queue.Queue<RaceEvent>,
+  onTrouble: (problem: string) => void,
+  runDir: string,
+  logPath: string
+): Racer => {
+  const child = ChildProcess.spawn(process.execPath, [HOLDER, "race", "--dir", runDir, "--name", NAME, "--log", logPath], {
+    cwd: REPO,
+    stdio: ["pipe", "pipe", "pipe"]
+  })
+  const output: Array<string> = []
+  const closed = new Promise<void>((resolve) =>
+    child.once("close", (code, signal) => {
+      Queue.unsafeOffer(events, { _tag: "Exit", racer, code, signal })
+      resolve()
+    })
+  )
+  const racer: Racer = { process: child, pid: child.pid ?? -1, output, closed }
+  Readline.createInterface({ input: child.stdout! }).on("line", (line) => {
+    if (line.startsWith("hold ")) {
+      Queue.unsafeOffer(events, { _tag: "Hold", racer, token: JSON.parse(line.slice(5)).token })
+      return
+    }
+    output.push(line)
+    if (line.startsWith("log ") && TROUBLE.has(JSON.parse(line.slice(4)).level)) onTrouble(`child ${racer.pid}: ${line}`)
+  })
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
+  child.once("error", (error) => output.push(String(error)))
+  // A child that died has closed its stdin: its exit tells more than the write error.
+  child.stdin!.on("error", () => {})
+  return racer
+}
+
+// -----------------------------------------------------------------------------
+// The run
+// -----------------------------------------------------------------------------
+
+/** The type of the file system holding `path`: the longest mount point in /proc/mounts that contains it. */
+const fileSystemOf = (path: string) => {
+  const real = Fs.realpathSync(path)
+  let found = { mountPoint: "", type: "unknown" }
+  for (const line of Fs.readFileSync("/proc/mounts", "utf8").split("\n")) {
+    const [, escaped, type] = line.split(" ")
+    if (escaped === undefined || type === undefined) continue
+    const mountPoint = escaped.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
+    const contains = mountPoint === "/" || real === mountPoint || real.startsWith(`${mountPoint}/`)
+    // Later lines mount over earlier ones at the same point.
+    if (contains && mountPoint.length >= found.mountPoint.length) found = { mountPoint, type }
+  }
+  return found.type
+}
+
+const list = (path: string) => Fs.existsSync(path) ? Fs.readdirSync(path).sort() : []
+
+export const runStress = (options: StressOptions): Effect.Effect<StressReport> =>
+  Effect.scoped(Effect.gen(function*() {
+    const minKills = options.minKills ?? 0
+    const runDir = yield* Effect.acquireRelease(
+      Effect.sync(() => Fs.mkdtempSync(Path.join(options.dir, "pidlock-stress-"))),
+      (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    const home = Path.join(runDir, NAME)
+    const lockDir = Path.join(home, "lock")
+    const logPath = Path.join(runDir, "race.log")
+    const log = yield* Effect.acquireRelease(
+      Effect.sync(() => Fs.openSync(logPath, "a")),
+      (fd) => Effect.sync(() => Fs.closeSync(fd))
+    )
+    const events = yield* Queue.unbounded<RaceEvent>()
+    const running = new Map<number, Racer>()
+    const killed = new Set<number>()
+    const problems: Array<string> = []
+    let ownerMismatches = 0
+    let stalled = false
+    // Whatever ends the run, no child outlives it.
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() =>
+        Promise.all([...running.values()].map((racer) => {
+          racer.process.kill("SIGKILL")
+          return racer.closed
+        }))
+      )
+    )
+    const start = () => {
+      const racer = spawnRacer(events, (problem) => problems.push(problem), runDir, logPath)
+      running.set(racer.pid, racer)
+    }
+    // `None` once no event came for the stall time.
+    const nextEvent = Effect.timeoutTo(Queue.take(events), {
+      duration: STALL,
+      onSuccess: Option.some,
+      onTimeout: Option.none
+    })
+
+    const started = Date.now()
+    for (let index = 0; index < options.processes; index++) start()
+    let holds = 0
+    for (;;) {
+      const event = yield* nextEvent
+      if (Option.isNone(event)) {
+        stalled = true
+        problems.push(`stuck: no child took the lock for ${Duration.format(STALL)}; lock: ${list(lockDir).join(", ")}`)
+        break
+      }
+      const { racer } = event.value
+      if (event.value._tag === "Exit") {
+        running.delete(racer.pid)
+        if (killed.has(racer.pid)) continue
+        problems.push(`${describeRacer(racer)} exited with code ${event.value.code}, signal ${event.value.signal}`)
+        break
+      }
+      holds++
+      // The holder waits for our answer: the lock must hold its entry and nothing else.
+      const entries = list(lockDir)
+      const own = `${racer.pid}.${event.value.token}`
+      if (entries.length !== 1 || entries[0] !== own) {
+        ownerMismatches++
+        problems.push(`child ${racer.pid} holds as ${own}, but the lock holds [${entries.join(", ")}]`)
+      }
+      if (holds >= options.acquisitions && killed.size >= minKills) break
+      if (Math.random() < options.killProbability) {
+        Fs.writeSync(log, `kill ${racer.pid}\n`)
+        racer.process.kill("SIGKILL")
+        killed.add(racer.pid)
+        start()
+      } else {
+        racer.process.stdin!.write("release\n")
+      }
+    }
+
+    // The end of stdin stops each child after its current try; a holder releases first.
+    for (const racer of running.values()) racer.process.stdin!.end()
+    while (running.size > 0) {
+      const event = yield* nextEvent
+      if (Option.isNone(event)) {
+        problems.push(`children ${[...running.keys()].join(", ")} did not stop within ${Duration.format(STALL)}`)
+        break
+      }
+      if (event.value._tag !== "Exit") continue
+      const { code, racer, signal } = event.value
+      running.delete(racer.pid)
+      if (code !== 0 && !killed.has(racer.pid)) {
+        problems.push(`${describeRacer(racer)} exited with code ${code}, signal ${signal} when told to stop`)
+      }
+    }
+    const seconds = (Date.now() - started) / 1000
+
+    const analysis = analyzeLog(Fs.readFileSync(logPath, "utf8").split("\n").filter((line) => line !== ""))
+    problems.push(...analysis.overlaps, ...analysis.strayKills)
+    if (analysis.untakenKill !== undefined) problems.push(`stuck: ${analysis.untakenKill}`)
+    // Every child has stopped, and the only ones killed were holding (their
+    // staging directory was already the lock): nothing else may be left.
+    const leftInLock = list(lockDir)
+    if (leftInLock.length > 0) problems.push(`the lock still holds ${leftInLock.join(", ")} after every child stopped`)
+    const staging = list(home).filter((name) => name !== "lock")
+    if (staging.length > 0) problems.push(`staging directories left in the lock home: ${staging.join(", ")}`)
+    // No stuck lock: a fresh contender takes it at once (acquire never waits).
+    const fresh = yield* Effect.exit(Effect.scoped(PidLock.acquire({ name: NAME, dir: runDir })).pipe(
+      Effect.provide(nodeLayer)
+    ))
+    if (Exit.isFailure(fresh)) problems.push(`stuck: a fresh acquire failed: ${String(fresh.cause)}`)
+
+    return {
+      fileSystem: fileSystemOf(runDir),
+      processes: options.processes,
+      acquisitions: analysis.enters,
+      kills: analysis.holderKills,
+      overlaps: analysis.overlaps.length + ownerMismatches,
+      stuck: (stalled || analysis.untakenKill !== undefined ? 1 : 0) + (Exit.isFailure(fresh) ? 1 : 0),
+      seconds,
+      problems
+    }
+  }))
