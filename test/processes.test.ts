@@ -199,7 +199,7 @@ describe("real processes", () => {
         Fs.mkdirSync(parent, { mode: 0o755 })
         assert.strictEqual(Fs.statSync(parent).uid, 0)
 
-        const contender = yield* spawnHolder(["try", "--dir", parent, "--name", NAME], { uid: NOBODY, gid: NOBODY })
+        const contender = yield* spawnHolder(["try", "--dir", parent, "--name", NAME, "--as-user", String(NOBODY)])
         const error = yield* waitForLine(contender, "error")
         assert.deepStrictEqual(
           { _tag: error._tag, operation: error.operation, code: error.code, path: error.path },
