@@ -1,4 +1,4 @@
-import type { PlatformError } from "@effect/platform/Error"
+import { isPlatformError, type PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -433,9 +433,6 @@ const take = (
     if (tookOver) yield* removeAbandonedStaging(resolved, name)
     return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
-
-const isPlatformError = (error: { readonly _tag: string }): error is PlatformError =>
-  error._tag === "SystemError" || error._tag === "BadArgument"
 
 // Retried a few times: a staging directory must not outlive a failed attempt
 // because of one transient error.
