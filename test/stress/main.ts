@@ -4,6 +4,7 @@
 // preceded by a line for each problem found. Exit code 1 if any run found one.
 //
 //   vite-node test/stress/main.ts [--dir D]... [--processes 16] [--acquisitions 5000] [--kill-probability 0.2]
+//     [--pause-ms 100-300]
 //
 // The children load the package from dist/: run `npm run build` after changing src/.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -17,23 +18,33 @@ const { values } = parseArgs({
     dir: { type: "string", multiple: true },
     processes: { type: "string", default: "16" },
     acquisitions: { type: "string", default: "5000" },
-    "kill-probability": { type: "string", default: "0.2" }
+    "kill-probability": { type: "string", default: "0.2" },
+    "pause-ms": { type: "string", default: "100-300" }
   }
 })
 
+const outOfRange = (name: string, text: string): never => {
+  process.stderr.write(`stress: --${name} ${JSON.stringify(text)} is out of range\n`)
+  return process.exit(2)
+}
+
 const numberOption = (name: string, text: string, valid: (value: number) => boolean) => {
   const value = Number(text)
-  if (!valid(value)) {
-    process.stderr.write(`stress: --${name} ${JSON.stringify(text)} is out of range\n`)
-    process.exit(2)
-  }
-  return value
+  return valid(value) ? value : outOfRange(name, text)
+}
+
+// `MIN-MAX` milliseconds.
+const rangeOption = (name: string, text: string): readonly [number, number] => {
+  const [min, max] = text.split("-").map(Number)
+  const valid = (n: number | undefined): n is number => Number.isInteger(n) && n! >= 0
+  return valid(min) && valid(max) && min <= max ? [min, max] : outOfRange(name, text)
 }
 
 const options = {
   processes: numberOption("processes", values.processes, (n) => Number.isInteger(n) && n >= 2),
   acquisitions: numberOption("acquisitions", values.acquisitions, (n) => Number.isInteger(n) && n >= 1),
-  killProbability: numberOption("kill-probability", values["kill-probability"], (p) => p >= 0 && p < 1)
+  killProbability: numberOption("kill-probability", values["kill-probability"], (p) => p >= 0 && p < 1),
+  pauseMs: rangeOption("pause-ms", values["pause-ms"])
 }
 
 const MAX_PROBLEMS_SHOWN = 20
