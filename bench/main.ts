@@ -1,0 +1,325 @@
+/**
+ * `npm run bench [-- --quick] [-- --dir <lock directory>]`: effect-pidlock
+ * against a raw `node:fs/promises` floor and the anchors (proper-lockfile,
+ * lockfile, the original pidlock), side by side in one run. Every figure is
+ * measured in child `node` processes that import the built package (`dist/`),
+ * and printed as one line, followed by whether its target is met.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const here = Path.dirname(fileURLToPath(import.meta.url))
+const args = process.argv.slice(2)
+const quick = args.includes("--quick")
+const dirFlag = args.indexOf("--dir")
+const root = Path.resolve(dirFlag === -1 ? Os.tmpdir() : args[dirFlag + 1]!)
+const base = Fs.mkdtempSync(Path.join(root, "pidlock-bench-"))
+
+// -----------------------------------------------------------------------------
+// Helpers
+// -----------------------------------------------------------------------------
+
+const median = (values: ReadonlyArray<number>): number => quantile(values, 0.5)
+const quantile = (values: ReadonlyArray<number>, q: number): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
+}
+const fixed = (value: number, digits = 1) => value.toFixed(digits)
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+const now = () => performance.timeOrigin + performance.now()
+const verdict = (met: boolean, target: string) => `  [target ${target}: ${met ? "met" : "MISSED"}]`
+
+/** Runs `node <script> …args` to completion and parses its last stdout line as JSON. */
+const runJson = <A>(script: string, scriptArgs: ReadonlyArray<string>, nodeFlags: ReadonlyArray<string> = []): A => {
+  const out = execFileSync(process.execPath, [...nodeFlags, Path.join(here, script), ...scriptArgs], {
+    encoding: "utf8",
+    maxBuffer: 1 << 28
+  })
+  return JSON.parse(out.trim().split("\n").at(-1)!) as A
+}
+
+/** A child speaking JSON lines: `next()` is its next message. */
+interface Child {
+  readonly process: ChildProcess
+  readonly next: () => Promise<Record<string, any>>
+  readonly send: (message: unknown) => void
+}
+
+const start = (script: string, scriptArgs: ReadonlyArray<string>): Child => {
+  const child = spawn(process.execPath, [Path.join(here, script), ...scriptArgs], {
+    stdio: ["pipe", "pipe", "inherit"]
+  })
+  const queue: Array<Record<string, any>> = []
+  const waiting: Array<(message: Record<string, any>) => void> = []
+  let buffer = ""
+  child.stdout!.setEncoding("utf8")
+  child.stdout!.on("data", (chunk: string) => {
+    buffer += chunk
+    let index: number
+    while ((index = buffer.indexOf("\n")) !== -1) {
+      const line = buffer.slice(0, index)
+      buffer = buffer.slice(index + 1)
+      // Anything else on stdout is a log line of the library (a takeover).
+      if (!line.startsWith("{")) continue
+      const message = JSON.parse(line) as Record<string, any>
+      const resolve = waiting.shift()
+      if (resolve) resolve(message)
+      else queue.push(message)
+    }
+  })
+  return {
+    process: child,
+    next: () => {
+      const message = queue.shift()
+      return message ? Promise.resolve(message) : new Promise((resolve) => waiting.push(resolve))
+    },
+    send: (message) => child.stdin!.write((typeof message === "string" ? message : JSON.stringify(message)) + "\n")
+  }
+}
+
+const stop = (child: Child) =>
+  new Promise<void>((resolve) => {
+    if (child.process.exitCode !== null || child.process.signalCode !== null) return resolve()
+    child.process.once("exit", () => resolve())
+    child.process.kill("SIGKILL")
+  })
+
+// -----------------------------------------------------------------------------
+// 1. Uncontended acquire + release cycle, in-process
+// -----------------------------------------------------------------------------
+
+const IMPLS = [
+  "effect-pidlock",
+  "floor",
+  "proper-lockfile",
+  "lockfile",
+  "pidlock",
+  "effect-pidlock-nowatchdog",
+  "floor-watch"
+] as const
+
+const cycle = () => {
+  const [rounds, batch] = quick ? [4, 200] : [20, 300]
+  const samples = runJson<Record<(typeof IMPLS)[number], Array<number>>>("cycle.mjs", [
+    Path.join(base, "cycle"),
+    String(rounds),
+    String(batch),
+    IMPLS.join(",")
+  ])
+  const m = Object.fromEntries(IMPLS.map((impl) => [impl, median(samples[impl])])) as Record<(typeof IMPLS)[number], number>
+  const ratioFloor = m["effect-pidlock"] / m.floor
+  const ratioProper = m["effect-pidlock"] / m["proper-lockfile"]
+  console.log(
+    `cycle: effect-pidlock=${fixed(m["effect-pidlock"], 0)} floor=${fixed(m.floor, 0)} proper-lockfile=${
+      fixed(m["proper-lockfile"], 0)
+    } lockfile=${fixed(m.lockfile, 0)} pidlock=${fixed(m.pidlock, 0)} ratio_floor=${fixed(ratioFloor, 2)} ratio_proper_lockfile=${
+      fixed(ratioProper, 2)
+    }` + verdict(ratioFloor <= 1.25 && ratioProper <= 1.3, "ratio_floor ≤ 1.25 and ratio_proper_lockfile ≤ 1.3")
+  )
+  console.log(
+    `#   median µs over ${rounds * batch} cycles each; without the watchdog (checkInterval: false): effect-pidlock=${
+      fixed(m["effect-pidlock-nowatchdog"], 0)
+    } (ratio_floor=${fixed(m["effect-pidlock-nowatchdog"] / m.floor, 2)}); floor with the watchdog's watch and check=${
+      fixed(m["floor-watch"], 0)
+    }`
+  )
+}
+
+// -----------------------------------------------------------------------------
+// 2. Takeover after SIGKILL
+// -----------------------------------------------------------------------------
+
+/** Time from the SIGKILL of a holder to a contender (modules loaded, waiting for the word) holding the lock. */
+const takeoverOnce = async (impl: "effect-pidlock" | "proper-lockfile", stale?: number): Promise<number> => {
+  const dir = Path.join(base, "takeover")
+  Fs.mkdirSync(dir, { recursive: true })
+  const name = `${impl}-${stale ?? "default"}`
+  const holder = start("agent.mjs", [impl, dir, name])
+  const contender = start("agent.mjs", [impl, dir, name])
+  await Promise.all([holder.next(), contender.next()])
+  holder.send({ op: "acquire", ...(stale ? { stale } : {}) })
+  const held = await holder.next()
+  if (!held.ok) throw new Error(`takeover: the holder did not get the lock: ${JSON.stringify(held)}`)
+  // Let proper-lockfile's holder age its lock as a long-running one would.
+  await sleep(impl === "proper-lockfile" ? 100 : 20)
+  const killedAt = now()
+  holder.process.kill("SIGKILL")
+  contender.send({ op: "acquire", wait: true, ...(stale ? { stale } : {}) })
+  const took = await contender.next()
+  await Promise.all([stop(holder), stop(contender)])
+  if (!took.ok) throw new Error(`takeover: the contender failed: ${JSON.stringify(took)}`)
+  return took.t - killedAt
+}
+
+const takeover = async () => {
+  const runs = quick ? 3 : 10
+  const ours: Array<number> = []
+  for (let i = 0; i < runs; i++) ours.push(await takeoverOnce("effect-pidlock"))
+  // Its default stale alone takes 5 to 10 s: the full run only.
+  const properDefault = quick ? undefined : await takeoverOnce("proper-lockfile")
+  const properMin: Array<number> = []
+  for (let i = 0; i < (quick ? 1 : 3); i++) properMin.push(await takeoverOnce("proper-lockfile", 2000))
+  const m = median(ours)
+  console.log(
+    `takeover_ms: effect-pidlock=${fixed(m)} proper-lockfile=${
+      properDefault === undefined ? "(not in --quick)" : fixed(properDefault, 0)
+    } (stale 10000, its default) ${
+      fixed(median(properMin), 0)
+    } (stale 2000, its minimum)` + verdict(m <= 20, "≤ 20 ms")
+  )
+  console.log(`#   effect-pidlock median of ${runs} (max ${fixed(Math.max(...ours))}); proper-lockfile: ${quick ? 0 : 1} run at its default stale, median of ${properMin.length} at its minimum`)
+}
+
+// -----------------------------------------------------------------------------
+// 3. Hand-off from a releasing holder to a blocked waiter
+// -----------------------------------------------------------------------------
+
+const handoffRun = async (impl: "effect-pidlock" | "proper-lockfile", count: number): Promise<Array<number>> => {
+  const dir = Path.join(base, "handoff")
+  Fs.mkdirSync(dir, { recursive: true })
+  const holder = start("agent.mjs", [impl, dir, impl])
+  const waiter = start("agent.mjs", [impl, dir, impl])
+  await Promise.all([holder.next(), waiter.next()])
+  const times: Array<number> = []
+  for (let i = 0; i < count; i++) {
+    holder.send({ op: "acquire" })
+    const held = await holder.next()
+    if (!held.ok) throw new Error(`hand-off: the holder did not get the lock: ${JSON.stringify(held)}`)
+    waiter.send({ op: "acquire", wait: true })
+    await sleep(30) // the waiter has tried once and is blocked
+    holder.send({ op: "release" })
+    const released = await holder.next()
+    const acquired = await waiter.next()
+    if (!acquired.ok) throw new Error(`hand-off: the waiter failed: ${JSON.stringify(acquired)}`)
+    times.push(acquired.t - released.t0)
+    waiter.send({ op: "release" })
+    await waiter.next()
+  }
+  await Promise.all([stop(holder), stop(waiter)])
+  return times
+}
+
+const handoff = async () => {
+  const count = quick ? 50 : 100
+  const ours = await handoffRun("effect-pidlock", count)
+  const proper = await handoffRun("proper-lockfile", count)
+  const m = median(ours)
+  console.log(
+    `handoff_ms: effect-pidlock=${fixed(m)} (p99 ${fixed(quantile(ours, 0.99))}) proper-lockfile=${fixed(median(proper))} (p99 ${
+      fixed(quantile(proper, 0.99))
+    }) n=${count}` + verdict(m <= 10, "median ≤ 10 ms")
+  )
+  console.log(
+    `#   effect-pidlock wait: "60 seconds" (watch + poll); proper-lockfile retries: 10 ms doubling to 1 s; the holder releases 30 ms after the waiter started`
+  )
+}
+
+// -----------------------------------------------------------------------------
+// 4. Contention: 16 processes at once
+// -----------------------------------------------------------------------------
+
+const contentionRound = async (round: number) => {
+  const dir = Path.join(base, "contention")
+  Fs.mkdirSync(dir, { recursive: true })
+  const spawnedAt = now()
+  const children = Array.from({ length: 16 }, () => start("contend.mjs", [dir, `round-${round}`]))
+  await Promise.all(children.map((child) => child.next()))
+  const readyAt = now()
+  const goAt = now()
+  for (const child of children) child.send("go")
+  const results = await Promise.all(children.map((child) => child.next()))
+  for (const child of children) child.process.stdin!.end()
+  await Promise.all(children.map(stop))
+  const losers = results.filter((result) => !result.won)
+  const winners = results.length - losers.length
+  const wrong = losers.filter((result) => result.tag !== "LockHeld")
+  if (wrong.length > 0) throw new Error(`contention: losers failed otherwise: ${JSON.stringify(wrong)}`)
+  return { winners, settled: Math.max(...losers.map((result) => result.t)) - goAt, startup: readyAt - spawnedAt }
+}
+
+const contention = async () => {
+  const rounds = quick ? 1 : 3
+  const results = []
+  for (let round = 0; round < rounds; round++) results.push(await contentionRound(round))
+  const winners = results.map((result) => result.winners)
+  const settled = median(results.map((result) => result.settled))
+  console.log(
+    `contention: winners=${[...new Set(winners)].join(",")} all_settled_ms=${fixed(settled)}` +
+      verdict(winners.every((count) => count === 1), "exactly one winner")
+  )
+  console.log(
+    `#   median of ${rounds} rounds, from the word "go" to the last loser's LockHeld; the 16 processes took ${
+      fixed(median(results.map((result) => result.startup)), 0)
+    } ms to start and load their modules`
+  )
+}
+
+// -----------------------------------------------------------------------------
+// 5. Start-up cost
+// -----------------------------------------------------------------------------
+
+const importCost = () => {
+  const results: Array<{ base: number; added: number }> = []
+  for (let i = 0; i < 10; i++) results.push(runJson("import.mjs", []))
+  const added = median(results.map((result) => result.added))
+  console.log(`import_ms: added=${fixed(added)}` + verdict(added <= 20, "≤ 20 ms"))
+  console.log(
+    `#   median of 10 fresh processes, on top of effect/Effect + @effect/platform/FileSystem + @effect/platform-node/NodeFileSystem (${
+      fixed(median(results.map((result) => result.base)), 0)
+    } ms)`
+  )
+}
+
+// -----------------------------------------------------------------------------
+// 6. Steady state
+// -----------------------------------------------------------------------------
+
+const heap = () => {
+  const cycles = quick ? 5_000 : 100_000
+  const result = runJson<{ growthKb: number; before: number; seconds: number }>(
+    "heap.mjs",
+    [Path.join(base, "heap"), String(cycles)],
+    ["--expose-gc"]
+  )
+  console.log(`heap_growth_kb: ${fixed(result.growthKb)}` + verdict(result.growthKb <= 1024, "≤ 1024 KiB"))
+  console.log(
+    `#   after ${cycles} cycles with the default options and GC (heap ${fixed(result.before / 1048576)} MiB before; ${
+      fixed(result.seconds)
+    } s)`
+  )
+}
+
+// -----------------------------------------------------------------------------
+
+const fileSystemOf = (path: string): string => {
+  try {
+    return execFileSync("df", ["--output=fstype", path], { encoding: "utf8" }).trim().split("\n").at(-1)!
+  } catch {
+    return "unknown"
+  }
+}
+
+const main = async () => {
+  const began = now()
+  console.log(
+    `# ${new Date().toISOString()} ${quick ? "quick" : "full"} run; nproc ${Os.availableParallelism()}; node ${process.version}; lock dir ${base} (${
+      fileSystemOf(base)
+    }); load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`
+  )
+  try {
+    cycle()
+    await takeover()
+    await handoff()
+    await contention()
+    importCost()
+    heap()
+  } finally {
+    Fs.rmSync(base, { recursive: true, force: true })
+  }
+  console.log(`# done in ${fixed((now() - began) / 1000)} s; load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`)
+}
+
+await main()
