@@ -1,8 +1,10 @@
 // Uncontended acquire + release cycles, in one process, the implementations
 // interleaved batch by batch so that they share the machine's noise.
 // Usage: node cycle.mjs <dir> <rounds> <batch> <impl,impl,…>
-// Prints one JSON line: per implementation, the per-cycle times in µs.
+// Prints one JSON line: per implementation, the per-cycle times in µs, and
+// the CPU time per cycle in µs.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -76,6 +78,36 @@ const floorBatch = (watchdog) => {
   }
 }
 
+// The same system calls through the platform's `FileSystem` service, in a
+// plain `Effect.gen`: what Effect and the Node layer add to the floor, before
+// any of the lock's own logic.
+const effectFloorBatch = () => {
+  const home = Path.join(dir, "floor-effect")
+  Fs.mkdirSync(home, { recursive: true })
+  const lock = Path.join(home, "lock")
+  const cycle = Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    yield* Effect.flip(fs.readLink(home))
+    yield* fs.stat(home)
+    const token = Crypto.randomBytes(8).toString("hex")
+    const name = `${self.pid}.${token}`
+    const text = JSON.stringify({ v: 1, ...self, acquiredAt: new Date().toISOString(), token })
+    const staging = Path.join(home, name)
+    yield* fs.makeDirectory(staging)
+    yield* fs.symlink(text, Path.join(staging, name))
+    yield* fs.rename(staging, lock)
+    yield* fs.remove(Path.join(lock, name))
+  })
+  return (samples) =>
+    runtime.runPromise(Effect.gen(function*() {
+      for (let i = 0; i < batch; i++) {
+        const start = performance.now()
+        yield* cycle
+        samples.push((performance.now() - start) * 1000)
+      }
+    }))
+}
+
 const properBatch = () => {
   const file = Path.join(dir, "proper-lockfile")
   return async (samples) => {
@@ -127,12 +159,14 @@ const makers = {
   "effect-pidlock-nowatchdog": () => effectBatch({ name: "effect-pidlock-nowatchdog", dir, checkInterval: false }),
   floor: () => floorBatch(false),
   "floor-watch": () => floorBatch(true),
+  "floor-effect": effectFloorBatch,
   "proper-lockfile": properBatch,
   lockfile: lockfileBatch,
   pidlock: pidlockBatch
 }
 const runners = impls.map((impl) => [impl, makers[impl]()])
 const samples = Object.fromEntries(impls.map((impl) => [impl, []]))
+const cpu = Object.fromEntries(impls.map((impl) => [impl, 0]))
 
 // One warm-up round, not recorded.
 for (const [, run] of runners) await run([])
@@ -140,8 +174,12 @@ for (let round = 0; round < rounds; round++) {
   // Rotate the order, so that no implementation always follows the same one.
   for (let k = 0; k < runners.length; k++) {
     const [impl, run] = runners[(k + round) % runners.length]
+    const before = process.cpuUsage()
     await run(samples[impl])
+    const used = process.cpuUsage(before)
+    cpu[impl] += used.user + used.system
   }
 }
 await runtime.dispose()
-send(samples)
+// CPU µs per cycle, this process's threads included (the libuv pool).
+send({ samples, cpu: Object.fromEntries(impls.map((impl) => [impl, cpu[impl] / (rounds * batch)])) })

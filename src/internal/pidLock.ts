@@ -449,7 +449,9 @@ const makeLock = (
   lost: Deferred.Deferred<never, PidLock.LockCompromised>
 ): PidLock.PidLock => {
   let released = false
-  const compromised = new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner })
+  // Made only when it happens: an error captures a stack trace, too dear to
+  // pay on every acquisition.
+  const compromised = () => new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner })
   // One unlink of our own uniquely named entry: a compare-and-swap that can
   // never remove a later holder's lock. It counts as released from the start,
   // so that the watchdog does not take our own unlink for a loss; after a
@@ -459,7 +461,7 @@ const makeLock = (
     if (released) return Effect.void
     released = true
     return fs.remove(taken.entry).pipe(
-      Effect.catchIf(isNotFound, () => Effect.fail(compromised)),
+      Effect.catchIf(isNotFound, () => Effect.fail(compromised())),
       Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error)),
       Effect.tapError((error) =>
         error._tag === "LockCompromised" ? Effect.void : Effect.sync(() => {
@@ -470,8 +472,8 @@ const makeLock = (
   }).pipe(Effect.uninterruptible)
   const verify = Effect.suspend(() =>
     released ? Effect.void : fs.readLink(taken.entry).pipe(
-      Effect.flatMap((text) => text === taken.text ? Effect.void : Effect.fail(compromised)),
-      Effect.catchIf(isNotFound, () => Effect.fail(compromised)),
+      Effect.flatMap((text) => text === taken.text ? Effect.void : Effect.fail(compromised())),
+      Effect.catchIf(isNotFound, () => Effect.fail(compromised())),
       Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error))
     )
   )
@@ -528,7 +530,7 @@ const watchdog = (
       yield* Effect.raceFirst(change, Effect.sleep(interval))
       return true
     }))
-  return Effect.asVoid(Effect.repeat(stillHeld, { while: (held) => held }))
+  return Effect.asVoid(Effect.iterate(true, { while: (held) => held, body: () => stillHeld }))
 }
 
 const POLL_FIRST = Duration.millis(10)
