@@ -1,7 +1,9 @@
 // A lock client driven by JSON lines on stdin, for the process-level figures
 // (takeover, hand-off). Usage: node agent.mjs <effect-pidlock|proper-lockfile> <dir> <name>
 // Commands: {"op":"acquire","wait":true|false,"stale":ms} → {"ok":true|false,"t":…,"tag":…}
-//           {"op":"release"} → {"released":true,"t0":…} (t0: just before the release starts)
+//           {"op":"release"} → {"released":true,"t0":…,"t1":…} (just before and after the release)
+// Before it says it is ready, it takes and releases another lock once, so that
+// the lock's code has run once, as in a process that has been up for a while.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -24,8 +26,7 @@ const effectClient = () => {
   const runtime = ManagedRuntime.make(ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)))
   let scope
   return {
-    ready: runtime.runPromise(Effect.void),
-    acquire: async ({ wait }) => {
+    acquire: async (name, { wait }) => {
       const next = await runtime.runPromise(Scope.make())
       const exit = await runtime.runPromiseExit(
         Scope.extend(PidLock.acquire({ name, dir, ...(wait ? { wait: "60 seconds" } : {}) }), next)
@@ -43,13 +44,11 @@ const effectClient = () => {
 }
 
 const properClient = () => {
-  const file = Path.join(dir, name)
   let release
   return {
-    ready: Promise.resolve(),
-    acquire: async ({ wait, stale }) => {
+    acquire: async (name, { wait, stale }) => {
       try {
-        release = await properLockfile.lock(file, {
+        release = await properLockfile.lock(Path.join(dir, name), {
           realpath: false,
           ...(stale ? { stale } : {}),
           ...(wait ? { retries: PROPER_RETRIES } : {})
@@ -64,11 +63,13 @@ const properClient = () => {
 }
 
 const client = impl === "effect-pidlock" ? effectClient() : properClient()
-await client.ready
+const warmUp = await client.acquire(`${name}-warm-up-${process.pid}`, {})
+if (!warmUp.ok) throw new Error(`warm-up: ${warmUp.tag}`)
+await client.release()
 onLines(async (line) => {
   const command = JSON.parse(line)
   if (command.op === "acquire") {
-    const result = await client.acquire(command)
+    const result = await client.acquire(name, command)
     send({ ...result, t: now() })
   } else if (command.op === "release") {
     const t0 = now()

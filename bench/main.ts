@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --dir <lock directory>]`: effect-pidlock
+ * `npm run bench [-- --quick] [--dir <lock directory>] [--only takeover,…]`: effect-pidlock
  * against a raw `node:fs/promises` floor and the anchors (proper-lockfile,
  * lockfile, the original pidlock), side by side in one run. Every figure is
  * measured in child `node` processes that import the built package (`dist/`),
@@ -16,6 +16,9 @@ const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const dirFlag = args.indexOf("--dir")
 const root = Path.resolve(dirFlag === -1 ? Os.tmpdir() : args[dirFlag + 1]!)
+// `--only takeover,handoff`: some of the figures (cycle, takeover, handoff, contention, import, heap).
+const onlyFlag = args.indexOf("--only")
+const only = onlyFlag === -1 ? undefined : args[onlyFlag + 1]!.split(",")
 const base = Fs.mkdtempSync(Path.join(root, "pidlock-bench-"))
 
 // -----------------------------------------------------------------------------
@@ -98,12 +101,16 @@ const IMPLS = [
   "lockfile",
   "pidlock",
   "effect-pidlock-nowatchdog",
-  "floor-watch"
+  "floor-watch",
+  "floor-effect"
 ] as const
 
 const cycle = () => {
   const [rounds, batch] = quick ? [4, 200] : [20, 300]
-  const samples = runJson<Record<(typeof IMPLS)[number], Array<number>>>("cycle.mjs", [
+  const { cpu, samples } = runJson<{
+    samples: Record<(typeof IMPLS)[number], Array<number>>
+    cpu: Record<(typeof IMPLS)[number], number>
+  }>("cycle.mjs", [
     Path.join(base, "cycle"),
     String(rounds),
     String(batch),
@@ -124,16 +131,25 @@ const cycle = () => {
       fixed(m["effect-pidlock-nowatchdog"], 0)
     } (ratio_floor=${fixed(m["effect-pidlock-nowatchdog"] / m.floor, 2)}); floor with the watchdog's watch and check=${
       fixed(m["floor-watch"], 0)
-    }`
+    }; the same calls through Effect's FileSystem=${fixed(m["floor-effect"], 0)}`
   )
+  console.log(`#   CPU µs per cycle (all threads): ${IMPLS.map((impl) => `${impl}=${fixed(cpu[impl], 0)}`).join(" ")}`)
 }
 
 // -----------------------------------------------------------------------------
 // 2. Takeover after SIGKILL
 // -----------------------------------------------------------------------------
 
-/** Time from the SIGKILL of a holder to a contender (modules loaded, waiting for the word) holding the lock. */
-const takeoverOnce = async (impl: "effect-pidlock" | "proper-lockfile", stale?: number): Promise<number> => {
+/**
+ * A holder is SIGKILLed; once it is reaped (dead to the kernel, as a
+ * supervisor that restarts a crashed service sees it), a contender (modules
+ * loaded, one cycle on another lock done) tries to take the lock. Times from
+ * the kill: to the reaping, and to the contender holding the lock.
+ */
+const takeoverOnce = async (
+  impl: "effect-pidlock" | "proper-lockfile",
+  stale?: number
+): Promise<{ total: number; reaped: number }> => {
   const dir = Path.join(base, "takeover")
   Fs.mkdirSync(dir, { recursive: true })
   const name = `${impl}-${stale ?? "default"}`
@@ -145,45 +161,56 @@ const takeoverOnce = async (impl: "effect-pidlock" | "proper-lockfile", stale?: 
   if (!held.ok) throw new Error(`takeover: the holder did not get the lock: ${JSON.stringify(held)}`)
   // Let proper-lockfile's holder age its lock as a long-running one would.
   await sleep(impl === "proper-lockfile" ? 100 : 20)
+  const reaped = new Promise<number>((resolve) => holder.process.once("exit", () => resolve(now())))
   const killedAt = now()
   holder.process.kill("SIGKILL")
+  const reapedAt = await reaped
   contender.send({ op: "acquire", wait: true, ...(stale ? { stale } : {}) })
   const took = await contender.next()
-  await Promise.all([stop(holder), stop(contender)])
+  await stop(contender)
   if (!took.ok) throw new Error(`takeover: the contender failed: ${JSON.stringify(took)}`)
-  return took.t - killedAt
+  return { total: took.t - killedAt, reaped: reapedAt - killedAt }
 }
 
 const takeover = async () => {
   const runs = quick ? 3 : 10
-  const ours: Array<number> = []
+  const ours: Array<{ total: number; reaped: number }> = []
   for (let i = 0; i < runs; i++) ours.push(await takeoverOnce("effect-pidlock"))
   // Its default stale alone takes 5 to 10 s: the full run only.
   const properDefault = quick ? undefined : await takeoverOnce("proper-lockfile")
   const properMin: Array<number> = []
-  for (let i = 0; i < (quick ? 1 : 3); i++) properMin.push(await takeoverOnce("proper-lockfile", 2000))
-  const m = median(ours)
+  for (let i = 0; i < (quick ? 1 : 3); i++) properMin.push((await takeoverOnce("proper-lockfile", 2000)).total)
+  const m = median(ours.map((run) => run.total))
   console.log(
     `takeover_ms: effect-pidlock=${fixed(m)} proper-lockfile=${
-      properDefault === undefined ? "(not in --quick)" : fixed(properDefault, 0)
-    } (stale 10000, its default) ${
-      fixed(median(properMin), 0)
-    } (stale 2000, its minimum)` + verdict(m <= 20, "≤ 20 ms")
+      properDefault === undefined ? "(not in --quick)" : fixed(properDefault.total, 0)
+    } (stale 10000, its default) ${fixed(median(properMin), 0)} (stale 2000, its minimum)` + verdict(m <= 20, "≤ 20 ms")
   )
-  console.log(`#   effect-pidlock median of ${runs} (max ${fixed(Math.max(...ours))}); proper-lockfile: ${quick ? 0 : 1} run at its default stale, median of ${properMin.length} at its minimum`)
+  console.log(
+    `#   from the SIGKILL to the contender holding the lock, the contender starting when the holder is reaped; effect-pidlock median of ${runs}: kill to reaped ${
+      fixed(median(ours.map((run) => run.reaped)))
+    } (the kernel tearing the process down), reaped to holding ${
+      fixed(median(ours.map((run) => run.total - run.reaped)))
+    } (the lock); proper-lockfile: ${quick ? 0 : 1} run at its default stale, median of ${properMin.length} at its minimum`
+  )
 }
 
 // -----------------------------------------------------------------------------
 // 3. Hand-off from a releasing holder to a blocked waiter
 // -----------------------------------------------------------------------------
 
-const handoffRun = async (impl: "effect-pidlock" | "proper-lockfile", count: number): Promise<Array<number>> => {
+/** Times from the holder's release (its return: the unlink done) to the waiter holding the lock, and from the call. */
+const handoffRun = async (
+  impl: "effect-pidlock" | "proper-lockfile",
+  count: number
+): Promise<{ times: Array<number>; fromStart: Array<number> }> => {
   const dir = Path.join(base, "handoff")
   Fs.mkdirSync(dir, { recursive: true })
   const holder = start("agent.mjs", [impl, dir, impl])
   const waiter = start("agent.mjs", [impl, dir, impl])
   await Promise.all([holder.next(), waiter.next()])
   const times: Array<number> = []
+  const fromStart: Array<number> = []
   for (let i = 0; i < count; i++) {
     holder.send({ op: "acquire" })
     const held = await holder.next()
@@ -194,23 +221,29 @@ const handoffRun = async (impl: "effect-pidlock" | "proper-lockfile", count: num
     const released = await holder.next()
     const acquired = await waiter.next()
     if (!acquired.ok) throw new Error(`hand-off: the waiter failed: ${JSON.stringify(acquired)}`)
-    times.push(acquired.t - released.t0)
+    times.push(acquired.t - released.t1)
+    fromStart.push(acquired.t - released.t0)
     waiter.send({ op: "release" })
     await waiter.next()
   }
   await Promise.all([stop(holder), stop(waiter)])
-  return times
+  return { times, fromStart }
 }
 
 const handoff = async () => {
   const count = quick ? 50 : 100
   const ours = await handoffRun("effect-pidlock", count)
   const proper = await handoffRun("proper-lockfile", count)
-  const m = median(ours)
+  const m = median(ours.times)
   console.log(
-    `handoff_ms: effect-pidlock=${fixed(m)} (p99 ${fixed(quantile(ours, 0.99))}) proper-lockfile=${fixed(median(proper))} (p99 ${
-      fixed(quantile(proper, 0.99))
-    }) n=${count}` + verdict(m <= 10, "median ≤ 10 ms")
+    `handoff_ms: effect-pidlock=${fixed(m)} (p99 ${fixed(quantile(ours.times, 0.99))}) proper-lockfile=${
+      fixed(median(proper.times))
+    } (p99 ${fixed(quantile(proper.times, 0.99))}) n=${count}` + verdict(m <= 10, "median ≤ 10 ms")
+  )
+  console.log(
+    `#   from the end of the holder's release; from its start: effect-pidlock=${fixed(median(ours.fromStart))} (p99 ${
+      fixed(quantile(ours.fromStart, 0.99))
+    }) proper-lockfile=${fixed(median(proper.fromStart))} (p99 ${fixed(quantile(proper.fromStart, 0.99))})`
   )
   console.log(
     `#   effect-pidlock wait: "60 seconds" (watch + poll); proper-lockfile retries: 10 ms doubling to 1 s; the holder releases 30 ms after the waiter started`
@@ -278,17 +311,19 @@ const importCost = () => {
 // -----------------------------------------------------------------------------
 
 const heap = () => {
-  const cycles = quick ? 5_000 : 100_000
-  const result = runJson<{ growthKb: number; before: number; seconds: number }>(
+  const [warmUp, cycles] = quick ? [10_000, 5_000] : [20_000, 100_000]
+  const result = runJson<{ growthKb: number; warmUpGrowthKb: number; before: number; seconds: number }>(
     "heap.mjs",
-    [Path.join(base, "heap"), String(cycles)],
+    [Path.join(base, "heap"), String(warmUp), String(cycles)],
     ["--expose-gc"]
   )
   console.log(`heap_growth_kb: ${fixed(result.growthKb)}` + verdict(result.growthKb <= 1024, "≤ 1024 KiB"))
   console.log(
-    `#   after ${cycles} cycles with the default options and GC (heap ${fixed(result.before / 1048576)} MiB before; ${
+    `#   over ${cycles} cycles with the default options, after ${warmUp} cycles of warm-up, with GC (${
       fixed(result.seconds)
-    } s)`
+    } s); from cycle 2000 to the end of the warm-up the heap grew ${
+      fixed(result.warmUpGrowthKb)
+    } KiB to a plateau (Effect's per-fiber scheduler WeakMap), to ${fixed(result.before / 1048576)} MiB`
   )
 }
 
@@ -309,13 +344,11 @@ const main = async () => {
       fileSystemOf(base)
     }); load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`
   )
+  const figures: Record<string, () => void | Promise<void>> = { cycle, takeover, handoff, contention, import: importCost, heap }
   try {
-    cycle()
-    await takeover()
-    await handoff()
-    await contention()
-    importCost()
-    heap()
+    for (const [name, figure] of Object.entries(figures)) {
+      if (only === undefined || only.includes(name)) await figure()
+    }
   } finally {
     Fs.rmSync(base, { recursive: true, force: true })
   }
