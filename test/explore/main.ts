@@ -1,0 +1,160 @@
+// `npm run explore`: the interleaving explorer at full bounds, one child
+// process per core. Prints a line per search, any failure with its schedule,
+// and one final line per K:
+//
+//   explore: K=3 schedules=100000 violations=0 stuck=0
+//
+// `--schedules N` sets the random schedules for K=3, over both scenarios
+// (100,000 by default).
+import { fork } from "node:child_process"
+import { createRequire } from "node:module"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { type Report, search, type SearchOptions } from "./explorer.js"
+import type { Scenario } from "./world.js"
+
+type Task = Omit<SearchOptions, "onProgress" | "onSchedule" | "processInfo"> & {
+  /** `bound`: counted in the final lines; `check`: compared with the other check. */
+  readonly purpose: "bound" | "check"
+}
+
+interface Done {
+  readonly task: Task
+  readonly report: Omit<Report, "endStates"> & { readonly endStates: ReadonlyArray<string> }
+  readonly seconds: number
+}
+
+const SCENARIOS: ReadonlyArray<Scenario> = ["free", "stale"]
+
+// Where the plain search is small enough to compare the reduction with.
+const CHECKED = { contenders: 2, scenario: "free", maxCrashes: 1 } as const
+
+const RANDOM_SHARDS_PER_SCENARIO = 4
+
+const tasks = (randomSchedules: number): ReadonlyArray<Task> => {
+  const perShard = Math.ceil(randomSchedules / SCENARIOS.length / RANDOM_SHARDS_PER_SCENARIO)
+  return [
+    // Every schedule of two contenders up to the order of independent steps, both of them may crash.
+    ...SCENARIOS.map((scenario): Task => ({ purpose: "bound", contenders: 2, scenario, strategy: { _tag: "reduced" } })),
+    // Three contenders: too many classes of schedules to visit them all, so seeded random ones, in shards
+    // that keep every core busy.
+    ...SCENARIOS.flatMap((scenario) =>
+      Array.from({ length: RANDOM_SHARDS_PER_SCENARIO }, (_, shard): Task => ({
+        purpose: "bound",
+        contenders: 3,
+        scenario,
+        strategy: { _tag: "random", count: perShard, seed: 1 + shard * perShard }
+      }))
+    ),
+    // The reduction checked against the plain search where that one is small enough: the same end states and
+    // the same orders of holder changes.
+    ...(["exhaustive", "reduced"] as const).map((strategy): Task => ({
+      purpose: "check",
+      ...CHECKED,
+      strategy: { _tag: strategy },
+      collectEndStates: true
+    }))
+  ]
+}
+
+const describe = (task: Task): string => {
+  const crashes = task.maxCrashes === 0 ? "no crash" : `up to ${task.maxCrashes ?? task.contenders} crashes`
+  const strategy = task.strategy._tag === "random"
+    ? `random, seeds ${task.strategy.seed}..${task.strategy.seed + task.strategy.count - 1}`
+    : task.strategy._tag === "reduced"
+    ? "every schedule up to the order of independent steps"
+    : "every schedule"
+  return `K=${task.contenders} ${task.scenario} (${strategy}; ${crashes})`
+}
+
+// -- child: run one task and send the report back
+
+const runTask = (task: Task): void => {
+  const started = performance.now()
+  const report = search({ ...task, onProgress: (report) => process.send!({ progress: report.schedules }) })
+  const done: Done = {
+    task,
+    report: { ...report, endStates: [...report.endStates] },
+    seconds: (performance.now() - started) / 1000
+  }
+  process.send!({ done }, () => process.exit(0))
+}
+
+// -- parent: run the tasks on every core, then print
+
+const viteNode = Path.join(Path.dirname(createRequire(import.meta.url).resolve("vite-node/package.json")), "vite-node.mjs")
+
+const PROGRESS_SECONDS = 30
+let progressShown = performance.now()
+
+// Long runs say now and then how far they are, on stderr.
+const showProgress = (task: Task, schedules: number): void => {
+  if (performance.now() - progressShown < PROGRESS_SECONDS * 1000) return
+  progressShown = performance.now()
+  console.error(`  … K=${task.contenders} ${task.scenario} ${task.strategy._tag}: ${schedules} schedules so far`)
+}
+
+const runChild = (task: Task): Promise<Done> =>
+  new Promise((resolve, reject) => {
+    const child = fork(viteNode, [fileURLToPath(import.meta.url), "--task", JSON.stringify(task)], { stdio: "inherit" })
+    let done: Done | undefined
+    child.on("message", (message: { readonly progress?: number; readonly done?: Done }) => {
+      if (message.done !== undefined) done = message.done
+      if (message.progress !== undefined) showProgress(task, message.progress)
+    })
+    child.on("exit", (code) =>
+      done !== undefined ? resolve(done) : reject(new Error(`explorer child for ${JSON.stringify(task)} exited with ${code}`))
+    )
+  })
+
+const main = async (randomSchedules: number): Promise<number> => {
+  const started = performance.now()
+  const queue = [...tasks(randomSchedules)]
+  const results: Array<Done> = []
+  const worker = async () => {
+    for (let task = queue.shift(); task !== undefined; task = queue.shift()) {
+      const done = await runChild(task)
+      results.push(done)
+      const { report } = done
+      console.log(
+        `  ${describe(done.task)}: ${report.schedules} schedules` +
+          (report.sleepBlocked > 0 ? ` (and ${report.sleepBlocked} cut short by sleep sets)` : "") +
+          `, ${report.violations} violations, ${report.stuck} stuck, ${done.seconds.toFixed(1)} s`
+      )
+      for (const failure of report.failures) {
+        console.log(`explore: FAILURE ${describe(done.task)}: ${failure.messages.join("; ")}`)
+        console.log(`  replay(${JSON.stringify({ contenders: done.task.contenders, scenario: done.task.scenario })}, ${JSON.stringify(failure.schedule)})`)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(Os.availableParallelism(), queue.length) }, worker))
+
+  const [plain, reduced] = ["exhaustive", "reduced"].map((strategy) =>
+    new Set(results.find((done) => done.task.purpose === "check" && done.task.strategy._tag === strategy)!.report.endStates)
+  ) as [Set<string>, Set<string>]
+  const same = plain.size === reduced.size && [...plain].every((state) => reduced.has(state))
+  console.log(
+    `  reduction check (${describe({ purpose: "check", ...CHECKED, strategy: { _tag: "exhaustive" } })}): ${same ? "the same" : "DIFFERENT"} end states and holder histories with and without it (${plain.size} and ${reduced.size})`
+  )
+
+  let failed = !same
+  for (const contenders of [...new Set(results.map((done) => done.task.contenders))].sort((a, b) => a - b)) {
+    const ofK = results.filter((done) => done.task.contenders === contenders && done.task.purpose === "bound")
+    const sum = (count: (report: Done["report"]) => number) => ofK.reduce((total, done) => total + count(done.report), 0)
+    const [schedules, violations, stuck] = [sum((r) => r.schedules), sum((r) => r.violations), sum((r) => r.stuck)]
+    failed ||= violations > 0 || stuck > 0
+    console.log(`explore: K=${contenders} schedules=${schedules} violations=${violations} stuck=${stuck}`)
+  }
+  console.log(`  ${((performance.now() - started) / 1000).toFixed(0)} s on ${Os.availableParallelism()} cores`)
+  return failed ? 1 : 0
+}
+
+const argument = (name: string): string | undefined => {
+  const index = process.argv.indexOf(name)
+  return index < 0 ? undefined : process.argv[index + 1]
+}
+
+const task = argument("--task")
+if (task !== undefined) runTask(JSON.parse(task))
+else process.exitCode = await main(Number(argument("--schedules") ?? 100_000))

@@ -1,0 +1,135 @@
+// What one scheduling choice does to the shared state, and when two choices
+// commute: the independence relation behind the partial-order reduction.
+import type * as Testing from "../../src/testing.js"
+
+/**
+ * One choice the scheduler can make: let a fiber of a contender make the
+ * file-system call it is stopped at, or crash the contender.
+ *
+ * Each choice belongs to an actor, named as printed in schedules: `a` is the
+ * main fiber of contender 0, `a1` the next fiber of it that makes a call (a
+ * background fiber of the lock), `A` its crash. A crash is an actor of its own,
+ * so it races with the contender and with everyone who reads its `/proc` entry.
+ */
+export interface Transition {
+  readonly actor: string
+  readonly contender: number
+  readonly crash: boolean
+  /** Entries read, by their canonical path (the path resolves through each ancestor). */
+  readonly reads: ReadonlyArray<string>
+  /** Entries created, replaced or removed, each with everything below it. */
+  readonly writes: ReadonlyArray<string>
+  /** Directories whose list of names is read or watched. */
+  readonly listings: ReadonlyArray<string>
+  /** May change who holds the lock: checked invariants change only at these. */
+  readonly visible: boolean
+  /** For schedules and messages; equal labels mean the same transition in every replay. */
+  readonly label: string
+}
+
+const letterOf = (contender: number): string => String.fromCharCode(97 + contender)
+
+export const callActor = (contender: number, fiber: number): string =>
+  fiber === 0 ? letterOf(contender) : `${letterOf(contender)}${fiber}`
+
+export const crashActor = (contender: number): string => letterOf(contender).toUpperCase()
+
+/** The actors of a printed schedule, checked against the number of contenders. */
+export const actorsOf = (schedule: string, contenders: number): ReadonlyArray<string> =>
+  schedule.replace(/\s+/g, "").match(/[a-zA-Z]\d*/g)?.map((actor) => {
+    const contender = actor.toLowerCase().charCodeAt(0) - 97
+    if (contender >= contenders) throw new Error(`schedule actor ${actor} names none of ${contenders} contenders`)
+    return actor
+  }) ?? []
+
+// Staging directories and owner entries are named `<pid>.<random token>`: a
+// contender makes one per acquire, so the PID names it across replays.
+export const canonical = (text: string): string => text.replace(/\b(\d+)\.[0-9a-f]{16}\b/g, "$1.T")
+
+const isWithin = (path: string, ancestor: string): boolean =>
+  path === ancestor || path.startsWith(ancestor === "/" ? "/" : `${ancestor}/`)
+
+const parentOf = (path: string): string => path.slice(0, Math.max(1, path.lastIndexOf("/")))
+
+// `stat` reads an entry, not its directory's names: its link count and times
+// change with every name made below, but the lock reads only the type and
+// the owner (of its home), which no call of a contender changes.
+const READS_ENTRY = new Set(["readLink", "readFile", "access", "realPath", "stat"])
+const READS_LISTING = new Set(["readDirectory", "watch"])
+
+/**
+ * The transition of a contender's call. `makeDirectory` counts as creating
+ * its path alone: the lock makes its home and staging directories without
+ * `recursive`, and its one recursive call (on `dir`) lies outside the home,
+ * where any call is a violation.
+ */
+export const callTransition = (
+  contender: number,
+  fiber: number,
+  call: Testing.FileSystemCall,
+  lock: string
+): Transition => {
+  const actor = callActor(contender, fiber)
+  const path = canonical(call.path)
+  const target = call.target === undefined || call.method === "symlink" ? undefined : canonical(call.target)
+  const label = `${call.method} ${path}${target === undefined ? "" : ` -> ${target}`}`
+  if (READS_ENTRY.has(call.method) || READS_LISTING.has(call.method)) {
+    return {
+      actor,
+      contender,
+      crash: false,
+      reads: [path],
+      writes: [],
+      listings: READS_LISTING.has(call.method) ? [path] : [],
+      visible: false,
+      label
+    }
+  }
+  const writes = target === undefined ? [path] : [path, target]
+  return {
+    actor,
+    contender,
+    crash: false,
+    reads: [],
+    writes,
+    listings: [],
+    visible: writes.some((written) => isWithin(written, lock) || isWithin(lock, written)),
+    label
+  }
+}
+
+/**
+ * The crash of a contender: its process leaves the table, so `/proc/<pid>`
+ * changes. Visible only when it holds the lock: a crash of anyone else changes
+ * no holder. Whether it holds changes only by its own calls, which depend on
+ * its crash anyway, so the choice stays the same while it waits.
+ */
+export const crashTransition = (contender: number, pid: number, holder: boolean): Transition => ({
+  actor: crashActor(contender),
+  contender,
+  crash: true,
+  reads: [],
+  writes: [`/proc/${pid}`],
+  listings: [],
+  visible: holder,
+  label: `crash of pid ${pid}${holder ? ", the holder" : ""}`
+})
+
+// Whether `writer` changes what `other` reads or writes.
+const affects = (writer: Transition, other: Transition): boolean =>
+  writer.writes.some((written) =>
+    other.reads.some((path) => isWithin(path, written)) ||
+    other.writes.some((path) => isWithin(path, written)) ||
+    other.listings.some((dir) => dir === parentOf(written) || isWithin(dir, written))
+  )
+
+/**
+ * Two transitions are dependent when their order can matter: they belong to
+ * one contender (a crash disables its calls, its last call disables its
+ * crash, its fibers share its state), both may change who holds the lock (so the order of holder changes,
+ * and every checked state, is the same in all equivalent schedules), or one
+ * writes what the other touches. Creating two names in one directory
+ * commutes; listing that directory does not.
+ */
+export const dependent = (a: Transition, b: Transition): boolean =>
+  a.contender === b.contender || (a.visible && b.visible) || affects(a, b) || affects(b, a)

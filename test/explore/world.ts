@@ -1,0 +1,395 @@
+// One run of K contenders on one memory file system, advanced one
+// file-system call (or one crash) at a time by whoever drives it.
+import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import type * as Scheduler from "effect/Scheduler"
+import * as Path from "node:path"
+import * as PidLock from "../../src/PidLock.js"
+import * as ProcessInfo from "../../src/ProcessInfo.js"
+import * as Testing from "../../src/testing.js"
+import { plantHolder, plantStaging, recordOf } from "../support/environment.js"
+import { callTransition, canonical, crashTransition, type Transition } from "./transition.js"
+
+export const DIR = "/tmp/locks"
+export const NAME = "app"
+export const HOME = Path.join(DIR, NAME)
+export const LOCK = Path.join(HOME, "lock")
+
+/**
+ * Where the contenders start: `free`, no lock home yet; `stale`, the lock
+ * held by a crashed process, next to the staging directory of another
+ * process that crashed before its rename.
+ */
+export type Scenario = "free" | "stale"
+
+export interface WorldOptions {
+  readonly contenders: number
+  readonly scenario: Scenario
+  /** Replaces each contender's `ProcessInfo`: a test breaks the judge with it to show that the explorer can fail. */
+  readonly processInfo?: ((honest: ProcessInfo.ProcessInfo) => ProcessInfo.ProcessInfo) | undefined
+}
+
+/** How a finished run ended: what went wrong, and a picture of the run to compare searches by. */
+export interface Conclusion {
+  readonly violations: ReadonlyArray<string>
+  /** Why one more contender could not take the lock at once. */
+  readonly stuck: string | undefined
+  /** The visible transitions in order, how each contender ended, and what the lock home holds. */
+  readonly endState: string
+}
+
+const MAX_TASKS_PER_STEP = 100_000
+
+/**
+ * Runs Effect's tasks only when told to. Every contender fiber runs on it, so
+ * after a flush each one is stopped at a call of the hook or has finished: no
+ * timer, no microtask, nothing but the explorer's choices decides the order.
+ */
+class StepScheduler implements Scheduler.Scheduler {
+  private tasks: Array<Scheduler.Task> = []
+
+  scheduleTask(task: Scheduler.Task): void {
+    this.tasks.push(task)
+  }
+
+  shouldYield(): false {
+    return false
+  }
+
+  flush(): void {
+    let run = 0
+    while (this.tasks.length > 0) {
+      const tasks = this.tasks
+      this.tasks = []
+      for (const task of tasks) task()
+      // Fibers that never stop at a call would spin here for ever.
+      if ((run += tasks.length) > MAX_TASKS_PER_STEP) throw new Error(`more than ${MAX_TASKS_PER_STEP} tasks in one step`)
+    }
+  }
+}
+
+// Which contender a fiber runs for: the hook sees only the call itself.
+const contenderRef = FiberRef.unsafeMake(-1)
+
+interface Waiting {
+  readonly transition: Transition
+  readonly resume: (effect: Effect.Effect<void, PlatformError>) => void
+}
+
+interface Contender {
+  readonly index: number
+  readonly pid: number
+  /** Ids of its fibers that made calls, in the order of their first call: its main fiber makes the first. */
+  readonly fibers: Array<number>
+  /** The calls its fibers are stopped at, by their place in `fibers`. */
+  readonly waiting: Map<number, Waiting>
+  /** `<pid>.<token>`: its staging directory and, once renamed, its owner entry. */
+  entry: string | undefined
+  /** Its staging directory became the lock: seen on the file system right after its rename. */
+  renamed: boolean
+  /** Set by its own program: returned from acquire, and from release. */
+  phase: "acquiring" | "holding" | "released"
+  crashed: boolean
+  exit: Exit.Exit<void, PidLock.PidLockError | PlatformError> | undefined
+}
+
+const READ_METHODS = new Set(["readLink", "readFile", "readDirectory", "stat", "access", "realPath"])
+const STAGING = /^\d+\.[0-9a-f]+$/
+
+const isWithin = (path: string, ancestor: string) => path === ancestor || path.startsWith(`${ancestor}/`)
+
+// Contenders never finish but by returning: no log output is wanted from them.
+const quiet = Logger.withMinimumLogLevel(LogLevel.None)
+
+export class World {
+  /** What went wrong so far, in the order it was seen. */
+  readonly violations: Array<string> = []
+  private readonly scheduler = new StepScheduler()
+  private readonly contenders: Array<Contender> = []
+  private lockEntries: ReadonlyArray<string> = []
+  // The choices open now, until the next one is taken.
+  private open: ReadonlyArray<Transition> | undefined
+  // The visible transitions so far: their order is the same in every schedule equivalent to this one.
+  private readonly history: Array<string> = []
+  private readonly mainFibers: Array<Fiber.RuntimeFiber<void, PidLock.PidLockError | PlatformError>> = []
+
+  private constructor(
+    private readonly options: WorldOptions,
+    private readonly processes: Testing.ProcessTable,
+    private readonly fs: FileSystem.FileSystem
+  ) {}
+
+  /** A fresh file system and process table, the scenario planted, every contender stopped at its first call. */
+  static make(options: WorldOptions): World {
+    const processes = Effect.runSync(Testing.makeProcessTable())
+    let world: World | undefined
+    const memory = Effect.runSync(Testing.makeFileSystem({
+      processes,
+      hook: (call) =>
+        Effect.flatMap(FiberRef.get(contenderRef), (index) => index < 0 ? Effect.void : world!.gate(index, call))
+    }))
+    world = new World(options, processes, memory.fileSystem)
+    world.start()
+    return world
+  }
+
+  private run<A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): A {
+    return Effect.runSync(Effect.orDie(Effect.provideService(effect, FileSystem.FileSystem, this.fs)))
+  }
+
+  // A new process and its ProcessInfo.
+  private readonly spawn = Effect.gen(this, function*() {
+    const process = yield* this.processes.spawn()
+    const honest = yield* Testing.makeProcessInfo(process.pid)
+    return { pid: process.pid, info: this.options.processInfo?.(honest) ?? honest }
+  })
+
+  private start(): void {
+    const spawned = this.run(Effect.gen(this, function*() {
+      yield* this.fs.makeDirectory(DIR, { recursive: true })
+      const spawned = yield* Effect.replicateEffect(this.spawn, this.options.contenders)
+      if (this.options.scenario === "stale") {
+        // A process of this machine that ran and crashed: the record it wrote.
+        const crashed = Effect.gen(this, function*() {
+          const process = yield* this.processes.spawn({ cmdline: ["node", "crashed.js"] })
+          yield* this.processes.exit(process.pid)
+          return recordOf({ ...spawned[0]!.info.self, ...process })
+        })
+        yield* plantHolder(this.fs, HOME, yield* crashed)
+        yield* plantStaging(this.fs, HOME, yield* crashed)
+      }
+      return spawned
+    }))
+    for (const [index, { info, pid }] of spawned.entries()) {
+      const contender: Contender = {
+        index,
+        pid,
+        fibers: [],
+        waiting: new Map(),
+        entry: undefined,
+        renamed: false,
+        phase: "acquiring",
+        crashed: false,
+        exit: undefined
+      }
+      this.contenders.push(contender)
+      const program = PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
+        Effect.tap(() => {
+          contender.phase = "holding"
+        }),
+        Effect.flatMap((lock) => lock.release),
+        Effect.tap(() => {
+          contender.phase = "released"
+        }),
+        Effect.scoped,
+        Effect.provide(Context.make(FileSystem.FileSystem, this.fs).pipe(Context.add(ProcessInfo.ProcessInfo, info))),
+        Effect.locally(contenderRef, index),
+        quiet
+      )
+      const fiber = Effect.runFork(program, { scheduler: this.scheduler })
+      fiber.addObserver((exit) => {
+        contender.exit = exit
+      })
+      this.mainFibers.push(fiber)
+    }
+    this.readLock()
+    this.settle()
+  }
+
+  // The hook, for a contender's call: stop its fiber until the scheduler lets it go.
+  private gate(index: number, call: Testing.FileSystemCall): Effect.Effect<void, PlatformError> {
+    const contender = this.contenders[index]!
+    // A crashed process makes no more calls: its finalizers' calls fail and change nothing.
+    if (contender.crashed) return Effect.fail(Testing.systemError(call.method, call.path, "EIO"))
+    const confined = call.path.startsWith("/proc/")
+      ? READ_METHODS.has(call.method)
+      : isWithin(call.path, HOME) &&
+        (call.target === undefined || call.method === "symlink" || isWithin(call.target, HOME))
+    if (!confined) {
+      this.violate(`${this.name(contender)} ${call.method} ${call.path} ${call.target ?? ""}: outside the lock home`)
+    }
+    if (call.method === "makeDirectory" && Path.dirname(call.path) === HOME && STAGING.test(Path.basename(call.path))) {
+      contender.entry = Path.basename(call.path)
+    }
+    return Effect.withFiberRuntime((fiber) => {
+      const id = fiber.id().id
+      const known = contender.fibers.indexOf(id)
+      const place = known >= 0 ? known : contender.fibers.push(id) - 1
+      const transition = callTransition(index, place, call, LOCK)
+      return Effect.async<void, PlatformError>((resume) => {
+        contender.waiting.set(place, { transition, resume })
+        // An interrupted fiber (its scope closed) no longer waits.
+        return Effect.sync(() => contender.waiting.delete(place))
+      })
+    })
+  }
+
+  // Messages name entries without their random tokens, so that a replay gives the very same ones.
+  private violate(message: string): void {
+    this.violations.push(canonical(message))
+  }
+
+  private name(contender: Contender): string {
+    return `contender ${String.fromCharCode(97 + contender.index)} (pid ${contender.pid})`
+  }
+
+  // Run every fiber as far as it goes: each contender must then be done, or
+  // have a fiber stopped at a call (its main fiber may wait for that one, as
+  // when closing its scope waits for a background fiber to stop).
+  private settle(): void {
+    this.scheduler.flush()
+    for (const contender of this.contenders) {
+      if ((contender.waiting.size > 0) === (contender.exit !== undefined)) {
+        throw new Error(`${this.name(contender)} is neither stopped at a call nor finished: something ran outside the scheduler`)
+      }
+    }
+  }
+
+  /**
+   * The choices open now: each waiting fiber's call, then the crash of each
+   * contender that waits at a call that changes the file system. A crash
+   * between two reads leaves the same files and the same process table as a
+   * crash right before the next change (the reads only fed the crashed
+   * process), so crashes are offered there alone. Every way through acquire
+   * and release ends with a change (the release, or the removal of the
+   * staging directory), so no crash point is lost at the end either.
+   */
+  enabled(): ReadonlyArray<Transition> {
+    return this.open ??= this.choices()
+  }
+
+  private choices(): ReadonlyArray<Transition> {
+    const calls = this.contenders.flatMap((contender) =>
+      [...contender.waiting.keys()].sort((a, b) => a - b).map((place) => contender.waiting.get(place)!.transition)
+    )
+    const crashes = this.contenders
+      .filter((contender) =>
+        contender.exit === undefined &&
+        [...contender.waiting.values()].some((waiting) => waiting.transition.writes.length > 0)
+      )
+      .map((contender) => crashTransition(contender.index, contender.pid, this.holds(contender)))
+    return [...calls, ...crashes]
+  }
+
+  get finished(): boolean {
+    return this.contenders.every((contender) => contender.exit !== undefined)
+  }
+
+  /** Take one of the choices open now, then check the invariants. */
+  take(actor: string): Transition {
+    const transition = this.enabled().find((open) => open.actor === actor)
+    if (transition === undefined) throw new Error(`${actor} has no choice to make now`)
+    const contender = this.contenders[transition.contender]!
+    if (transition.crash) {
+      contender.crashed = true
+      this.run(this.processes.exit(contender.pid))
+      this.mainFibers[contender.index]!.unsafeInterruptAsFork(FiberId.none)
+      // A call in an uninterruptible region (the release) cannot be interrupted: it fails instead.
+      for (const waiting of contender.waiting.values()) {
+        waiting.resume(Effect.fail(Testing.systemError("crash", LOCK, "EIO")))
+      }
+      contender.waiting.clear()
+    } else {
+      const place = [...contender.waiting].find(([, waiting]) => waiting.transition === transition)![0]
+      contender.waiting.get(place)!.resume(Effect.void)
+      contender.waiting.delete(place)
+    }
+    this.open = undefined
+    this.settle()
+    if (transition.visible) {
+      this.readLock()
+      this.history.push(`${transition.actor} ${transition.label}`)
+    }
+    if (!contender.crashed && transition.label.startsWith("rename ") && contender.entry !== undefined) {
+      contender.renamed ||= this.lockEntries.includes(contender.entry)
+    }
+    this.check()
+    return transition
+  }
+
+  // Only visible transitions change the lock directory: it is read after those alone.
+  private readLock(): void {
+    this.lockEntries = this.run(Effect.orElseSucceed(this.fs.readDirectory(LOCK), (): ReadonlyArray<string> => []))
+  }
+
+  // A live holder: from its successful rename until its release or crash.
+  private holds(contender: Contender): boolean {
+    return !contender.crashed && contender.renamed && contender.phase !== "released"
+  }
+
+  // Never two live holders, seen from the file system and from the contenders.
+  private check(): void {
+    const entries = this.lockEntries
+    if (entries.length > 1) this.violate(`the lock holds ${entries.length} entries: ${entries.join(", ")}`)
+    const alive = this.contenders.filter((contender) => !contender.crashed)
+    const holders = alive.filter((contender) => this.holds(contender))
+    if (holders.length > 1) {
+      this.violate(`two live holders: ${holders.map((holder) => this.name(holder)).join(" and ")}`)
+    }
+    for (const holder of holders) {
+      if (entries.length !== 1 || entries[0] !== holder.entry) {
+        this.violate(`${this.name(holder)} holds the lock, but the lock holds [${entries.join(", ")}]`)
+      }
+    }
+    const returned = alive.filter((contender) => contender.phase === "holding")
+    if (returned.length > 1) {
+      this.violate(`two live contenders returned from acquire: ${returned.map((c) => this.name(c)).join(" and ")}`)
+    }
+    for (const contender of returned) {
+      if (!contender.renamed) this.violate(`${this.name(contender)} returned from acquire without its rename`)
+    }
+  }
+
+  /**
+   * Once every contender has finished or crashed: how each ended, what it
+   * left, and one more contender. `stuckByEnd` remembers that contender's
+   * fate by the end it started from (who crashed, and the names left in the
+   * lock home: every record in them follows from the PID in its name), so
+   * that a search runs it once per end rather than once per schedule.
+   */
+  conclude(stuckByEnd?: Map<string, string | undefined>): Conclusion {
+    const violations = [...this.violations]
+    const home = this.run(Effect.orElseSucceed(this.fs.readDirectory(HOME, { recursive: true }), (): Array<string> => []))
+    const outcomes = this.contenders.map((contender) => {
+      if (contender.crashed) return "crashed"
+      const exit = contender.exit!
+      if (home.some((path) => path.startsWith(`${contender.pid}.`))) {
+        violations.push(`${this.name(contender)} returned and left its staging directory: ${home.join(", ")}`)
+      }
+      if (Exit.isSuccess(exit)) return contender.phase
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure) && failure.value._tag === "LockHeld") return "LockHeld"
+      violations.push(`${this.name(contender)} failed: ${Cause.pretty(exit.cause)}`)
+      return "failed"
+    })
+    const end = `${outcomes.join(" ")} | ${home.map(canonical).sort().join(" ")}`
+    let stuck = stuckByEnd?.get(end)
+    if (stuck === undefined && !stuckByEnd?.has(end)) {
+      stuck = this.oneMore()
+      stuckByEnd?.set(end, stuck)
+    }
+    return { violations: violations.map(canonical), stuck, endState: `${this.history.join(", ")} | ${end}` }
+  }
+
+  // Why one more contender, started now, cannot take the lock at once; undefined when it can.
+  private oneMore(): string | undefined {
+    const next = this.run(this.spawn)
+    const exit = Effect.runSyncExit(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
+      Effect.flatMap((lock) => lock.release),
+      Effect.scoped,
+      Effect.provide(Context.make(FileSystem.FileSystem, this.fs).pipe(Context.add(ProcessInfo.ProcessInfo, next.info))),
+      quiet
+    ))
+    return Exit.isFailure(exit) ? canonical(`one more contender could not take the lock: ${Cause.pretty(exit.cause)}`) : undefined
+  }
+}
