@@ -146,13 +146,15 @@ const cycle = () => {
  * loaded, one cycle on another lock done) tries to take the lock. Times from
  * the kill: to the reaping, and to the contender holding the lock.
  */
+let takeoverRuns = 0
 const takeoverOnce = async (
   impl: "effect-pidlock" | "proper-lockfile",
   stale?: number
 ): Promise<{ total: number; reaped: number }> => {
   const dir = Path.join(base, "takeover")
   Fs.mkdirSync(dir, { recursive: true })
-  const name = `${impl}-${stale ?? "default"}`
+  // A fresh lock each run: the contender is killed holding it.
+  const name = `${impl}-${stale ?? "default"}-${++takeoverRuns}`
   const holder = start("agent.mjs", [impl, dir, name])
   const contender = start("agent.mjs", [impl, dir, name])
   await Promise.all([holder.next(), contender.next()])
