@@ -135,10 +135,12 @@ const lockfileBatch = () => {
 }
 
 // The original pidlock is synchronous; each guard adds a process `exit`
-// listener that is never removed, so the warning about it is silenced.
+// listener that is never removed: the warning about it is silenced, and they
+// are removed after each batch.
 const pidlockBatch = () => {
   process.setMaxListeners(0)
   return async (samples) => {
+    const before = new Set(process.listeners("exit"))
     for (let i = 0; i < batch; i++) {
       const start = performance.now()
       await new Promise((resolve, reject) =>
@@ -150,7 +152,9 @@ const pidlockBatch = () => {
       )
       samples.push((performance.now() - start) * 1000)
     }
-    process.removeAllListeners("exit")
+    for (const listener of process.listeners("exit")) {
+      if (!before.has(listener)) process.removeListener("exit", listener)
+    }
   }
 }
 

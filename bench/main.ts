@@ -106,7 +106,7 @@ const IMPLS = [
 ] as const
 
 const cycle = () => {
-  const [rounds, batch] = quick ? [4, 200] : [20, 300]
+  const [rounds, batch] = quick ? [3, 150] : [20, 300]
   const { cpu, samples } = runJson<{
     samples: Record<(typeof IMPLS)[number], Array<number>>
     cpu: Record<(typeof IMPLS)[number], number>
@@ -175,7 +175,7 @@ const takeoverOnce = async (
 }
 
 const takeover = async () => {
-  const runs = quick ? 3 : 10
+  const runs = quick ? 2 : 10
   const ours: Array<{ total: number; reaped: number }> = []
   for (let i = 0; i < runs; i++) ours.push(await takeoverOnce("effect-pidlock"))
   // Its default stale alone takes 5 to 10 s: the full run only.
@@ -313,7 +313,7 @@ const importCost = () => {
 // -----------------------------------------------------------------------------
 
 const heap = () => {
-  const [warmUp, cycles] = quick ? [10_000, 5_000] : [20_000, 100_000]
+  const [warmUp, cycles] = quick ? [4_000, 3_000] : [20_000, 100_000]
   const result = runJson<{ growthKb: number; warmUpGrowthKb: number; before: number; seconds: number }>(
     "heap.mjs",
     [Path.join(base, "heap"), String(warmUp), String(cycles)],
