@@ -8,7 +8,9 @@ import { type Conclusion, World, type WorldOptions } from "./world.js"
  * - `reduced`: one schedule per class of schedules that differ only in the
  *   order of independent steps (Flanagan and Godefroid's dynamic partial-order
  *   reduction with sleep sets), so every reachable end state and every
- *   sequence of holder changes is still seen.
+ *   sequence of holder changes is still seen. A contender and its crash are
+ *   one process to it: wherever the contender is tried, its crash is tried
+ *   too, as another outcome of its next change.
  * - `random`: `count` schedules, each drawn from its own seed.
  */
 export type Strategy =
@@ -182,7 +184,7 @@ interface Frame {
   readonly sleep: Array<Transition>
   /** The choice taken from this state in the current schedule. */
   chosen: Transition
-  /** Vector clock of the chosen step: by actor number, 1 + the index of its last step that happens before it. */
+  /** Vector clock of the chosen step: by contender, 1 + the index of its last step that happens before it. */
   clock: Array<number>
 }
 

@@ -8,8 +8,9 @@ import type * as Testing from "../../src/testing.js"
  *
  * Each choice belongs to an actor, named as printed in schedules: `a` is the
  * main fiber of contender 0, `a1` the next fiber of it that makes a call (a
- * background fiber of the lock), `A` its crash. A crash is an actor of its own,
- * so it races with the contender and with everyone who reads its `/proc` entry.
+ * background fiber of the lock), `A` its crash. A crash is offered only where
+ * the contender is about to change the file system; it depends on the
+ * contender's own calls and on every read of its `/proc` entry.
  */
 export interface Transition {
   readonly actor: string
