@@ -313,7 +313,7 @@ const importCost = () => {
 // -----------------------------------------------------------------------------
 
 const heap = () => {
-  const [warmUp, cycles] = quick ? [4_000, 3_000] : [20_000, 100_000]
+  const [warmUp, cycles] = quick ? [3_000, 2_000] : [20_000, 100_000]
   const result = runJson<{ growthKb: number; warmUpGrowthKb: number; before: number; seconds: number }>(
     "heap.mjs",
     [Path.join(base, "heap"), String(warmUp), String(cycles)],
@@ -348,9 +348,14 @@ const main = async () => {
   )
   const figures: Record<string, () => void | Promise<void>> = { cycle, takeover, handoff, contention, import: importCost, heap }
   try {
+    const took: Array<string> = []
     for (const [name, figure] of Object.entries(figures)) {
-      if (only === undefined || only.includes(name)) await figure()
+      if (only !== undefined && !only.includes(name)) continue
+      const figureStart = now()
+      await figure()
+      took.push(`${name} ${fixed((now() - figureStart) / 1000)} s`)
     }
+    console.log(`# took: ${took.join(", ")}`)
   } finally {
     Fs.rmSync(base, { recursive: true, force: true })
   }
