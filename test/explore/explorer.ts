@@ -193,6 +193,8 @@ const scheduleOf = (frames: ReadonlyArray<Frame>): string => frames.map((frame) 
 const isAsleep = (sleep: ReadonlyArray<Transition>, transition: Transition) =>
   sleep.some((asleep) => asleep.actor === transition.actor)
 
+type Dependence = (a: Transition, b: Transition) => boolean
+
 // Vector clocks over contenders: a contender's calls and its crash are one
 // process to the reduction. They happen in its program order, and its crash
 // is another outcome of its next change, like a branch it may take.
@@ -207,12 +209,12 @@ const lastClock = (frames: ReadonlyArray<Frame>, length: number, contender: numb
 
 // Take `transition` at frame `index`: its clock joins its contender's last
 // step and every earlier step it depends on.
-const choose = (frames: Array<Frame>, index: number, transition: Transition): void => {
+const choose = (frames: Array<Frame>, index: number, transition: Transition, depends: Dependence): void => {
   const frame = frames[index]!
   const clock = [...lastClock(frames, index, transition.contender)]
   for (let earlier = 0; earlier < index; earlier++) {
     const other = frames[earlier]!
-    if (!dependent(other.chosen, transition)) continue
+    if (!depends(other.chosen, transition)) continue
     other.clock.forEach((time, contender) => {
       if (time > (clock[contender] ?? 0)) clock[contender] = time
     })
@@ -231,14 +233,14 @@ const alternativesOf = (enabled: ReadonlyArray<Transition>, contender: number): 
 // contender's, dependent, and not ordered before it by happens-before): that
 // contender must be tried too from the state before that step (or, when it
 // had no choice open there, everyone).
-const addBacktracks = (frames: ReadonlyArray<Frame>, enabled: ReadonlyArray<Transition>): void => {
+const addBacktracks = (frames: ReadonlyArray<Frame>, enabled: ReadonlyArray<Transition>, depends: Dependence): void => {
   for (const transition of enabled) {
     const past = lastClock(frames, frames.length, transition.contender)
     for (let index = frames.length - 1; index >= 0; index--) {
       const frame = frames[index]!
       const step = frame.chosen
       if (step.contender === transition.contender || (past[step.contender] ?? 0) >= index + 1) continue
-      if (!dependent(step, transition)) continue
+      if (!depends(step, transition)) continue
       const own = alternativesOf(frame.enabled, transition.contender)
       for (const actor of own.length > 0 ? own : frame.enabled.map((open) => open.actor)) frame.backtrack.add(actor)
       break
@@ -248,6 +250,10 @@ const addBacktracks = (frames: ReadonlyArray<Frame>, enabled: ReadonlyArray<Tran
 
 const depthFirst = (options: SearchOptions): Report => {
   const reduce = options.strategy._tag === "reduced"
+  // Under a budget of fewer crashes than contenders, one crash can use up another's chance: then they depend.
+  const depends: Dependence = (options.maxCrashes ?? options.contenders) < options.contenders
+    ? (a, b) => dependent(a, b) || (a.crash && b.crash)
+    : dependent
   const report = emptyReport()
   const stuckByEnd = new Map<string, string | undefined>()
   const frames: Array<Frame> = []
@@ -261,10 +267,10 @@ const depthFirst = (options: SearchOptions): Report => {
         if (record(report, options, world, scheduleOf(frames), stuckByEnd)) return report
         break
       }
-      if (reduce) addBacktracks(frames, enabled)
+      if (reduce) addBacktracks(frames, enabled, depends)
       const parent = frames[frames.length - 1]
       const sleep = reduce && parent !== undefined
-        ? parent.sleep.filter((asleep) => !dependent(asleep, parent.chosen))
+        ? parent.sleep.filter((asleep) => !depends(asleep, parent.chosen))
         : []
       const first = enabled.find((transition) => !isAsleep(sleep, transition))
       if (first === undefined) {
@@ -279,7 +285,7 @@ const depthFirst = (options: SearchOptions): Report => {
         chosen: first,
         clock: []
       })
-      choose(frames, frames.length - 1, first)
+      choose(frames, frames.length - 1, first, depends)
       world.take(first.actor)
       if (frames.length > MAX_STEPS) checkLength(scheduleOf(frames))
     }
@@ -298,7 +304,7 @@ const depthFirst = (options: SearchOptions): Report => {
     // A schedule cannot be resumed from the middle: replay its prefix on a fresh world.
     world = World.make(options)
     for (const frame of frames.slice(0, -1)) takeAgain(world, frame.chosen)
-    choose(frames, frames.length - 1, next)
+    choose(frames, frames.length - 1, next, depends)
     takeAgain(world, next)
   }
 }
