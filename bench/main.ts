@@ -325,7 +325,7 @@ const heap = () => {
       fixed(result.seconds)
     } s); from cycle 2000 to the end of the warm-up the heap grew ${
       fixed(result.warmUpGrowthKb)
-    } KiB to a plateau (Effect's per-fiber scheduler WeakMap), to ${fixed(result.before / 1048576)} MiB`
+    } KiB, to ${fixed(result.before / 1048576)} MiB (steps of Effect's per-fiber scheduler WeakMap: BENCHMARKS.md)`
   )
 }
 
