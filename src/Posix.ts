@@ -1,0 +1,105 @@
+/**
+ * What the lock needs from the operating system that the platform
+ * `FileSystem` does not offer: `lstat` (the entry itself, a symbolic link not
+ * followed, in one call) and the holder's Unix socket, a proof of life that
+ * crosses pid namespaces.
+ *
+ * A holder listens on a socket in the lock home, made once per process and
+ * directory and kept while the process lives; it never accepts. A contender
+ * that cannot see the holder in `/proc` (another pid namespace, or a `run`
+ * wrapper that was killed while its command still runs) connects: the kernel
+ * queues the connection while any process still has the listening socket
+ * open, and refuses it at once when none has.
+ *
+ * The Node implementation is provided by `ProcessInfo.layer`; the in-memory
+ * one by `effect-pidlock/testing`, with the same errors as the Node layer.
+ *
+ * @since 0.2.0
+ */
+import type { PlatformError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import * as internal from "./internal/posix.js"
+
+/**
+ * @since 0.2.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = internal.TypeId
+
+/**
+ * @since 0.2.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A socket this process listens on, kept until the service's scope closes.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Listener {
+  /** The socket's path: `<directory>/<pid>.<token>.sock`. */
+  readonly path: string
+  /**
+   * The listening socket's file descriptor, for a child process to inherit
+   * (the CLI's `run` passes it to its command as fd 3, so that the proof of
+   * life lasts as long as the command). `None` where there is no real socket.
+   */
+  readonly descriptor: Option.Option<number>
+}
+
+/**
+ * What a connection to a socket path found.
+ *
+ * - `Listening`: a process has the socket open (the connection was queued,
+ *   or the queue is full).
+ * - `Refused`: no process listens there any more (`ECONNREFUSED`), or the
+ *   path is not a socket.
+ * - `Missing`: there is nothing at the path (`ENOENT`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Probe = "Listening" | "Refused" | "Missing"
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface Posix {
+  readonly [TypeId]: TypeId
+  /**
+   * `lstat(2)`: the entry at `path` itself; a final symbolic link is not
+   * followed (`type` is `"SymbolicLink"`). Fails as the platform `FileSystem`'s
+   * `stat` does, with `method: "lstat"`.
+   */
+  readonly lstat: (path: string) => Effect.Effect<FileSystem.File.Info, PlatformError>
+  /**
+   * Listen on a socket in `directory`, once per directory for the life of
+   * the service: later calls return the same listener.
+   */
+  readonly listen: (directory: string) => Effect.Effect<Listener, PlatformError>
+  /** Connect to the socket at `path` and hang up at once. */
+  readonly probe: (path: string) => Effect.Effect<Probe, PlatformError>
+}
+
+/**
+ * @since 0.2.0
+ * @category tags
+ */
+export const Posix: Context.Tag<Posix, Posix> = internal.tag
+
+/**
+ * The Node implementation: `lstat` from `node:fs`, sockets from `node:net`
+ * (never keeping the process alive). Listeners are closed, and their socket
+ * files removed, when the layer's scope closes.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerNode: Layer.Layer<Posix> = internal.layerNode
