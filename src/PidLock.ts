@@ -397,3 +397,18 @@ export const inspect: (
   InvalidOptions | CorruptLock | PermissionDenied | PlatformError,
   FileSystem.FileSystem | ProcessInfo.ProcessInfo
 > = internal.inspect
+
+/**
+ * Remove the lock of the holder that {@link inspect} found, by the exact name
+ * of its owner entry: the same compare-and-swap as a takeover. `true` when
+ * this call removed it; `false` when it was gone already (someone else broke
+ * it, or the holder released), and then nothing is touched, not even the entry
+ * of a holder who moved in since. It does not judge the holder: that is the
+ * caller's part.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const breakLock: (
+  status: Status
+) => Effect.Effect<boolean, PermissionDenied | PlatformError, FileSystem.FileSystem> = internal.breakLock

@@ -416,10 +416,7 @@ const take = (
         // The entry's name is unique to its holder's life, so removing it is a
         // compare-and-swap: if another contender broke it first and a new
         // holder moved in, this fails with ENOENT and touches nothing of theirs.
-        const removed = yield* fs.remove(entry).pipe(
-          Effect.as(true),
-          Effect.catchIf(isNotFound, () => Effect.succeed(false))
-        )
+        const removed = yield* removeEntry(fs, entry)
         if (removed) {
           tookOver = true
           yield* Effect.logInfo(
@@ -433,6 +430,26 @@ const take = (
     if (tookOver) yield* removeAbandonedStaging(resolved, name)
     return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
+
+// Removes the owner entry at `entry` (`<home>/lock/<pid>.<token>`) if it is
+// still there: true when this call removed it. `FileSystem.remove` cannot do
+// that (Node's `fs.rm` is an lstat then an unlink, and reports success when
+// the entry vanished in between), a rename of the exact name can: it fails
+// with ENOENT when the entry is gone. The entry goes to a tombstone in the
+// home, named after the entry so that no two lives share one, and the
+// tombstone is then removed; one left by a crash is collected later.
+const removeEntry = (fs: FileSystem.FileSystem, entry: string): Effect.Effect<boolean, PlatformError> => {
+  const tombstone = tombstoneOf(entry)
+  return fs.rename(entry, tombstone).pipe(
+    Effect.zipRight(fs.remove(tombstone, { force: true })),
+    Effect.as(true),
+    Effect.catchIf(isNotFound, () => Effect.succeed(false))
+  )
+}
+
+const TOMBSTONE_SUFFIX = ".gone"
+
+const tombstoneOf = (entry: string) => Path.join(Path.dirname(Path.dirname(entry)), Path.basename(entry) + TOMBSTONE_SUFFIX)
 
 // Retried a few times: a staging directory must not outlive a failed attempt
 // because of one transient error.
@@ -683,4 +700,10 @@ export const inspect = Effect.fn("PidLock.inspect")(function*(
     verdict,
     heldByThisProcess: isSameProcess(record, info.self)
   })
+})
+
+/** @internal */
+export const breakLock = Effect.fn("PidLock.breakLock")(function*(status: PidLock.Status) {
+  const fs = yield* FileSystem.FileSystem
+  return yield* removeEntry(fs, Path.join(status.path, entryName(status.holder))).pipe(Effect.mapError(refineError))
 })
