@@ -33,6 +33,7 @@ import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/pidLock.js"
+import type * as Posix from "./Posix.js"
 import type * as ProcessInfo from "./ProcessInfo.js"
 
 /**
@@ -60,8 +61,15 @@ export interface OwnerRecord extends ProcessInfo.Identity {
   readonly v: 1
   /** When the lock was taken, ISO 8601. */
   readonly acquiredAt: string
-  /** Random token: tells apart two lives of one PID (a container's PID 1). */
+  /** Random token, lowercase hex: tells apart two lives of one PID (a container's PID 1). */
   readonly token: string
+  /**
+   * The name of the holder's socket in the lock home, `<pid>.<token>.sock`:
+   * a contender that cannot see the holder in `/proc` connects to it (see
+   * `Posix`). Absent in records of release 0.1, and where no socket could be
+   * made.
+   */
+  readonly socket?: string | undefined
 }
 
 /**
@@ -258,6 +266,9 @@ export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
  * - `MultipleEntries`: the lock directory holds more than one entry.
  * - `UnexpectedEntry`: an entry that is not an owner entry.
  * - `UnreadableRecord`: an owner record that is not valid.
+ * - `InsecureMode`: the lock home or the lock directory is writable by other
+ *   users (who could remove the owner entry), or the per-user default
+ *   directory is open to them at all.
  *
  * @since 0.1.0
  * @category errors
@@ -271,6 +282,7 @@ export class CorruptLock extends Data.TaggedError("CorruptLock")<{
     | "MultipleEntries"
     | "UnexpectedEntry"
     | "UnreadableRecord"
+    | "InsecureMode"
   readonly detail: string
 }> {
   /**
@@ -326,7 +338,7 @@ export const acquire: (
 ) => Effect.Effect<
   PidLock,
   PidLockError | PlatformError,
-  Scope.Scope | FileSystem.FileSystem | ProcessInfo.ProcessInfo
+  Scope.Scope | FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
 > = internal.acquire
 
 /**
@@ -337,7 +349,7 @@ export const acquire: (
  */
 export const layer: (
   options: Options
-) => Layer.Layer<PidLock, PidLockError | PlatformError, FileSystem.FileSystem | ProcessInfo.ProcessInfo> =
+) => Layer.Layer<PidLock, PidLockError | PlatformError, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix> =
   internal.layer
 
 /**
@@ -354,7 +366,7 @@ export const layerConfig: (
 ) => Layer.Layer<
   PidLock,
   PidLockError | PlatformError | ConfigError.ConfigError,
-  FileSystem.FileSystem | ProcessInfo.ProcessInfo
+  FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
 > = internal.layerConfig
 
 /**
@@ -371,7 +383,7 @@ export const withLock: {
   ) => Effect.Effect<
     A,
     E | PidLockError | PlatformError,
-    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo
+    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
   >
   <A, E, R>(
     self: Effect.Effect<A, E, R>,
@@ -379,7 +391,7 @@ export const withLock: {
   ): Effect.Effect<
     A,
     E | PidLockError | PlatformError,
-    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo
+    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
   >
 } = internal.withLock
 
@@ -395,7 +407,7 @@ export const inspect: (
 ) => Effect.Effect<
   Option.Option<Status>,
   InvalidOptions | CorruptLock | PermissionDenied | PlatformError,
-  FileSystem.FileSystem | ProcessInfo.ProcessInfo
+  FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
 > = internal.inspect
 
 /**

@@ -18,6 +18,7 @@ import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import * as internal from "./internal/processInfo.js"
+import type * as Posix from "./Posix.js"
 
 /**
  * @since 0.1.0
@@ -49,12 +50,18 @@ export interface Identity {
   readonly hostname: string
   /** Shown to people; never used to declare a live process dead. */
   readonly cmdline: ReadonlyArray<string>
+  /**
+   * `/etc/machine-id` (else `/var/lib/dbus/machine-id`): the same for every
+   * boot of one installation. Absent where neither file exists, and in
+   * records of release 0.1.
+   */
+  readonly machineId?: string | undefined
 }
 
 /**
  * Why a holder was judged to be gone.
  *
- * - `Rebooted`: same host, another boot id.
+ * - `Rebooted`: same machine id and hostname, another boot id.
  * - `Exited`: no such process (`ENOENT`, `ESRCH`, state `X`).
  * - `Zombie`: the process has exited and waits to be reaped (state `Z`).
  * - `PidReused`: a process with that PID runs, but it started at another time.
@@ -97,7 +104,7 @@ export interface ProcessInfo {
   readonly [TypeId]: TypeId
   /** This process, read once when the service is built. */
   readonly self: Identity
-  /** The user id of this process, where the platform has one. */
+  /** The effective user id of this process, where the platform has one. */
   readonly uid: Option.Option<number>
   /** The identity of a running process, `None` when there is no such process or it has exited. */
   readonly identify: (pid: number) => Effect.Effect<Option.Option<Identity>, PlatformError>
@@ -162,11 +169,17 @@ export class UnsupportedPlatform extends Data.TaggedError("UnsupportedPlatform")
 }
 
 /**
- * The implementation for the platform this process runs on: Linux reads
- * `/proc`; elsewhere the layer fails with {@link UnsupportedPlatform}.
+ * Everything the lock needs from the platform this process runs on, besides
+ * the `FileSystem`: on Linux, this `ProcessInfo` (which reads `/proc`) and
+ * the Node `Posix` service (`lstat`, the holder's socket); elsewhere the
+ * layer fails with {@link UnsupportedPlatform}.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<ProcessInfo, PlatformError | UnsupportedPlatform, FileSystem.FileSystem> = internal
+export const layer: Layer.Layer<
+  ProcessInfo | Posix.Posix,
+  PlatformError | UnsupportedPlatform,
+  FileSystem.FileSystem
+> = internal
   .layerFor(process.platform, (platform) => new UnsupportedPlatform({ platform }))

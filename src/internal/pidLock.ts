@@ -8,7 +8,9 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -17,11 +19,12 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import * as PidLock from "../PidLock.js"
-import type * as ProcessInfo from "../ProcessInfo.js"
+import type * as Posix from "../Posix.js"
+import * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf, isNotFound } from "./errno.js"
+import { tag as posixTag } from "./posix.js"
 import { isSameProcess, tag as processInfoTag } from "./processInfo.js"
 
 /** @internal */
@@ -39,9 +42,20 @@ const NAME_CHARACTER = /[A-Za-z0-9._-]/
 
 interface Paths {
   readonly name: string
+  /** Where the lock home is made. */
+  readonly dir: string
+  /** `dir` is the per-user default directory, which the lock makes and checks itself. */
+  readonly perUser: boolean
   readonly home: string
   readonly lock: string
 }
+
+const validateObject = (options: unknown): Either.Either<Record<string, unknown>, PidLock.InvalidOptions> =>
+  typeof options === "object" && options !== null
+    ? Either.right(options as Record<string, unknown>)
+    : Either.left(
+      new PidLock.InvalidOptions({ option: "options", value: options, reason: "must be an object such as { name: \"app\" }" })
+    )
 
 const validateName = (name: unknown): Either.Either<string, PidLock.InvalidOptions> => {
   const invalid = (reason: string) => Either.left(new PidLock.InvalidOptions({ option: "name", value: name, reason }))
@@ -53,15 +67,18 @@ const validateName = (name: unknown): Either.Either<string, PidLock.InvalidOptio
   for (let index = 0; index < name.length; index++) {
     const character = name[index]!
     if (!NAME_CHARACTER.test(character)) {
-      return invalid(`character ${JSON.stringify(character)} at index ${index} is not allowed; use A-Z a-z 0-9 . _ -`)
+      return invalid(`character ${show(character)} at index ${index} is not allowed; use A-Z a-z 0-9 . _ -`)
     }
   }
   if (name.startsWith(".")) return invalid(`must not start with "."`)
   return Either.right(name)
 }
 
-const validateDir = (dir: unknown): Either.Either<string | undefined, PidLock.InvalidOptions> => {
-  const invalid = (reason: string) => Either.left(new PidLock.InvalidOptions({ option: "dir", value: dir, reason }))
+const validateDir = (
+  dir: unknown,
+  option: string = "dir"
+): Either.Either<string | undefined, PidLock.InvalidOptions> => {
+  const invalid = (reason: string) => Either.left(new PidLock.InvalidOptions({ option, value: dir, reason }))
   if (dir === undefined) return Either.right(undefined)
   if (typeof dir !== "string") return invalid("must be a string")
   if (dir.length === 0) return invalid("must not be empty")
@@ -76,30 +93,63 @@ const validateOnStale = (onStale: unknown): Either.Either<"takeover" | "fail", P
       new PidLock.InvalidOptions({ option: "onStale", value: onStale, reason: `must be "takeover" or "fail"` })
     )
 
-// `$PIDLOCK_DIR` names the directory outright; else `$XDG_RUNTIME_DIR`, which
-// is private to the user unlike the shared temporary directory, when it is
-// usable.
-const defaultDir = (fs: FileSystem.FileSystem): Effect.Effect<string> =>
-  Config.string("PIDLOCK_DIR").pipe(
-    Effect.orElse(() =>
-      Config.string("XDG_RUNTIME_DIR").pipe(
-        Effect.filterOrFail(Path.isAbsolute),
-        Effect.tap((dir) => fs.access(dir, { writable: true }))
+// `$PIDLOCK_DIR` is read as it is: a relative or empty value would resolve
+// against the working directory, which differs between a job's contexts.
+const dirFromEnvironment: Effect.Effect<string | undefined, PidLock.InvalidOptions> = Config.option(
+  Config.string("PIDLOCK_DIR")
+).pipe(
+  Effect.orElseSucceed(() => Option.none<string>()),
+  Effect.flatMap(Option.match({
+    onNone: () => Effect.succeed(undefined),
+    onSome: (dir) =>
+      Path.isAbsolute(dir) ? validateDir(dir, "PIDLOCK_DIR") : Effect.fail(
+        new PidLock.InvalidOptions({
+          option: "PIDLOCK_DIR",
+          value: dir,
+          reason: "must be an absolute path (unset it to use the default directory)"
+        })
       )
-    ),
-    Effect.map((dir) => Path.resolve(dir)),
-    Effect.orElseSucceed(() => Os.tmpdir())
+  }))
+)
+
+// The system's lock directory: sticky and writable by all on Linux, and not
+// hidden by systemd's PrivateTmp= as /tmp is.
+const SYSTEM_LOCK_DIR = "/run/lock"
+const FALLBACK_DIR = "/tmp"
+
+const isSharedSticky = (info: FileSystem.File.Info) =>
+  info.type === "Directory" && (info.mode & (STICKY | OTHERS_WRITE)) === (STICKY | OTHERS_WRITE)
+
+// The default directory depends on the user only, never on the environment
+// (XDG_RUNTIME_DIR and TMPDIR differ between cron and a login shell), so that
+// every copy of one user's job meets in it: `effect-pidlock-<euid>` in
+// /run/lock where it exists (or can be made), else in /tmp, as tmux keeps
+// /tmp/tmux-<uid>.
+const defaultDir = (posix: Posix.Posix, info: ProcessInfo.ProcessInfo): Effect.Effect<string, PlatformError> => {
+  const base = Option.match(info.uid, { onNone: () => "effect-pidlock", onSome: (uid) => `effect-pidlock-${uid}` })
+  const inSystem = Path.join(SYSTEM_LOCK_DIR, base)
+  const fallback = Path.join(FALLBACK_DIR, base)
+  return posix.lstat(inSystem).pipe(
+    Effect.as(inSystem),
+    Effect.catchIf(isAbsent, () =>
+      posix.lstat(SYSTEM_LOCK_DIR).pipe(
+        Effect.map((system) => isSharedSticky(system) ? inSystem : fallback),
+        Effect.catchIf(isAbsent, () => Effect.succeed(fallback))
+      ))
   )
+}
 
 const resolvePaths = (
-  fs: FileSystem.FileSystem,
-  options: { readonly name: string; readonly dir?: string | undefined }
-): Effect.Effect<Paths, PidLock.InvalidOptions> =>
+  posix: Posix.Posix,
+  info: ProcessInfo.ProcessInfo,
+  options: Record<string, unknown>
+): Effect.Effect<Paths, PidLock.InvalidOptions | PlatformError> =>
   Effect.gen(function*() {
     const name = yield* validateName(options.name)
-    const dir = (yield* validateDir(options.dir)) ?? (yield* defaultDir(fs))
+    const given = (yield* validateDir(options.dir)) ?? (yield* dirFromEnvironment)
+    const dir = given ?? (yield* defaultDir(posix, info))
     const home = Path.join(dir, name)
-    return { name, home, lock: Path.join(home, "lock") }
+    return { name, dir, perUser: given === undefined, home, lock: Path.join(home, "lock") }
   })
 
 // -----------------------------------------------------------------------------
@@ -133,19 +183,36 @@ const hasCode = (...codes: ReadonlyArray<string>) => (error: { readonly _tag: st
 const isOccupied = hasCode("ENOTEMPTY", "EEXIST")
 const isNotALink = hasCode("EINVAL")
 const isNotADirectory = hasCode("ENOTDIR")
+// Nothing there: the path, or a directory on the way to it (a component that
+// is a file), does not exist.
+const isAbsent = hasCode("ENOENT", "ENOTDIR")
 
 const TEXT_IN_MESSAGES = 200
 
+// Control characters (C0, DEL, C1) and the invisible format and bidi
+// characters that reorder or hide text on a screen.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g
+
+/**
+ * Text from an owner record as it may be shown on a terminal: a record is
+ * written by whoever could write the lock directory, so control and bidi
+ * characters are shown as `\\u` escapes, never sent to the screen.
+ *
+ * @internal
+ */
+export const escapeText = (text: string): string =>
+  text.replace(UNPRINTABLE, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, "0")}`)
+
 /** @internal */
 export const show = (value: unknown): string => {
-  const text = typeof value === "string" ? JSON.stringify(value) : String(value)
+  const text = escapeText(typeof value === "string" ? JSON.stringify(value) : String(value))
   return text.length > TEXT_IN_MESSAGES ? `${text.slice(0, TEXT_IN_MESSAGES)}…` : text
 }
 
 /** @internal */
 export const describeHolder = (holder: PidLock.OwnerRecord): string => {
   const command = holder.cmdline.join(" ")
-  return `pid ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}` +
+  return `pid ${holder.pid} on ${escapeText(holder.hostname)} since ${escapeText(holder.acquiredAt)}` +
     (command === "" ? "" : ` (${show(command).slice(1, -1)})`)
 }
 
@@ -153,6 +220,12 @@ export const describeHolder = (holder: PidLock.OwnerRecord): string => {
 // Owner record
 // -----------------------------------------------------------------------------
 
+// The holder's socket, `<pid>.<token>.sock` in the lock home: a bare name,
+// so that a planted record cannot send a contender to connect elsewhere.
+const SOCKET_NAME = /^\d+\.[0-9a-f]+\.sock$/
+
+// Release 0.1 wrote records without `machineId` and `socket`; they still
+// decode, and are judged without them.
 const OwnerRecordSchema = Schema.Struct({
   v: Schema.Literal(1),
   pid: Schema.Int.pipe(Schema.positive()),
@@ -160,9 +233,11 @@ const OwnerRecordSchema = Schema.Struct({
   bootId: Schema.String,
   pidNamespace: Schema.String,
   hostname: Schema.String,
+  machineId: Schema.optional(Schema.String),
   cmdline: Schema.Array(Schema.String),
   acquiredAt: Schema.String,
-  token: Schema.String.pipe(Schema.pattern(/^[0-9a-f]+$/))
+  token: Schema.String.pipe(Schema.pattern(/^[0-9a-f]+$/)),
+  socket: Schema.optional(Schema.String.pipe(Schema.pattern(SOCKET_NAME)))
 })
 
 const decodeRecord = Schema.decodeUnknownEither(Schema.parseJson(OwnerRecordSchema))
@@ -259,96 +334,256 @@ const notADirectoryOption = (dir: string) =>
 
 type HomeError = PidLock.CorruptLock | PidLock.InvalidOptions | PlatformError
 
-// The lock home must be a real directory owned by this user: `/tmp` is shared,
-// and a symlink planted there would redirect the lock, so it is never
-// followed. `false` when there is no home yet.
-const checkHome = (
-  fs: FileSystem.FileSystem,
+const STICKY = 0o1000
+const OTHERS_WRITE = 0o002
+const GROUP_OR_OTHERS_WRITE = 0o022
+const GROUP_OR_OTHERS_ANY = 0o077
+
+const octal = (mode: number) => `0${(mode & 0o7777).toString(8)}`
+
+const isOwnedByOther = (info: FileSystem.File.Info, uid: Option.Option<number>) =>
+  Option.isSome(info.uid) && Option.isSome(uid) && info.uid.value !== uid.value
+
+// A directory the lock makes and owns (the lock home, the per-user default
+// directory), checked in one lstat: checking the type and then the owner in
+// two calls leaves a window in which whoever owns the name in a shared /tmp
+// can swap a symlink in. `allowed` are the permission bits group and others
+// may have.
+const checkOwnDirectory = (
   info: ProcessInfo.ProcessInfo,
-  home: string
-): Effect.Effect<boolean, HomeError> => {
-  const verify = Effect.flatMap(fs.stat(home), (stat) => {
-    if (stat.type !== "Directory") {
-      return Effect.fail(corrupt(home, "NotADirectory", `lock home is a ${stat.type}, not a directory`))
-    }
-    if (Option.isSome(stat.uid) && Option.isSome(info.uid) && stat.uid.value !== info.uid.value) {
-      return Effect.fail(
-        corrupt(home, "ForeignOwner", `lock home belongs to uid ${stat.uid.value}, not to this process's uid ${info.uid.value}`)
-      )
-    }
-    return Effect.succeed(true)
-  })
-  return fs.readLink(home).pipe(
-    Effect.matchEffect({
-      onSuccess: (target) =>
-        Effect.fail(corrupt(home, "SymlinkedHome", `lock home is a symbolic link to ${show(target)}`)),
-      onFailure: (error): Effect.Effect<boolean, HomeError> =>
-        isNotALink(error)
-          ? verify
-          : isNotFound(error)
-          ? Effect.succeed(false)
-          : isNotADirectory(error)
-          ? Effect.fail(notADirectoryOption(Path.dirname(home)))
-          : Effect.fail(error)
-    })
+  path: string,
+  stat: FileSystem.File.Info,
+  what: string,
+  forbidden: number
+): Effect.Effect<void, PidLock.CorruptLock> => {
+  if (stat.type === "SymbolicLink") {
+    return Effect.fail(corrupt(path, "SymlinkedHome", `${what} is a symbolic link, which is never followed`))
+  }
+  if (stat.type !== "Directory") return Effect.fail(corrupt(path, "NotADirectory", `${what} is a ${stat.type}, not a directory`))
+  if (isOwnedByOther(stat, info.uid)) {
+    return Effect.fail(corrupt(
+      path,
+      "ForeignOwner",
+      `${what} belongs to uid ${Option.getOrUndefined(stat.uid)}, not to this process's effective uid ${
+        Option.getOrUndefined(info.uid)
+      }`
+    ))
+  }
+  if ((stat.mode & forbidden) !== 0) {
+    return Effect.fail(corrupt(
+      path,
+      "InsecureMode",
+      `${what} has mode ${octal(stat.mode)}, which lets other users change it; run chmod ${
+        forbidden === GROUP_OR_OTHERS_ANY ? "700" : "go-w"
+      } ${show(path)} if it is yours`
+    ))
+  }
+  return Effect.void
+}
+
+// Makes a directory of ours 0700 whatever the umask: mkdir's mode is masked,
+// a chmod's is not. `false` when it existed already.
+const makePrivateDirectory = (fs: FileSystem.FileSystem, path: string): Effect.Effect<boolean, PlatformError> =>
+  fs.makeDirectory(path, { mode: 0o700 }).pipe(
+    Effect.zipRight(fs.chmod(path, 0o700)),
+    Effect.as(true),
+    Effect.catchIf(hasCode("EEXIST"), () => Effect.succeed(false))
+  )
+
+// A directory someone gave us may be shared, but then it must be sticky:
+// otherwise anyone who may write it (or owns it, other than root) can rename
+// our lock home away while we hold it, and a second instance makes a new one.
+const checkGivenDir = (
+  info: ProcessInfo.ProcessInfo,
+  dir: string,
+  stat: FileSystem.File.Info
+): Effect.Effect<void, PidLock.InvalidOptions> => {
+  if (stat.type !== "Directory") return Effect.fail(notADirectoryOption(dir))
+  if ((stat.mode & STICKY) !== 0) return Effect.void
+  const invalid = (reason: string) => Effect.fail(new PidLock.InvalidOptions({ option: "dir", value: dir, reason }))
+  if ((stat.mode & GROUP_OR_OTHERS_WRITE) !== 0) {
+    return invalid(
+      `has mode ${octal(stat.mode)}: writable by other users and not sticky, so they could replace the lock home; ` +
+        `use a directory only you can write to, or make it sticky (chmod +t)`
+    )
+  }
+  if (isOwnedByOther(stat, info.uid) && Option.getOrUndefined(stat.uid) !== 0) {
+    return invalid(
+      `belongs to uid ${Option.getOrUndefined(stat.uid)}, who could replace the lock home in it; use a directory of ` +
+        `your own or of root`
+    )
+  }
+  return Effect.void
+}
+
+// The directory the lock home is made in, made first when missing; `false`
+// when it is missing and `create` is false.
+const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean): Effect.Effect<boolean, HomeError> => {
+  const { dir } = paths
+  if (paths.perUser) {
+    // Made by the lock, so checked as strictly as tmux checks /tmp/tmux-<uid>:
+    // ours alone, no access for anyone else.
+    const check = Effect.flatMap(
+      posix.lstat(dir),
+      (stat) => checkOwnDirectory(info, dir, stat, "the per-user lock directory", GROUP_OR_OTHERS_ANY)
+    )
+    return check.pipe(
+      Effect.as(true),
+      Effect.catchIf(isNotFound, () => create ? Effect.zipRight(makePrivateDirectory(fs, dir), Effect.as(check, true)) : Effect.succeed(false))
+    )
+  }
+  return fs.stat(dir).pipe(
+    Effect.flatMap((stat) => Effect.as(checkGivenDir(info, dir, stat), true)),
+    Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectoryOption(dir))),
+    Effect.catchIf(isNotFound, () =>
+      create
+        ? fs.makeDirectory(dir, { recursive: true, mode: 0o755 }).pipe(
+          // A recursive mkdir fails only where a path component is a file or a
+          // symlink that leads nowhere (ENOENT).
+          Effect.catchIf(hasCode("EEXIST", "ENOTDIR", "ENOENT"), () => Effect.fail(notADirectoryOption(dir))),
+          Effect.as(true)
+        )
+        : Effect.succeed(false))
   )
 }
 
-const ensureHome = (
-  fs: FileSystem.FileSystem,
-  info: ProcessInfo.ProcessInfo,
-  home: string
-): Effect.Effect<void, HomeError> => {
-  const dir = Path.dirname(home)
-  const create = fs.makeDirectory(home).pipe(
-    Effect.catchIf(isNotFound, () =>
-      fs.makeDirectory(dir, { recursive: true }).pipe(
-        // A recursive mkdir fails only where a path component is a file or a
-        // symlink that leads nowhere (ENOENT).
-        Effect.catchIf(hasCode("EEXIST", "ENOTDIR", "ENOENT"), () => Effect.fail(notADirectoryOption(dir))),
-        Effect.zipRight(fs.makeDirectory(home))
-      )),
-    // Another contender made it first: check what is there now.
-    Effect.catchIf(hasCode("EEXIST"), () => checkHome(fs, info, home))
-  )
-  return Effect.flatMap(checkHome(fs, info, home), (exists) => exists ? Effect.void : Effect.asVoid(create))
+const checkHome = (info: ProcessInfo.ProcessInfo, home: string, stat: FileSystem.File.Info) =>
+  checkOwnDirectory(info, home, stat, "lock home", GROUP_OR_OTHERS_WRITE)
+
+// The lock home must be a real directory owned by this user and writable by
+// nobody else (`/tmp` is shared: a symlink planted there would redirect the
+// lock, a writable home would let others remove the owner entry). `false`
+// when there is none yet and `create` is false.
+const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.Effect<boolean, HomeError> => {
+  const { fs, info, posix } = services
+  const { home } = paths
+  const check = Effect.flatMap(posix.lstat(home), (stat) => checkHome(info, home, stat))
+  return Effect.flatMap(ensureDir(services, paths, create), (dirExists) =>
+    !dirExists ? Effect.succeed(false) : check.pipe(
+      Effect.as(true),
+      Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectoryOption(paths.dir))),
+      Effect.catchIf(isNotFound, () =>
+        create
+          // Another contender may make it first: then check what is there.
+          ? Effect.flatMap(makePrivateDirectory(fs, home), (made) => made ? Effect.succeed(true) : Effect.as(check, true))
+          : Effect.succeed(false))
+    ))
 }
+
+// The lock directory of a held lock was made by its holder's staging, 0700;
+// one writable by others lets them remove the owner entry.
+const checkLockDirectory = (services: Services, lock: string): Effect.Effect<void, PidLock.CorruptLock | PlatformError> =>
+  services.posix.lstat(lock).pipe(
+    Effect.flatMap((stat) =>
+      stat.type !== "Directory"
+        ? Effect.fail(notADirectory(lock))
+        : (stat.mode & GROUP_OR_OTHERS_WRITE) !== 0
+        ? Effect.fail(corrupt(
+          lock,
+          "InsecureMode",
+          `lock directory has mode ${octal(stat.mode)}, which lets other users remove the owner entry; run chmod go-w ${
+            show(lock)
+          }`
+        ))
+        : Effect.void
+    ),
+    Effect.catchIf(isNotFound, () => Effect.void)
+  )
 
 // -----------------------------------------------------------------------------
 // Acquire and release
 // -----------------------------------------------------------------------------
 
-interface Resolved {
+interface Services {
   readonly fs: FileSystem.FileSystem
   readonly info: ProcessInfo.ProcessInfo
+  readonly posix: Posix.Posix
+}
+
+interface Resolved extends Services {
   readonly paths: Paths
 }
 
-// Staging directories are left behind by contenders killed before their
-// rename. Each holds its creator's record, so it is judged like a holder, and
+const Verdict = ProcessInfo.Verdict
+
+// Where /proc cannot see the holder (another pid namespace), or says it is
+// gone while a child that inherited its socket may still run (the CLI's
+// `run` killed while its command runs), the holder's socket decides: a
+// socket that still accepts proves a live holder, one that refuses proves
+// that no process has it open. Another boot, or another host, is never asked.
+const asksSocket = (verdict: ProcessInfo.Verdict): boolean =>
+  verdict._tag === "Foreign" ? verdict.scope === "namespace" : verdict._tag === "Stale" && verdict.reason !== "Rebooted"
+
+const judgeHolder = (
+  { info, paths, posix }: Resolved,
+  record: PidLock.OwnerRecord
+): Effect.Effect<ProcessInfo.Verdict, PlatformError> =>
+  Effect.flatMap(info.judge(record), (verdict) =>
+    record.socket === undefined || !asksSocket(verdict)
+      ? Effect.succeed(verdict)
+      : Effect.map(posix.probe(Path.join(paths.home, record.socket)), (probe) =>
+        probe === "Listening"
+          ? Verdict.Alive()
+          : probe === "Refused" && verdict._tag === "Foreign"
+          ? Verdict.Stale({ reason: "Exited" })
+          : verdict))
+
+// The socket of a holder judged gone: no process has it open, and no other
+// process will ever listen under its name.
+const removeSocketOf = ({ fs, paths }: Resolved, record: PidLock.OwnerRecord) =>
+  record.socket === undefined ? Effect.void : Effect.ignore(fs.remove(Path.join(paths.home, record.socket), { force: true }))
+
+// What dead contenders leave in the lock home, collected after every
+// successful acquire: staging directories of contenders killed before their
+// rename (each holds its creator's record, so it is judged like a holder, and
 // only one whose creator is gone — and that holds nothing but its own owner
-// entry — is removed.
-const removeAbandonedStaging = ({ fs, info, paths }: Resolved, keep: string) =>
-  fs.readDirectory(paths.home).pipe(
+// entry — is removed, with its socket), and tombstones of interrupted
+// removals (nothing refers to those).
+const removeLitter = (resolved: Resolved, keep: string) => {
+  const { fs, paths } = resolved
+  const removeStagingIfAbandoned = (name: string) => {
+    const staging = Path.join(paths.home, name)
+    return Effect.all([fs.readDirectory(staging), readOwnerEntry(fs, Path.join(staging, name))]).pipe(
+      Effect.flatMap(([contents, holder]) =>
+        contents.length === 1 && Option.isSome(holder)
+          ? Effect.flatMap(judgeHolder(resolved, holder.value.record), (verdict) =>
+            verdict._tag === "Stale"
+              ? Effect.zipRight(fs.remove(staging, { recursive: true }), removeSocketOf(resolved, holder.value.record))
+              : Effect.void)
+          : Effect.void
+      )
+    )
+  }
+  return fs.readDirectory(paths.home).pipe(
     Effect.flatMap((names) =>
       Effect.forEach(
-        names.filter((name) => name !== keep && ENTRY_NAME.test(name)),
-        (name) => {
-          const staging = Path.join(paths.home, name)
-          return Effect.all([fs.readDirectory(staging), readOwnerEntry(fs, Path.join(staging, name))]).pipe(
-            Effect.flatMap(([contents, holder]) =>
-              contents.length === 1 && Option.isSome(holder)
-                ? Effect.flatMap(info.judge(holder.value.record), (verdict) =>
-                  verdict._tag === "Stale" ? fs.remove(staging, { recursive: true }) : Effect.void)
-                : Effect.void
-            ),
-            Effect.ignore
-          )
-        },
+        names,
+        (name) =>
+          Effect.ignore(
+            name === keep
+              ? Effect.void
+              : ENTRY_NAME.test(name)
+              ? removeStagingIfAbandoned(name)
+              : name.endsWith(TOMBSTONE_SUFFIX)
+              ? fs.remove(Path.join(paths.home, name), { force: true })
+              : Effect.void
+          ),
         { discard: true }
       )
     ),
     Effect.ignore
+  )
+}
+
+// This process's socket in the lock home, named in its records; none where it
+// cannot be made (a read-only or odd file system), and the lock then works
+// without that proof.
+const listenIn = ({ posix }: Resolved, home: string): Effect.Effect<Option.Option<string>> =>
+  posix.listen(home).pipe(
+    Effect.map((listener) => Option.some(Path.basename(listener.path))),
+    Effect.catchAll((error) =>
+      Effect.as(Effect.logDebug(`PidLock: no socket in ${home}, the holder check runs without it: ${error.message}`), Option.none())
+    )
   )
 
 interface Taken {
@@ -365,26 +600,23 @@ const take = (
 ): Effect.Effect<Taken, PidLock.PidLockError | PlatformError> =>
   Effect.gen(function*() {
     const { fs, info, paths } = resolved
-    yield* ensureHome(fs, info, paths.home)
-    const { pid, startTime, bootId, pidNamespace, hostname, cmdline } = info.self
+    yield* ensureHome(resolved, paths, true)
+    const socket = yield* listenIn(resolved, paths.home)
     const owner: PidLock.OwnerRecord = {
       v: 1,
-      pid,
-      startTime,
-      bootId,
-      pidNamespace,
-      hostname,
-      cmdline,
+      ...info.self,
       acquiredAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
-      token: newToken()
+      token: newToken(),
+      ...(Option.isSome(socket) ? { socket: socket.value } : {})
     }
     const name = entryName(owner)
     const text = encodeRecord(owner)
     const staging = Path.join(paths.home, name)
-    yield* fs.makeDirectory(staging)
+    // 0700 whatever the umask: the lock directory it becomes must not be
+    // writable by others.
+    yield* fs.makeDirectory(staging, { mode: 0o700 })
 
     let renamed = false
-    let tookOver = false
     yield* Effect.gen(function*() {
       yield* fs.symlink(text, Path.join(staging, name))
       for (;;) {
@@ -398,10 +630,11 @@ const take = (
           renamed = true
           return
         }
+        yield* checkLockDirectory(resolved, paths.lock)
         const holder = yield* readHolder(fs, paths.lock)
         if (Option.isNone(holder)) continue
         const { entry, record } = holder.value
-        const verdict = yield* info.judge(record)
+        const verdict = yield* judgeHolder(resolved, record)
         if (verdict._tag !== "Stale") {
           return yield* new PidLock.LockHeld({
             path: paths.lock,
@@ -413,43 +646,43 @@ const take = (
         if (onStale === "fail") {
           return yield* new PidLock.StaleLock({ path: paths.lock, holder: record, reason: verdict.reason })
         }
-        // The entry's name is unique to its holder's life, so removing it is a
-        // compare-and-swap: if another contender broke it first and a new
-        // holder moved in, this fails with ENOENT and touches nothing of theirs.
-        const removed = yield* removeEntry(fs, entry)
-        if (removed) {
-          tookOver = true
+        // The entry's name is unique to its holder's life, so removing it by
+        // that name is a compare-and-swap: if another contender broke it first
+        // and a new holder moved in, nothing of theirs is touched.
+        if (yield* removeEntry(fs, entry)) {
           yield* Effect.logInfo(
             `PidLock: taking over ${paths.lock} from ${describeHolder(record)}: ${verdict.reason}`
           ).pipe(Effect.annotateLogs({ lock: paths.lock, holderPid: record.pid, reason: verdict.reason }))
+          if (record.socket !== owner.socket) yield* removeSocketOf(resolved, record)
         }
       }
     }).pipe(
       Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
     )
-    if (tookOver) yield* removeAbandonedStaging(resolved, name)
+    yield* removeLitter(resolved, name)
     return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
 
 // Removes the owner entry at `entry` (`<home>/lock/<pid>.<token>`) if it is
-// still there: true when this call removed it. `FileSystem.remove` cannot do
-// that (Node's `fs.rm` is an lstat then an unlink, and reports success when
-// the entry vanished in between), a rename of the exact name can: it fails
-// with ENOENT when the entry is gone. The entry goes to a tombstone in the
-// home, named after the entry so that no two lives share one, and the
-// tombstone is then removed; one left by a crash is collected later.
+// still there: true when this call removed it, false when it was gone (or
+// the lock directory or home is no directory any more). `FileSystem.remove`
+// cannot tell (Node's `fs.rm` is an lstat then an unlink, and reports success
+// when the entry vanished in between); a rename of the exact name can. The
+// entry goes to a tombstone in the home, named after the entry so that no two
+// lives share one; a tombstone that outlives a crash is litter.
 const removeEntry = (fs: FileSystem.FileSystem, entry: string): Effect.Effect<boolean, PlatformError> => {
   const tombstone = tombstoneOf(entry)
   return fs.rename(entry, tombstone).pipe(
-    Effect.zipRight(fs.remove(tombstone, { force: true })),
+    Effect.zipRight(Effect.ignore(fs.remove(tombstone, { force: true }))),
     Effect.as(true),
-    Effect.catchIf(isNotFound, () => Effect.succeed(false))
+    Effect.catchIf(isAbsent, () => Effect.succeed(false))
   )
 }
 
 const TOMBSTONE_SUFFIX = ".gone"
 
-const tombstoneOf = (entry: string) => Path.join(Path.dirname(Path.dirname(entry)), Path.basename(entry) + TOMBSTONE_SUFFIX)
+const tombstoneOf = (entry: string) =>
+  Path.join(Path.dirname(Path.dirname(entry)), Path.basename(entry) + TOMBSTONE_SUFFIX)
 
 // Retried a few times: a staging directory must not outlive a failed attempt
 // because of one transient error.
@@ -460,38 +693,51 @@ const removeStaging = (fs: FileSystem.FileSystem, staging: string) =>
     Effect.catchAll((error) => Effect.logWarning(`PidLock: could not remove staging directory ${staging}`, error))
   )
 
+type ReleaseError = PidLock.LockCompromised | PidLock.PermissionDenied | PlatformError
+
 const makeLock = (
   { fs, paths }: Resolved,
   taken: Taken,
   lost: Deferred.Deferred<never, PidLock.LockCompromised>
 ): PidLock.PidLock => {
-  let released = false
+  // `releasing` from the start of our own removal, so that neither `verify`
+  // nor the watchdog takes it for a loss; back to `held` after a failure
+  // other than a compromise, so that the next call (or the scope's finalizer)
+  // tries again.
+  let state: "held" | "releasing" | "released" = "held"
+  let inFlight: Deferred.Deferred<void, ReleaseError> | undefined
   // Made only when it happens: an error captures a stack trace, too dear to
   // pay on every acquisition.
   const compromised = () => new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner })
-  // One unlink of our own uniquely named entry: a compare-and-swap that can
-  // never remove a later holder's lock. It counts as released from the start,
-  // so that the watchdog does not take our own unlink for a loss; after a
-  // failure other than a compromise it may be tried again (the scope's
-  // finalizer does).
-  const release = Effect.suspend(() => {
-    if (released) return Effect.void
-    released = true
-    return fs.remove(taken.entry).pipe(
-      Effect.catchIf(isNotFound, () => Effect.fail(compromised())),
-      Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error)),
-      Effect.tapError((error) =>
-        error._tag === "LockCompromised" ? Effect.void : Effect.sync(() => {
-          released = false
-        })
-      )
+  const removal = removeEntry(fs, taken.entry).pipe(
+    Effect.mapError(refineError),
+    Effect.flatMap((removed) => removed ? Effect.void : Effect.fail(compromised()))
+  )
+  // One removal in flight at a time, its outcome shared by every caller.
+  const release = Effect.suspend((): Effect.Effect<void, ReleaseError> => {
+    if (state === "released") return Effect.void
+    if (inFlight !== undefined) return Deferred.await(inFlight)
+    const deferred = Deferred.unsafeMake<void, ReleaseError>(FiberId.none)
+    inFlight = deferred
+    state = "releasing"
+    return removal.pipe(
+      Effect.onExit((exit) => {
+        const retryable = Exit.isFailure(exit) &&
+          !Option.exists(Cause.failureOption(exit.cause), (error) => error._tag === "LockCompromised")
+        state = retryable ? "held" : "released"
+        inFlight = undefined
+        return Deferred.done(deferred, exit)
+      })
     )
   }).pipe(Effect.uninterruptible)
   const verify = Effect.suspend(() =>
-    released ? Effect.void : fs.readLink(taken.entry).pipe(
+    state !== "held" ? Effect.void : fs.readLink(taken.entry).pipe(
       Effect.flatMap((text) => text === taken.text ? Effect.void : Effect.fail(compromised())),
-      Effect.catchIf(isNotFound, () => Effect.fail(compromised())),
-      Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error))
+      // The home or the lock directory replaced by a file is a loss too.
+      Effect.catchIf(isAbsent, () => Effect.fail(compromised())),
+      Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error)),
+      // Our own release may have begun while we looked: what it removes is no loss.
+      Effect.catchAll((error) => state === "held" ? Effect.fail(error) : Effect.void)
     )
   )
   return tag.of({
@@ -506,12 +752,19 @@ const makeLock = (
   })
 }
 
+// A release that fails for a passing reason (EIO, EINTR) is tried again at
+// once: it is one rename of our own entry.
+const releaseRetried = (lock: PidLock.PidLock) =>
+  lock.release.pipe(Effect.retry({ times: 2, while: (error) => error._tag !== "LockCompromised" }))
+
 // The next change in the directory at `path`. A watch that cannot be armed
 // (the directory is gone, or no watches are left) never fires, so that the
 // poll beside it paces the loop instead of a spin. A watch follows an inode,
 // so each wait arms a new one.
+// Node's watch throws (a defect, not a failure) when the directory vanishes
+// while it is armed: that, too, is a watch that never fires.
 const nextChange = (fs: FileSystem.FileSystem, path: string): Effect.Effect<void> =>
-  Stream.runHead(fs.watch(path)).pipe(Effect.catchAll(() => Effect.never))
+  Stream.runHead(fs.watch(path)).pipe(Effect.catchAllCause(() => Effect.never))
 
 // Runs `body` with a watch on `path` armed first, so that a change made while
 // `body` looks is still seen by the wait that follows.
@@ -527,14 +780,15 @@ const withWatch = <A, E, R>(
 
 // Checks the owner entry at once, then on every change in the lock directory
 // and at least every `interval`, and completes `lost` when it is gone or
-// replaced.
+// replaced. Nothing that its watch or a check does ends it: a round that
+// fails in any way is logged, and the next one comes after `interval`.
 const watchdog = (
   fs: FileSystem.FileSystem,
   lock: PidLock.PidLock,
   lost: Deferred.Deferred<never, PidLock.LockCompromised>,
   interval: Duration.Duration
 ): Effect.Effect<void> => {
-  const stillHeld = withWatch(fs, lock.path, (change) =>
+  const round = withWatch(fs, lock.path, (change) =>
     Effect.gen(function*() {
       const checked = yield* Effect.either(lock.verify)
       if (checked._tag === "Left") {
@@ -546,8 +800,15 @@ const watchdog = (
       }
       yield* Effect.raceFirst(change, Effect.sleep(interval))
       return true
-    }))
-  return Effect.asVoid(Effect.iterate(true, { while: (held) => held, body: () => stillHeld }))
+    })).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning(`PidLock: the watchdog of ${lock.entry} failed; it goes on`, cause).pipe(
+          Effect.zipRight(Effect.sleep(interval)),
+          Effect.as(true)
+        )
+      )
+    )
+  return Effect.asVoid(Effect.iterate(true, { while: (held) => held, body: () => round }))
 }
 
 const POLL_FIRST = Duration.millis(10)
@@ -619,15 +880,22 @@ const validateCheckInterval = (interval: unknown): Either.Either<Duration.Durati
   })
 }
 
-const resolve = (options: PidLock.Options) =>
+const services: Effect.Effect<Services, never, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix> = Effect.all({
+  fs: FileSystem.FileSystem,
+  info: processInfoTag,
+  posix: posixTag
+})
+
+const resolve = (input: unknown) =>
   Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const info = yield* processInfoTag
-    const paths = yield* resolvePaths(fs, options)
+    const options = yield* validateObject(input)
+    const found = yield* services
+    const paths = yield* Effect.mapError(resolvePaths(found.posix, found.info, options), (error) =>
+      isPlatformError(error) ? refineError(error) : error)
     const onStale = yield* validateOnStale(options.onStale)
     const wait = yield* validateWait(options.wait)
     const checkInterval = yield* validateCheckInterval(options.checkInterval)
-    return { resolved: { fs, info, paths }, onStale, wait, checkInterval }
+    return { resolved: { ...found, paths }, onStale, wait, checkInterval }
   })
 
 /** @internal */
@@ -637,7 +905,7 @@ export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.O
   const attempt = Effect.acquireRelease(
     Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, lost)),
     (lock) =>
-      lock.release.pipe(
+      releaseRetried(lock).pipe(
         Effect.catchAll((error) => Effect.logWarning(`PidLock: release of ${lock.path} failed: ${error.message}`))
       )
   )
@@ -654,46 +922,37 @@ export const layer = (options: PidLock.Options) => Layer.scoped(tag, acquire(opt
 export const layerConfig = (config: Config.Config.Wrap<PidLock.Options>) =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
 
+type Requirements = FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
+
 /** @internal */
 export const withLock = dual<
   (options: PidLock.Options) => <A, E, R>(
     self: Effect.Effect<A, E, R>
-  ) => Effect.Effect<
-    A,
-    E | PidLock.PidLockError | PlatformError,
-    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo
-  >,
+  ) => Effect.Effect<A, E | PidLock.PidLockError | PlatformError, Exclude<R, Scope.Scope> | Requirements>,
   <A, E, R>(
     self: Effect.Effect<A, E, R>,
     options: PidLock.Options
-  ) => Effect.Effect<
-    A,
-    E | PidLock.PidLockError | PlatformError,
-    Exclude<R, Scope.Scope> | FileSystem.FileSystem | ProcessInfo.ProcessInfo
-  >
+  ) => Effect.Effect<A, E | PidLock.PidLockError | PlatformError, Exclude<R, Scope.Scope> | Requirements>
 >(2, (self, options) =>
   Effect.scoped(
-    Effect.flatMap(acquire(options), (lock) => Effect.zipLeft(Effect.raceFirst(self, lock.lost), lock.release))
+    Effect.flatMap(acquire(options), (lock) => Effect.zipLeft(Effect.raceFirst(self, lock.lost), releaseRetried(lock)))
   ))
 
 /** @internal */
 export const inspect = Effect.fn("PidLock.inspect")(function*(
   options: { readonly name: string; readonly dir?: string | undefined }
 ) {
-  const fs = yield* FileSystem.FileSystem
-  const info = yield* processInfoTag
-  const paths = yield* resolvePaths(fs, options)
-  const holder = yield* checkHome(fs, info, paths.home).pipe(
-    Effect.zipLeft(fs.readLink(paths.lock).pipe(
-      Effect.flatMap(() => Effect.fail(notADirectory(paths.lock))),
-      Effect.catchIf((error) => isNotALink(error) || isNotFound(error), () => Effect.void)
-    )),
-    Effect.flatMap((exists) => exists ? readHolder(fs, paths.lock) : Effect.succeedNone),
+  const { resolved } = yield* resolve({ name: options?.name, dir: options?.dir })
+  const { info, paths } = resolved
+  const holder = yield* ensureHome(resolved, paths, false).pipe(
+    Effect.flatMap((exists) =>
+      exists ? Effect.zipRight(checkLockDirectory(resolved, paths.lock), readHolder(resolved.fs, paths.lock)) : Effect.succeedNone
+    ),
     Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
   )
   if (Option.isNone(holder)) return Option.none<PidLock.Status>()
   const { record } = holder.value
-  const verdict = yield* Effect.mapError(info.judge(record), refineError)
+  const verdict = yield* Effect.mapError(judgeHolder(resolved, record), refineError)
   return Option.some<PidLock.Status>({
     path: paths.lock,
     holder: record,

@@ -6,8 +6,10 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Posix from "../Posix.js"
 import type * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf } from "./errno.js"
+import * as posix from "./posix.js"
 
 /** @internal */
 export const TypeId: ProcessInfo.TypeId = Symbol.for("effect-pidlock/ProcessInfo") as ProcessInfo.TypeId
@@ -56,7 +58,9 @@ export const makeLinux = Effect.fnUntraced(function*(
 ) {
   const fs = yield* FileSystem.FileSystem
   const pid = options?.pid ?? process.pid
-  const uid = options?.uid ?? process.getuid?.()
+  // The effective uid is the one the kernel checks and gives to what we
+  // create: a process that changed it must see its own lock home as its own.
+  const uid = options?.uid ?? process.geteuid?.()
 
   // None when there is no such process: ENOENT when /proc/<pid> is gone, ESRCH
   // when it exits between open and read.
@@ -78,12 +82,13 @@ export const makeLinux = Effect.fnUntraced(function*(
       Effect.catchIf(isGone, () => Effect.succeed<ReadonlyArray<string>>([]))
     )
 
-  const [ownStat, cmdline, bootId, pidNamespace, hostname] = yield* Effect.all([
+  const [ownStat, cmdline, bootId, pidNamespace, hostname, machineId] = yield* Effect.all([
     readStat(pid),
     readCmdline(pid),
     fs.readFileString("/proc/sys/kernel/random/boot_id"),
     fs.readLink(`/proc/${pid}/ns/pid`),
-    fs.readFileString("/proc/sys/kernel/hostname")
+    fs.readFileString("/proc/sys/kernel/hostname"),
+    readMachineId(fs)
   ])
   if (Option.isNone(ownStat)) {
     return yield* new SystemError({
@@ -100,7 +105,8 @@ export const makeLinux = Effect.fnUntraced(function*(
     bootId: bootId.trim(),
     pidNamespace: pidNamespace.trim(),
     hostname: hostname.trim(),
-    cmdline
+    cmdline,
+    ...(Option.isSome(machineId) ? { machineId: machineId.value } : {})
   }
 
   const identify = (pid: number) =>
@@ -116,10 +122,13 @@ export const makeLinux = Effect.fnUntraced(function*(
 
   const judge = (holder: ProcessInfo.Identity): Effect.Effect<ProcessInfo.Verdict, PlatformError> => {
     // Boot ids are random 128-bit values: an equal one means this very kernel,
-    // whatever the hostname says now (it can change at run time).
+    // whatever the hostname says now (it can change at run time). Another boot
+    // id is a reboot only on this very machine: hostnames repeat (image
+    // defaults, compose's `hostname:`), so the machine id must match too, and
+    // a record without one (an older release's) cannot be placed.
     if (holder.bootId !== self.bootId) {
       return Effect.succeed(
-        holder.hostname === self.hostname ? Verdict.Stale({ reason: "Rebooted" }) : Verdict.Foreign({ scope: "host" })
+        isSameMachine(holder, self) ? Verdict.Stale({ reason: "Rebooted" }) : Verdict.Foreign({ scope: "host" })
       )
     }
     if (holder.pidNamespace !== self.pidNamespace) return Effect.succeed(Verdict.Foreign({ scope: "namespace" }))
@@ -135,12 +144,9 @@ export const makeLinux = Effect.fnUntraced(function*(
             ? Verdict.Stale({ reason: "PidReused" })
             : Verdict.Alive()
       })),
-      // /proc/<pid> of another user's process can be unreadable (hidepid):
-      // something is there, so it is judged alive.
-      Effect.catchIf(
-        (error) => error._tag === "SystemError" && error.reason === "PermissionDenied",
-        () => Effect.succeed(Verdict.Alive())
-      )
+      // /proc/<pid>/stat of another user's process can be unreadable
+      // (hidepid=1 gives EPERM): something is there, so it is judged alive.
+      Effect.catchIf(isDenied, () => Effect.succeed(Verdict.Alive()))
     )
   }
 
@@ -160,6 +166,23 @@ const isGone = (error: PlatformError): boolean => {
 
 const isDead = (state: string): boolean => state === "Z" || state === "X"
 
+const isDenied = (error: PlatformError): boolean =>
+  error._tag === "SystemError" && (error.reason === "PermissionDenied" || errnoOf(error) === "EPERM")
+
+const isSameMachine = (a: ProcessInfo.Identity, b: ProcessInfo.Identity): boolean =>
+  a.machineId !== undefined && a.machineId === b.machineId && a.hostname === b.hostname
+
+// systemd's /etc/machine-id, else D-Bus's copy; `None` where neither exists
+// (many container images), and then no record is judged rebooted.
+const MACHINE_ID_FILES = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+
+const readMachineId = (fs: FileSystem.FileSystem): Effect.Effect<Option.Option<string>, PlatformError> =>
+  Effect.reduce(MACHINE_ID_FILES, Option.none<string>(), (found, path) =>
+    Option.isSome(found) ? Effect.succeed(found) : fs.readFileString(path).pipe(
+      Effect.map((text) => Option.liftPredicate(text.trim(), (id) => id !== "")),
+      Effect.catchIf(isGone, () => Effect.succeedNone)
+    ))
+
 /** @internal */
 export const layerLinux = Layer.effect(tag, makeLinux())
 
@@ -167,5 +190,5 @@ export const layerLinux = Layer.effect(tag, makeLinux())
 export const layerFor = <E>(
   platform: string,
   unsupported: (platform: string) => E
-): Layer.Layer<ProcessInfo.ProcessInfo, PlatformError | E, FileSystem.FileSystem> =>
-  platform === "linux" ? layerLinux : Layer.fail(unsupported(platform))
+): Layer.Layer<ProcessInfo.ProcessInfo | Posix.Posix, PlatformError | E, FileSystem.FileSystem> =>
+  platform === "linux" ? Layer.merge(layerLinux, posix.layerNode) : Layer.fail(unsupported(platform))

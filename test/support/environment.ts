@@ -5,6 +5,7 @@ import * as Logger from "effect/Logger"
 import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
 import type * as PidLock from "../../src/PidLock.js"
+import type * as Posix from "../../src/Posix.js"
 import type * as ProcessInfo from "../../src/ProcessInfo.js"
 
 /** The lock name the suites use. */
@@ -14,7 +15,7 @@ export const NAME = "app"
 // the log lines written during the test collected.
 export const withFixture = <A, E>(
   environment: Environment,
-  body: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string; readonly logs: Array<string> }) => Effect.Effect<A, E, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Scope.Scope>
+  body: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string; readonly logs: Array<string> }) => Effect.Effect<A, E, Services | Scope.Scope>
 ) =>
   Effect.gen(function*() {
     const fixture = yield* environment.fixture
@@ -29,11 +30,14 @@ export const withFixture = <A, E>(
   })
 
 
+/** What the lock needs. */
+export type Services = FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
+
 /** What one test gets: a directory, this process, and other processes in known states. */
 export interface Fixture {
   readonly dir: string
-  /** The file system and this process's `ProcessInfo`. */
-  readonly layer: Layer.Layer<FileSystem.FileSystem | ProcessInfo.ProcessInfo>
+  /** The file system, this process's `ProcessInfo` and `Posix`. */
+  readonly layer: Layer.Layer<Services>
   /** Another process, alive until the test's scope closes. */
   readonly live: Effect.Effect<ProcessInfo.Identity, never, Scope.Scope>
   /** A process that has exited and was reaped. */
@@ -73,6 +77,7 @@ export const recordOf = (identity: ProcessInfo.Identity, token?: string): PidLoc
   bootId: identity.bootId,
   pidNamespace: identity.pidNamespace,
   hostname: identity.hostname,
+  ...(identity.machineId === undefined ? {} : { machineId: identity.machineId }),
   cmdline: identity.cmdline,
   acquiredAt: "2026-01-01T00:00:00.000Z",
   token: token ?? (++tokens).toString(16).padStart(16, "0")

@@ -11,7 +11,7 @@ import * as ProcessInfo from "../../src/ProcessInfo.js"
 import { type Environment, readProcStat } from "./environment.js"
 
 /** The real file system and this process, as an application provides them. */
-export const nodeLayer = ProcessInfo.layerLinux.pipe(Layer.provideMerge(NodeFileSystem.layer))
+export const nodeLayer = ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer))
 
 /** A scoped temporary directory on the real disk. */
 export const tempDir = Effect.acquireRelease(
