@@ -80,8 +80,16 @@ export interface Posix {
    */
   readonly lstat: (path: string) => Effect.Effect<FileSystem.File.Info, PlatformError>
   /**
-   * Listen on a socket in `directory`, once per directory for the life of
-   * the service: later calls return the same listener.
+   * The path {@link Posix.listen} binds in `directory`:
+   * `<directory>/<pid>.<token>.sock`, with a random token (16 lowercase hex
+   * digits) fixed for the life of the service. No I/O: the lock names the
+   * socket in its owner record before it listens, and listens only once it
+   * holds the lock, so that a refused contender leaves nothing behind.
+   */
+  readonly socketPath: (directory: string) => string
+  /**
+   * Listen on the socket at `socketPath(directory)`, once per directory for
+   * the life of the service: later calls return the same listener.
    */
   readonly listen: (directory: string) => Effect.Effect<Listener, PlatformError>
   /** Connect to the socket at `path` and hang up at once. */
