@@ -575,15 +575,16 @@ const removeLitter = (resolved: Resolved, keep: string) => {
   )
 }
 
-// This process's socket in the lock home, named in its records; none where it
-// cannot be made (a read-only or odd file system), and the lock then works
-// without that proof.
-const listenIn = ({ posix }: Resolved, home: string): Effect.Effect<Option.Option<string>> =>
+// This process's socket in the lock home, named in its records and made once
+// it holds the lock (a socket named but missing proves nothing either way).
+// Where it cannot be made (an odd file system), the lock works without that
+// proof.
+const listenIn = ({ posix }: Resolved, home: string): Effect.Effect<void> =>
   posix.listen(home).pipe(
-    Effect.map((listener) => Option.some(Path.basename(listener.path))),
     Effect.catchAll((error) =>
-      Effect.as(Effect.logDebug(`PidLock: no socket in ${home}, the holder check runs without it: ${error.message}`), Option.none())
-    )
+      Effect.logDebug(`PidLock: no socket in ${home}, the holder check runs without it: ${error.message}`)
+    ),
+    Effect.asVoid
   )
 
 interface Taken {
@@ -601,13 +602,12 @@ const take = (
   Effect.gen(function*() {
     const { fs, info, paths } = resolved
     yield* ensureHome(resolved, paths, true)
-    const socket = yield* listenIn(resolved, paths.home)
     const owner: PidLock.OwnerRecord = {
       v: 1,
       ...info.self,
       acquiredAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
       token: newToken(),
-      ...(Option.isSome(socket) ? { socket: socket.value } : {})
+      socket: Path.basename(resolved.posix.socketPath(paths.home))
     }
     const name = entryName(owner)
     const text = encodeRecord(owner)
@@ -659,6 +659,7 @@ const take = (
     }).pipe(
       Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
     )
+    yield* listenIn(resolved, paths.home)
     yield* removeLitter(resolved, name)
     return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
