@@ -58,7 +58,18 @@ const plantRecordText = (text: string, entry = "12.ab") => ({ fs, home }: Contex
 const validRecord = (changes: object) =>
   Effect.map(ProcessInfo.ProcessInfo, ({ self }) => JSON.stringify({ ...recordOf({ ...self, pid: 12 }, "ab"), ...changes }))
 
+// A holder of this very host but another boot, with `changes` to its record.
+const otherBoot = (changes: object) => (context: Context) =>
+  Effect.flatMap(
+    validRecord({ bootId: "00000000-0000-4000-8000-000000000000", ...changes }),
+    (text) => plantRecordText(text)(context)
+  )
+
 const rows: ReadonlyArray<Row> = [
+  // the options object itself
+  { input: "options null", options: () => null as unknown as PidLock.Options, expected: invalid("options", "must be an object") },
+  { input: "options undefined", options: () => undefined as unknown as PidLock.Options, expected: invalid("options", "must be an object") },
+  { input: "options a string", options: () => "app" as unknown as PidLock.Options, expected: invalid("options", "must be an object") },
   // names
   { input: "name empty", options: () => ({ name: "" }), expected: invalid("name", "must not be empty") },
   { input: `name "."`, options: () => ({ name: "." }), expected: invalid("name", `must not start with "."`) },
@@ -88,7 +99,50 @@ const rows: ReadonlyArray<Row> = [
     setup: ({ dir, fs }) => fs.symlink(Path.join(dir, "nowhere"), Path.join(dir, "link")),
     expected: invalid("dir", "is not a directory")
   },
+  {
+    input: "dir writable by others and not sticky (0777)",
+    options: ({ dir }) => ({ dir: Path.join(dir, "shared") }),
+    setup: ({ dir, fs }) => Effect.zipRight(fs.makeDirectory(Path.join(dir, "shared")), fs.chmod(Path.join(dir, "shared"), 0o777)),
+    expected: invalid("dir", "writable by other users and not sticky")
+  },
+  {
+    input: "dir writable by others and sticky (1777, like /tmp)",
+    options: ({ dir }) => ({ dir: Path.join(dir, "shared") }),
+    setup: ({ dir, fs }) => Effect.zipRight(fs.makeDirectory(Path.join(dir, "shared")), fs.chmod(Path.join(dir, "shared"), 0o1777)),
+    expected: { acquired: true }
+  },
+  {
+    input: "dir owned by another user (not root), not sticky",
+    options: ({ dir }) => ({ dir: Path.join(dir, "theirs") }),
+    setup: ({ dir, fs, giveAway }) => Effect.zipRight(fs.makeDirectory(Path.join(dir, "theirs")), giveAway(Path.join(dir, "theirs"))),
+    expected: invalid("dir", "belongs to uid 65534")
+  },
   // the lock home
+  {
+    input: "home writable by others (0777, made under umask 000 by an older release)",
+    setup: ({ fs, home }) => Effect.zipRight(fs.makeDirectory(home), fs.chmod(home, 0o777)),
+    expected: corrupt("InsecureMode", (home) => home)
+  },
+  {
+    input: "home writable by its group (0770)",
+    setup: ({ fs, home }) => Effect.zipRight(fs.makeDirectory(home), fs.chmod(home, 0o770)),
+    expected: corrupt("InsecureMode", (home) => home)
+  },
+  {
+    input: "home 0755 (an older release's default)",
+    setup: ({ fs, home }) => Effect.zipRight(fs.makeDirectory(home), fs.chmod(home, 0o755)),
+    expected: { acquired: true }
+  },
+  {
+    input: "held lock directory writable by others",
+    setup: ({ fs, home, live }) =>
+      Effect.flatMap(live, (id) =>
+        Effect.zipRight(
+          Effect.zipRight(fs.makeDirectory(home, { mode: 0o700 }), plantHolder(fs, home, recordOf(id))),
+          fs.chmod(LOCK(home), 0o777)
+        )),
+    expected: corrupt("InsecureMode")
+  },
   {
     input: "home is a symlink to another directory",
     setup: ({ dir, fs, home }) =>
@@ -179,12 +233,37 @@ const rows: ReadonlyArray<Row> = [
     setup: plantRecordText(`{"v":1,"pad":"${"x".repeat(3980)}"}`),
     expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
   },
+  {
+    input: "owner record whose socket is a path",
+    setup: (context) => Effect.flatMap(validRecord({ socket: "../../elsewhere/1.ab.sock" }), (text) => plantRecordText(text)(context)),
+    expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  // another boot: a reboot only on this very machine
+  {
+    input: "holder of another boot, same hostname and machine id (rebooted)",
+    setup: otherBoot({}),
+    expected: { acquired: true }
+  },
+  {
+    input: "holder of another boot, same hostname, another machine id (a twin host)",
+    setup: otherBoot({ machineId: "0123456789abcdef0123456789abcdef" }),
+    expected: { error: "LockHeld", verdict: "Foreign" }
+  },
+  {
+    input: "holder of another boot, same hostname, no machine id (a release 0.1 record)",
+    setup: (context) =>
+      Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) => {
+        const { machineId: _, ...record } = { ...recordOf({ ...self, pid: 12 }, "ab"), bootId: "00000000-0000-4000-8000-000000000000" }
+        return plantRecordText(JSON.stringify(record))(context)
+      }),
+    expected: { error: "LockHeld", verdict: "Foreign" }
+  },
   // the holder's /proc entry
   {
-    input: "holder's /proc/<pid>/stat unreadable (EACCES)",
+    input: "holder's /proc/<pid>/stat unreadable (EPERM, as hidepid=1 gives)",
     memoryOnly: "a root test process can read every /proc entry",
     setup: ({ fs, home, live, procFault }) =>
-      Effect.flatMap(live, (id) => Effect.zipRight(plantHolder(fs, home, recordOf(id)), procFault!(id.pid, "EACCES"))),
+      Effect.flatMap(live, (id) => Effect.zipRight(plantHolder(fs, home, recordOf(id)), procFault!(id.pid, "EPERM"))),
     expected: { error: "LockHeld", verdict: "Alive" }
   },
   {
@@ -217,15 +296,18 @@ const matrix = (environment: Environment) =>
         withFixture(environment, (fixture) =>
           Effect.gen(function*() {
             const { dir, fs } = fixture
-            const options = { name: NAME, dir, ...row.options?.(fixture) }
-            const home = typeof options.name === "string" && typeof options.dir === "string"
-              ? Path.join(Path.resolve(options.dir), options.name)
+            // A row may give something other than an options object, as is.
+            const given = row.options === undefined ? {} : row.options(fixture) as unknown
+            const options = typeof given === "object" && given !== null ? { name: NAME, dir, ...given } : given
+            const named = options as Partial<Record<"name" | "dir", unknown>> | null | undefined
+            const home = typeof named?.name === "string" && typeof named.dir === "string"
+              ? Path.join(Path.resolve(named.dir), named.name)
               : Path.join(dir, NAME)
             const context = { ...fixture, home }
             yield* Effect.orDie(row.setup?.(context) ?? Effect.void)
             const before = yield* snapshot(fs, dir)
             const self = yield* ProcessInfo.ProcessInfo
-            const exit = yield* Effect.exit(Effect.scoped(PidLock.acquire(options)))
+            const exit = yield* Effect.exit(Effect.scoped(PidLock.acquire(options as PidLock.Options)))
             const after = yield* snapshot(fs, dir)
             const expected = row.expected
 
@@ -249,8 +331,9 @@ const matrix = (environment: Environment) =>
               // Refused: nothing at all was changed, inside the home or out.
               assert.deepStrictEqual(after, before)
             }
-            const ours = `${Path.basename(home)}/${self.self.pid}.`
-            assert.isFalse(after.some((line) => line.includes(ours)), "a staging directory of ours is left")
+            // Staging directories are `<pid>.<token>`; our socket (`<pid>.<token>.sock`) is kept while we live.
+            const ours = new RegExp(`/${Path.basename(home)}/${self.self.pid}\\.[0-9a-f]+[ /]`)
+            assert.isFalse(after.some((line) => ours.test(line)), "a staging directory of ours is left")
           })))
     }
   })

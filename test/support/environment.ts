@@ -51,7 +51,7 @@ export interface Fixture {
   /** Give `path` to another user (uid 65534). */
   readonly giveAway: (path: string) => Effect.Effect<void>
   /** Only where `/proc` can be made to misbehave on demand: the next read of `/proc/<pid>/stat` fails with `errno`. */
-  readonly procFault?: ((pid: number, errno: "EACCES" | "ESRCH") => Effect.Effect<void>) | undefined
+  readonly procFault?: ((pid: number, errno: "EPERM" | "ESRCH") => Effect.Effect<void>) | undefined
 }
 
 /** A file system with its processes, on which the shared suite runs. */
