@@ -7,6 +7,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
 import * as PidLock from "../src/PidLock.js"
+import * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import { type Environment, entryNameOf, type Fixture, NAME, plantHolder, plantStaging, recordOf, snapshot, withFixture } from "./support/environment.js"
 import { memoryEnvironment } from "./support/memoryEnvironment.js"
@@ -34,15 +35,102 @@ const lockSuite = (environment: Environment) =>
           assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [entryNameOf(lock.owner)])
           const record = JSON.parse(yield* fs.readLink(lock.entry))
           assert.deepStrictEqual(Object.keys(record), [
-            "v", "pid", "startTime", "bootId", "pidNamespace", "hostname", "cmdline", "acquiredAt", "token"
+            "v", "pid", "startTime", "bootId", "pidNamespace", "hostname", "cmdline",
+            ...(info.self.machineId === undefined ? [] : ["machineId"]),
+            "acquiredAt", "token", "socket"
           ])
           assert.strictEqual(record.pid, info.self.pid)
           assert.strictEqual(record.startTime, info.self.startTime)
-          assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock"])
+          assert.strictEqual(record.machineId, info.self.machineId)
+          assert.match(record.token, /^[0-9a-f]{16}$/)
+          assert.strictEqual(record.socket, `${info.self.pid}.${record.socket.split(".")[1]}.sock`)
+          // The home holds the lock and, once held, our socket: nothing else.
+          assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock", record.socket].sort())
           return lock
         }))
         assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [])
-        assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock"])
+        // The socket stays for the next acquisition: it is made once per process and home.
+        assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock", lock.owner.socket!].sort())
+      }))
+
+    test("the home and the lock directory are 0700, and no tombstone outlives a release", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const posix = yield* Posix.Posix
+        const lock = yield* PidLock.acquire({ name: NAME, dir })
+        assert.strictEqual((yield* posix.lstat(home)).mode & 0o7777, 0o700)
+        assert.strictEqual((yield* posix.lstat(lock.path)).mode & 0o7777, 0o700)
+        yield* lock.release
+        assert.deepStrictEqual((yield* entriesOf(fs, home)).filter((name) => name.endsWith(".gone")), [])
+      }))
+
+    test("staging directories of dead contenders and tombstones are collected on every acquire", ({ dir, exited, fs, home, live }) =>
+      Effect.gen(function*() {
+        const dead = yield* plantStaging(fs, home, recordOf(yield* exited))
+        const alive = yield* plantStaging(fs, home, recordOf(yield* live))
+        const tombstone = Path.join(home, "12.ab.gone")
+        yield* fs.symlink("{}", tombstone)
+        yield* PidLock.acquire({ name: NAME, dir })
+        assert.isFalse(yield* fs.exists(dead))
+        assert.isFalse(yield* isLink(fs, tombstone))
+        assert.isTrue(yield* fs.exists(alive))
+      }))
+
+    test("text of a planted record reaches messages escaped, never as terminal control sequences", ({ dir, fs, home, live }) =>
+      Effect.gen(function*() {
+        const hostile = "\u001b]0;pwned\u0007\u001b[2J\u009b31m\u202eevil"
+        const holder = { ...recordOf(yield* live), acquiredAt: hostile, cmdline: ["node", hostile] }
+        yield* plantHolder(fs, home, holder)
+        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
+        assert.strictEqual(error._tag, "LockHeld")
+        assert.notMatch(error.message, /[\u0000-\u001f\u007f-\u009f\u202e]/)
+        assert.include(error.message, "\\u001b[2J")
+        assert.include(error.message, "\\u202eevil")
+      }))
+
+    test("a holder in another pid namespace whose socket answers is alive; one whose socket is missing cannot be seen", ({ dir, exited, fs, home }) =>
+      Effect.gen(function*() {
+        const posix = yield* Posix.Posix
+        yield* fs.makeDirectory(home, { mode: 0o700 })
+        const listener = yield* posix.listen(home)
+        const elsewhere = { ...(yield* exited), pidNamespace: "pid:[1]" }
+        const answering = { ...recordOf(elsewhere), socket: Path.basename(listener.path) }
+        const entry = yield* plantHolder(fs, home, answering)
+        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
+        assert.deepStrictEqual(error._tag === "LockHeld" ? error.verdict : error, ProcessInfo.Verdict.Alive())
+        yield* fs.remove(entry)
+        yield* plantHolder(fs, home, { ...recordOf(elsewhere), socket: "1.ab.sock" })
+        const unseen = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
+        assert.deepStrictEqual(unseen._tag === "LockHeld" ? unseen.verdict : unseen, ProcessInfo.Verdict.Foreign({ scope: "namespace" }))
+      }))
+
+    test("release and verify after the lock home was replaced by a file: LockCompromised", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const lock = yield* PidLock.acquire({ name: NAME, dir, checkInterval: false })
+        yield* fs.rename(home, `${home}.moved`)
+        yield* fs.writeFileString(home, "not a directory")
+        assert.strictEqual((yield* Effect.flip(lock.verify))._tag, "LockCompromised")
+        assert.strictEqual((yield* Effect.flip(lock.release))._tag, "LockCompromised")
+        assert.strictEqual(yield* fs.readFileString(home), "not a directory")
+      }))
+
+    test("the lock home removed right after acquire: lost fails with LockCompromised", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const lock = yield* PidLock.acquire({ name: NAME, dir, checkInterval: "20 millis" })
+        yield* fs.remove(home, { recursive: true })
+        const error = yield* Effect.flip(lock.lost)
+        assert.strictEqual(error._tag, "LockCompromised")
+      }))
+
+    test("breakLock is a compare-and-swap: of two breaks of one entry, exactly one removes it", ({ dir, exited, fs, home }) =>
+      Effect.gen(function*() {
+        for (let round = 0; round < 50; round++) {
+          const holder = recordOf(yield* exited)
+          yield* plantHolder(fs, home, holder)
+          const status = Option.getOrThrow(yield* PidLock.inspect({ name: NAME, dir }))
+          const removed = yield* Effect.all([PidLock.breakLock(status), PidLock.breakLock(status)], { concurrency: 2 })
+          assert.deepStrictEqual(removed.filter(Boolean).length, 1, `round ${round}: ${removed}`)
+          assert.deepStrictEqual(yield* entriesOf(fs, Path.join(home, "lock")), [])
+        }
       }))
 
     test("an empty lock directory is a free lock", ({ dir, fs, home }) =>
