@@ -139,18 +139,10 @@ const defaultDir = (posix: Posix.Posix, info: ProcessInfo.ProcessInfo): Effect.E
   )
 }
 
-const resolvePaths = (
-  posix: Posix.Posix,
-  info: ProcessInfo.ProcessInfo,
-  options: Record<string, unknown>
-): Effect.Effect<Paths, PidLock.InvalidOptions | PlatformError> =>
-  Effect.gen(function*() {
-    const name = yield* validateName(options.name)
-    const given = (yield* validateDir(options.dir)) ?? (yield* dirFromEnvironment)
-    const dir = given ?? (yield* defaultDir(posix, info))
-    const home = Path.join(dir, name)
-    return { name, dir, perUser: given === undefined, home, lock: Path.join(home, "lock") }
-  })
+const pathsOf = (name: string, dir: string, perUser: boolean): Paths => {
+  const home = Path.join(dir, name)
+  return { name, dir, perUser, home, lock: Path.join(home, "lock") }
+}
 
 // -----------------------------------------------------------------------------
 // Errors
@@ -887,15 +879,19 @@ const services: Effect.Effect<Services, never, FileSystem.FileSystem | ProcessIn
   posix: posixTag
 })
 
+// Every option is checked before anything is read or touched.
 const resolve = (input: unknown) =>
   Effect.gen(function*() {
     const options = yield* validateObject(input)
-    const found = yield* services
-    const paths = yield* Effect.mapError(resolvePaths(found.posix, found.info, options), (error) =>
-      isPlatformError(error) ? refineError(error) : error)
+    const name = yield* validateName(options.name)
+    const given = (yield* validateDir(options.dir)) ?? (yield* dirFromEnvironment)
     const onStale = yield* validateOnStale(options.onStale)
     const wait = yield* validateWait(options.wait)
     const checkInterval = yield* validateCheckInterval(options.checkInterval)
+    const found = yield* services
+    const paths = given !== undefined
+      ? pathsOf(name, given, false)
+      : pathsOf(name, yield* Effect.mapError(defaultDir(found.posix, found.info), refineError), true)
     return { resolved: { ...found, paths }, onStale, wait, checkInterval }
   })
 
