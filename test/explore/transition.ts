@@ -55,8 +55,16 @@ const parentOf = (path: string): string => path.slice(0, Math.max(1, path.lastIn
 // `stat` reads an entry, not its directory's names: its link count and times
 // change with every name made below, but the lock reads only the type and
 // the owner (of its home), which no call of a contender changes.
-const READS_ENTRY = new Set(["readLink", "readFile", "access", "realPath", "stat"])
+const READS_ENTRY = new Set(["readLink", "readFile", "access", "realPath", "stat", "lstat", "probe"])
 const READS_LISTING = new Set(["readDirectory", "watch"])
+
+// A socket `<pid>.<token>.sock` answers while process <pid> lives: a probe
+// reads that process's life as well as the entry.
+const SOCKET = /\/(\d+)\.[^/]*\.sock$/
+
+// Node's remove is two calls: its lstat reads, its unlink writes.
+const isRead = (call: Testing.FileSystemCall): boolean =>
+  READS_ENTRY.has(call.method) || READS_LISTING.has(call.method) || (call.method === "remove" && call.syscall === "lstat")
 
 /**
  * The transition of a contender's call. `makeDirectory` counts as creating
@@ -74,12 +82,13 @@ export const callTransition = (
   const path = canonical(call.path)
   const target = call.target === undefined || call.method === "symlink" ? undefined : canonical(call.target)
   const label = `${call.method} ${path}${target === undefined ? "" : ` -> ${target}`}`
-  if (READS_ENTRY.has(call.method) || READS_LISTING.has(call.method)) {
+  if (isRead(call)) {
+    const owner = call.method === "probe" ? SOCKET.exec(call.path)?.[1] : undefined
     return {
       actor,
       contender,
       crash: false,
-      reads: [path],
+      reads: owner === undefined ? [path] : [path, `/proc/${owner}`],
       writes: [],
       listings: READS_LISTING.has(call.method) ? [path] : [],
       visible: false,

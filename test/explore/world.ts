@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import type * as Scheduler from "effect/Scheduler"
 import * as Path from "node:path"
 import * as PidLock from "../../src/PidLock.js"
+import * as Posix from "../../src/Posix.js"
 import * as ProcessInfo from "../../src/ProcessInfo.js"
 import * as Testing from "../../src/testing.js"
 import { plantHolder, plantStaging, recordOf } from "../support/environment.js"
@@ -103,7 +104,7 @@ interface Contender {
   exit: Exit.Exit<void, PidLock.PidLockError | PlatformError> | undefined
 }
 
-const READ_METHODS = new Set(["readLink", "readFile", "readDirectory", "stat", "access", "realPath"])
+const READ_METHODS = new Set(["readLink", "readFile", "readDirectory", "stat", "lstat", "access", "realPath"])
 const STAGING = /^\d+\.[0-9a-f]+$/
 
 const isWithin = (path: string, ancestor: string) => path === ancestor || path.startsWith(`${ancestor}/`)
@@ -151,7 +152,9 @@ export class World {
   private readonly spawn = Effect.gen(this, function*() {
     const process = yield* this.processes.spawn()
     const honest = yield* Testing.makeProcessInfo(process.pid)
-    return { pid: process.pid, info: this.options.processInfo?.(honest) ?? honest }
+    const info = this.options.processInfo?.(honest) ?? honest
+    const posix = yield* Testing.makePosix(process.pid)
+    return { pid: process.pid, context: Context.make(ProcessInfo.ProcessInfo, info).pipe(Context.add(Posix.Posix, posix)) }
   })
 
   private start(): void {
@@ -163,14 +166,14 @@ export class World {
         const crashed = Effect.gen(this, function*() {
           const process = yield* this.processes.spawn({ cmdline: ["node", "crashed.js"] })
           yield* this.processes.exit(process.pid)
-          return recordOf({ ...spawned[0]!.info.self, ...process })
+          return recordOf({ ...Context.get(spawned[0]!.context, ProcessInfo.ProcessInfo).self, ...process })
         })
         yield* plantHolder(this.fs, HOME, yield* crashed)
         yield* plantStaging(this.fs, HOME, yield* crashed)
       }
       return spawned
     }))
-    for (const [index, { info, pid }] of spawned.entries()) {
+    for (const [index, { context, pid }] of spawned.entries()) {
       const contender: Contender = {
         index,
         pid,
@@ -192,7 +195,7 @@ export class World {
           contender.phase = "released"
         }),
         Effect.scoped,
-        Effect.provide(Context.make(FileSystem.FileSystem, this.fs).pipe(Context.add(ProcessInfo.ProcessInfo, info))),
+        Effect.provide(Context.add(context, FileSystem.FileSystem, this.fs)),
         Effect.locally(contenderRef, index),
         quiet
       )
@@ -211,7 +214,9 @@ export class World {
     const contender = this.contenders[index]!
     // A crashed process makes no more calls: its finalizers' calls fail and change nothing.
     if (contender.crashed) return Effect.fail(Testing.systemError(call.method, call.path, "EIO"))
-    const confined = call.path.startsWith("/proc/")
+    // Besides the lock home, a contender reads /proc, /etc/machine-id, and the
+    // directory the home lies in (its type, owner and mode).
+    const confined = call.path.startsWith("/proc/") || call.path === "/etc/machine-id" || call.path === DIR
       ? READ_METHODS.has(call.method)
       : isWithin(call.path, HOME) &&
         (call.target === undefined || call.method === "symlink" || isWithin(call.target, HOME))
@@ -363,7 +368,8 @@ export class World {
     const outcomes = this.contenders.map((contender) => {
       if (contender.crashed) return "crashed"
       const exit = contender.exit!
-      if (home.some((path) => path.startsWith(`${contender.pid}.`))) {
+      // Its socket stays while it lives; nothing else of it may.
+      if (home.some((path) => path.startsWith(`${contender.pid}.`) && !path.endsWith(".sock"))) {
         violations.push(`${this.name(contender)} returned and left its staging directory: ${home.join(", ")}`)
       }
       if (Exit.isSuccess(exit)) return contender.phase
@@ -387,7 +393,7 @@ export class World {
     const exit = Effect.runSyncExit(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
       Effect.flatMap((lock) => lock.release),
       Effect.scoped,
-      Effect.provide(Context.make(FileSystem.FileSystem, this.fs).pipe(Context.add(ProcessInfo.ProcessInfo, next.info))),
+      Effect.provide(Context.add(next.context, FileSystem.FileSystem, this.fs)),
       quiet
     ))
     return Exit.isFailure(exit) ? canonical(`one more contender could not take the lock: ${Cause.pretty(exit.cause)}`) : undefined
