@@ -4,7 +4,10 @@
 // preceded by a line for each problem found. Exit code 1 if any run found one.
 //
 //   vite-node test/stress/main.ts [--dir D]... [--processes 16] [--acquisitions 5000] [--kill-probability 0.2]
-//     [--pause-ms 100-300]
+//     [--pause-ms 100-300] [--pid-namespaces D]...
+//
+// Each `--pid-namespaces D` adds a run in D with every child in a pid
+// namespace of its own (needs root and util-linux's unshare).
 //
 // The children load the package from dist/: run `npm run build` after changing src/.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -19,7 +22,8 @@ const { values } = parseArgs({
     processes: { type: "string", default: "16" },
     acquisitions: { type: "string", default: "5000" },
     "kill-probability": { type: "string", default: "0.2" },
-    "pause-ms": { type: "string", default: "100-300" }
+    "pause-ms": { type: "string", default: "100-300" },
+    "pid-namespaces": { type: "string", multiple: true }
   }
 })
 
@@ -49,8 +53,13 @@ const options = {
 
 const MAX_PROBLEMS_SHOWN = 20
 
-const program = Effect.forEach(values.dir ?? [Os.tmpdir()], (dir) =>
-  Effect.map(runStress({ ...options, dir }), (report) => {
+const runs = [
+  ...(values.dir ?? (values["pid-namespaces"] === undefined ? [Os.tmpdir()] : [])).map((dir) => ({ dir, pidNamespaces: false })),
+  ...(values["pid-namespaces"] ?? []).map((dir) => ({ dir, pidNamespaces: true }))
+]
+
+const program = Effect.forEach(runs, (run) =>
+  Effect.map(runStress({ ...options, ...run }), (report) => {
     for (const problem of report.problems.slice(0, MAX_PROBLEMS_SHOWN)) console.error(`stress: ${problem}`)
     if (report.problems.length > MAX_PROBLEMS_SHOWN) {
       console.error(`stress: … and ${report.problems.length - MAX_PROBLEMS_SHOWN} more problems`)

@@ -47,11 +47,19 @@ export interface StressOptions {
   readonly pauseMs: readonly [number, number]
   /** The run also goes on until this many holders were killed. */
   readonly minKills?: number | undefined
+  /**
+   * Each child in a pid namespace of its own (`unshare --pid --mount-proc`),
+   * as restarted containers sharing a lock directory are: no child can see
+   * another in its `/proc`, every one is PID 1, and only the holder's socket
+   * tells a live holder from a dead one.
+   */
+  readonly pidNamespaces?: boolean | undefined
 }
 
 export interface StressReport {
   /** Type of the file system that holds the lock, from /proc/mounts. */
   readonly fileSystem: string
+  readonly pidNamespaces: boolean
   readonly processes: number
   /** `enter` lines in the log. */
   readonly acquisitions: number
@@ -68,7 +76,8 @@ export interface StressReport {
 
 export const formatReport = (report: StressReport) =>
   `stress: processes=${report.processes} acquisitions=${report.acquisitions} kills=${report.kills} ` +
-  `overlaps=${report.overlaps} stuck=${report.stuck} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}`
+  `overlaps=${report.overlaps} stuck=${report.stuck} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}` +
+  (report.pidNamespaces ? " pid-namespaces=separate" : "")
 
 // -----------------------------------------------------------------------------
 // The log
@@ -86,7 +95,8 @@ interface LogAnalysis {
 
 /**
  * Replays the log. A holding runs from its `enter` to its `exit`, or to the
- * runner's `kill` of its process. Children log `enter` after acquiring and
+ * runner's `kill` of its process (named by the PID and token it announced:
+ * in separate pid namespaces every child is PID 1). Children log `enter` after acquiring and
  * `exit` before releasing, and the runner logs `kill` before sending SIGKILL,
  * so every logged holding lies inside the real one: two logged holdings that
  * overlap prove two real holders at once.
@@ -110,7 +120,7 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
       current = { pid, token: token!, line }
     } else if (word === "exit" && current?.pid === pid && current.token === token && current.killedAt === undefined) {
       current = undefined
-    } else if (word === "kill" && current?.pid === pid && current.killedAt === undefined) {
+    } else if (word === "kill" && current?.pid === pid && current.token === token && current.killedAt === undefined) {
       current.killedAt = line
     } else if (word === "kill") {
       strayKills.push(`log line ${line}: ${text}, but the holder is ${current ? `${current.pid} ${current.token}` : "nobody"}`)
@@ -142,7 +152,7 @@ interface Racer {
 }
 
 type RaceEvent =
-  | { readonly _tag: "Hold"; readonly racer: Racer; readonly token: string }
+  | { readonly _tag: "Hold"; readonly racer: Racer; readonly pid: number; readonly token: string }
   | { readonly _tag: "Exit"; readonly racer: Racer; readonly code: number | null; readonly signal: string | null }
 
 const describeRacer = (racer: Racer) => `child ${racer.pid} (output ${JSON.stringify(racer.output.slice(-10))})`
@@ -181,10 +191,14 @@ const spawnRacer = (
   command: ReadonlyArray<string>,
   runDir: string,
   logPath: string,
-  pauseMs: readonly [number, number]
+  pauseMs: readonly [number, number],
+  pidNamespace: boolean
 ): Racer => {
   const args = ["--dir", runDir, "--name", NAME, "--log", logPath, "--pause-ms", pauseMs.join("-")]
-  const child = ChildProcess.spawn(process.execPath, [...command, ...args], {
+  const node = [process.execPath, ...command, ...args]
+  // With --kill-child, the SIGKILL of unshare reaches the child too.
+  const [file, ...argv] = pidNamespace ? ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", ...node] : node
+  const child = ChildProcess.spawn(file!, argv, {
     cwd: REPO,
     stdio: ["pipe", "pipe", "pipe"]
   })
@@ -198,7 +212,8 @@ const spawnRacer = (
   const racer: Racer = { process: child, pid: child.pid ?? -1, output, closed }
   Readline.createInterface({ input: child.stdout! }).on("line", (line) => {
     if (line.startsWith("hold ")) {
-      Queue.unsafeOffer(events, { _tag: "Hold", racer, token: JSON.parse(line.slice(5)).token })
+      const { pid, token } = JSON.parse(line.slice(5))
+      Queue.unsafeOffer(events, { _tag: "Hold", racer, pid, token })
       return
     }
     output.push(line)
@@ -263,7 +278,15 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       )
     )
     const start = () => {
-      const racer = spawnRacer(events, (problem) => problems.push(problem), racerCommand, runDir, logPath, options.pauseMs)
+      const racer = spawnRacer(
+        events,
+        (problem) => problems.push(problem),
+        racerCommand,
+        runDir,
+        logPath,
+        options.pauseMs,
+        options.pidNamespaces ?? false
+      )
       running.set(racer.pid, racer)
     }
     // `None` once no event came for the stall time.
@@ -293,14 +316,14 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       holds++
       // The holder waits for our answer: the lock must hold its entry and nothing else.
       const entries = list(lockDir)
-      const own = `${racer.pid}.${event.value.token}`
+      const own = `${event.value.pid}.${event.value.token}`
       if (entries.length !== 1 || entries[0] !== own) {
         ownerMismatches++
         problems.push(`child ${racer.pid} holds as ${own}, but the lock holds [${entries.join(", ")}]`)
       }
       if (holds >= options.acquisitions && killed.size >= minKills) break
       if (Math.random() < options.killProbability) {
-        Fs.writeSync(log, `kill ${racer.pid}\n`)
+        Fs.writeSync(log, `kill ${event.value.pid} ${event.value.token}\n`)
         racer.process.kill("SIGKILL")
         killed.add(racer.pid)
         start()
@@ -333,16 +356,19 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
     // staging directory was already the lock): nothing else may be left.
     const leftInLock = list(lockDir)
     if (leftInLock.length > 0) problems.push(`the lock still holds ${leftInLock.join(", ")} after every child stopped`)
-    const staging = list(home).filter((name) => name !== "lock")
-    if (staging.length > 0) problems.push(`staging directories left in the lock home: ${staging.join(", ")}`)
     // No stuck lock: a fresh contender takes it at once (acquire never waits).
     const fresh = yield* Effect.exit(Effect.scoped(PidLock.acquire({ name: NAME, dir: runDir })).pipe(
       Effect.provide(nodeLayer)
     ))
     if (Exit.isFailure(fresh)) problems.push(`stuck: a fresh acquire failed: ${String(fresh.cause)}`)
+    // Stopped children removed their sockets; a killed holder's went with the
+    // takeover of its lock (the fresh acquire's, for the last one).
+    const litter = list(home).filter((name) => name !== "lock")
+    if (litter.length > 0) problems.push(`staging directories or sockets left in the lock home: ${litter.join(", ")}`)
 
     return {
       fileSystem: fileSystemOf(runDir),
+      pidNamespaces: options.pidNamespaces ?? false,
       processes: options.processes,
       acquisitions: analysis.enters,
       kills: analysis.holderKills,
