@@ -19,8 +19,13 @@
  * ```
  *
  * Everything runs on one Effect runtime with the Node file system, built on
- * first use. While a lock is held, its watchdog (see `checkInterval`) keeps
- * the event loop alive: release the lock to let the process exit.
+ * first use. While a lock taken by {@link acquire} or {@link withLock} is
+ * held, its watchdog (see `checkInterval`) keeps the event loop alive:
+ * release the lock to let the process exit. The lock of {@link guard} does not
+ * keep the process alive. A lock still held when the process exits (the
+ * event loop ran dry, `process.exit()`, an uncaught exception) is removed on
+ * `exit`; after a signal's default action or `SIGKILL` it is left stale, and
+ * the next contender takes it over.
  *
  * @since 0.1.0
  */
@@ -30,7 +35,8 @@ import type * as PidLock from "./PidLock.js"
 
 /**
  * A held lock. It stays held until {@link Lock.release}, or until the process
- * ends (the next contender then takes it over).
+ * exits: it is then removed on `exit`, or, after a signal or `SIGKILL`, taken
+ * over by the next contender.
  *
  * @since 0.1.0
  * @category models
@@ -43,9 +49,10 @@ export interface Lock {
   readonly entry: string
   readonly owner: PidLock.OwnerRecord
   /**
-   * Release the lock and stop its watchdog. Calling it again returns the
-   * first call's promise. Rejects with `LockCompromised` when the owner entry
-   * was already gone.
+   * Release the lock and stop its watchdog. Calling it again, even while the
+   * first call runs, returns the first call's promise: every caller gets the
+   * same outcome. Rejects with `LockCompromised` when the owner entry was
+   * already gone.
    */
   release(): Promise<void>
   /**
@@ -63,8 +70,9 @@ export interface Lock {
 }
 
 /**
- * The callback of {@link guard}, as in the original `pidlock`: either an
- * error, or `null`, the held lock and a function that releases it.
+ * The callback of {@link guard}, as in the original `pidlock`: `null`, the
+ * held lock and a function that releases it; or an error, no lock, and a
+ * `cleanup` that does nothing and resolves.
  *
  * @since 0.1.0
  * @category models
@@ -72,7 +80,7 @@ export interface Lock {
 export type GuardCallback = (
   ...args:
     | [error: null, lock: Lock, cleanup: () => Promise<void>]
-    | [error: PidLock.PidLockError | PlatformError, lock: undefined, cleanup: undefined]
+    | [error: PidLock.PidLockError | PlatformError, lock: undefined, cleanup: () => Promise<void>]
 ) => void
 
 /**
@@ -80,8 +88,8 @@ export type GuardCallback = (
  *
  * Rejects with the error itself, never wrapped: `LockHeld` when a live
  * process holds the lock (after waiting for at most `wait`, if given),
- * `StaleLock`, `PermissionDenied`, `InvalidOptions`, `CorruptLock`, or a
- * `PlatformError`.
+ * `StaleLock`, `PermissionDenied`, `InvalidOptions` (option `"options"` when
+ * `options` is not an object), `CorruptLock`, or a `PlatformError`.
  *
  * @since 0.1.0
  * @category constructors
@@ -104,9 +112,18 @@ export const withLock: <A>(options: PidLock.Options, body: (lock: Lock) => A | P
 
 /**
  * The original `pidlock.guard`: take lock `key` in directory `dir` and call
- * `callback(null, lock, cleanup)`, or `callback(error)` when it cannot be
- * taken (`LockHeld` when another instance runs). `cleanup()` releases the
- * lock; it need not be awaited, and calling it again does nothing more.
+ * `callback(null, lock, cleanup)`, or `callback(error, undefined, cleanup)`
+ * when it cannot be taken (`LockHeld` when another instance runs), without
+ * waiting. `cleanup()` releases the lock; it need not be awaited, calling it
+ * again does nothing more, and without a lock it does nothing and resolves.
+ *
+ * As with the original, the lock does not keep the process alive: the process
+ * exits when its work is done, and the lock is removed on exit even if
+ * `cleanup()` was never called. Its watchdog still runs while the process
+ * does. What the callback throws is an uncaught exception, as a throw out of
+ * the original's callback is when `guard` is called at top level; the process
+ * ends unless an `uncaughtException` handler is installed, and the lock is
+ * removed on exit.
  *
  * @since 0.1.0
  * @category combinators

@@ -1,8 +1,13 @@
 // The Promise adapter on the real Node file system, as a program without
-// Effect uses it.
+// Effect uses it. The tests of the process's life run
+// test/fixtures/promise-child.mjs, which loads the built package (dist/) by
+// its own name: `npm test` builds first; after changing src/, run
+// `npm run build`.
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Util from "node:util"
 import { afterEach, assert, beforeEach, describe, it } from "vitest"
 import * as PidLock from "../src/PidLock.js"
@@ -19,6 +24,65 @@ beforeEach(() => {
 afterEach(() => {
   Fs.rmSync(dir, { recursive: true, force: true })
 })
+
+const CHILD_FIXTURE = fileURLToPath(new URL("./fixtures/promise-child.mjs", import.meta.url))
+
+interface Child {
+  readonly process: ChildProcess.ChildProcess
+  /** The data of the first stdout line `<word> <json>`. */
+  readonly line: (word: string) => Promise<any>
+  /** Every word printed on stdout so far. */
+  readonly words: () => Array<string>
+  readonly exited: Promise<{ readonly code: number | null; readonly stderr: string }>
+}
+
+const children: Array<ChildProcess.ChildProcess> = []
+afterEach(() => {
+  // A child that outlives its test (it failed) is killed, so that it does not
+  // hold the runner open.
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  }
+})
+
+const spawnChild = (mode: string): Child => {
+  const child = ChildProcess.spawn(process.execPath, [CHILD_FIXTURE, mode, dir, NAME], { stdio: "pipe" })
+  children.push(child)
+  const lines: Array<[string, unknown]> = []
+  let partial = ""
+  let stderr = ""
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    const parts = (partial + chunk).split("\n")
+    partial = parts.pop()!
+    for (const part of parts) {
+      const space = part.indexOf(" ")
+      lines.push([part.slice(0, space), JSON.parse(part.slice(space + 1))])
+    }
+  })
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+    child.once("close", (code) => resolve({ code, stderr }))
+  )
+  const find = (word: string) => lines.find(([printed]) => printed === word)
+  const line = (word: string) =>
+    new Promise<any>((resolve, reject) => {
+      const check = () => {
+        const found = find(word)
+        if (found !== undefined) {
+          child.stdout.off("data", check)
+          resolve(found[1])
+        }
+      }
+      child.stdout.on("data", check)
+      check()
+      void exited.then(({ code, stderr }) => {
+        const found = find(word)
+        if (found !== undefined) resolve(found[1])
+        else reject(new Error(`exited (${code}) without printing ${word}: ${stderr}`))
+      })
+    })
+  return { process: child, line, words: () => lines.map(([word]) => word), exited }
+}
 
 const rejection = (promise: Promise<unknown>): Promise<unknown> =>
   promise.then(() => assert.fail("expected a rejection"), (error: unknown) => error)
@@ -59,6 +123,40 @@ describe("effect-pidlock/promise", () => {
     assert.instanceOf(error, PidLock.InvalidOptions)
     assert.strictEqual(error.option, "name")
     assert.deepStrictEqual(Fs.readdirSync(dir), [])
+  })
+
+  it("rejects options that are not an object with InvalidOptions, not a TypeError", async () => {
+    for (const options of [null, undefined, "x"]) {
+      const acquired = await rejection(PromiseLock.acquire(options as unknown as PidLock.Options))
+      assert.instanceOf(acquired, PidLock.InvalidOptions)
+      assert.strictEqual(acquired.option, "options")
+      let ran = false
+      const locked = await rejection(PromiseLock.withLock(options as unknown as PidLock.Options, () => {
+        ran = true
+      }))
+      assert.instanceOf(locked, PidLock.InvalidOptions)
+      assert.strictEqual(locked.option, "options")
+      assert.isFalse(ran)
+    }
+    assert.deepStrictEqual(Fs.readdirSync(dir), [])
+  })
+
+  it("release called twice at once gives both callers the same outcome", async () => {
+    const lock = await PromiseLock.acquire({ name: NAME, dir })
+    const released = await Promise.allSettled([lock.release(), lock.release()])
+    assert.deepStrictEqual(released, [
+      { status: "fulfilled", value: undefined },
+      { status: "fulfilled", value: undefined }
+    ])
+    assert.deepStrictEqual(Fs.readdirSync(lock.path), [])
+
+    const compromised = await PromiseLock.acquire({ name: NAME, dir })
+    Fs.rmSync(compromised.entry)
+    const [first, second] = (await Promise.allSettled([compromised.release(), compromised.release()])).map(
+      (outcome) => outcome.status === "rejected" ? outcome.reason : "fulfilled"
+    )
+    assert.instanceOf(first, PidLock.LockCompromised)
+    assert.strictEqual(second, first)
   })
 
   it("a waiter gets the lock once its holder releases it", async () => {
@@ -181,6 +279,81 @@ pidlock.guard('/tmp', 'supercalifragilisticexpialidocious', function(error, data
       await firstCleanup()
       await firstCleanup()
       assert.deepStrictEqual(Fs.readdirSync(Path.join(dir, KEY, "lock")), [])
+    })
+
+    it("passes a cleanup that does nothing and resolves when the lock is not acquired", async () => {
+      const holder = await PromiseLock.acquire({ name: KEY, dir })
+      const [error, lock, cleanup] = await new Promise<Call>((resolve) =>
+        PromiseLock.guard(dir, KEY, (...call) => resolve(call))
+      )
+      assert.instanceOf(error, PidLock.LockHeld)
+      assert.isUndefined(lock)
+      assert.isUndefined(await cleanup())
+      assert.deepStrictEqual(Fs.readdirSync(holder.path), [Path.basename(holder.entry)])
+      await holder.release()
+    })
+  })
+
+  describe("the life of the process", () => {
+    const lockPath = () => Path.join(dir, NAME, "lock")
+
+    it("guard: the process exits once its work is done without cleanup(), and the lock is free", async () => {
+      const child = spawnChild("return")
+      const guarded = await child.line("guarded")
+      assert.isNull(guarded.error)
+      assert.strictEqual(Path.dirname(guarded.entry), lockPath())
+      const { code, stderr } = await child.exited
+      assert.strictEqual(code, 0, stderr)
+      assert.deepStrictEqual(Fs.readdirSync(lockPath()), [])
+    })
+
+    it("guard: the lock is held while the process lives, and removed when it exits", async () => {
+      const child = spawnChild("hold")
+      const { entry } = await child.line("guarded")
+      const error = await rejection(PromiseLock.acquire({ name: NAME, dir }))
+      assert.instanceOf(error, PidLock.LockHeld)
+      assert.strictEqual(error.holder.pid, child.process.pid)
+      assert.deepStrictEqual(Fs.readdirSync(lockPath()), [Path.basename(entry)])
+      child.process.stdin!.end("done\n")
+      const { code, stderr } = await child.exited
+      assert.strictEqual(code, 0, stderr)
+      assert.deepStrictEqual(Fs.readdirSync(lockPath()), [])
+    })
+
+    it("guard: the lock is still watched while the process lives", async () => {
+      const child = spawnChild("hold")
+      const { entry } = await child.line("guarded")
+      Fs.rmSync(entry)
+      assert.deepStrictEqual(await child.line("lost"), { _tag: "LockCompromised" })
+      child.process.stdin!.end("done\n")
+      const { code, stderr } = await child.exited
+      assert.strictEqual(code, 0, stderr)
+    })
+
+    it("guard: what the callback throws is an uncaught exception, not an unhandled rejection", async () => {
+      const child = spawnChild("observe")
+      assert.deepStrictEqual(await child.line("uncaughtException"), { message: "thrown by the callback" })
+      const { code, stderr } = await child.exited
+      assert.strictEqual(code, 0, stderr)
+      assert.notInclude(child.words(), "unhandledRejection")
+      assert.deepStrictEqual(Fs.readdirSync(lockPath()), [])
+    })
+
+    it("guard: unhandled, it ends the process as in the original, and the lock is removed", async () => {
+      const child = spawnChild("throw")
+      await child.line("guarded")
+      const { code, stderr } = await child.exited
+      assert.strictEqual(code, 1)
+      assert.include(stderr, "thrown by the callback")
+      assert.deepStrictEqual(Fs.readdirSync(lockPath()), [])
+    })
+
+    it("acquire: a lock still held at process.exit() is removed", async () => {
+      const child = spawnChild("exit")
+      await child.line("acquired")
+      const { code, stderr } = await child.exited
+      assert.strictEqual(code, 0, stderr)
+      assert.deepStrictEqual(Fs.readdirSync(lockPath()), [])
     })
   })
 })
