@@ -419,10 +419,7 @@ const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean)
       posix.lstat(dir),
       (stat) => checkOwnDirectory(info, dir, stat, "the per-user lock directory", GROUP_OR_OTHERS_ANY)
     )
-    return check.pipe(
-      Effect.as(true),
-      Effect.catchIf(isNotFound, () => create ? Effect.zipRight(makePrivateDirectory(fs, dir), Effect.as(check, true)) : Effect.succeed(false))
-    )
+    return ensureOwnDirectory(fs, dir, check, create)
   }
   return fs.stat(dir).pipe(
     Effect.flatMap((stat) => Effect.as(checkGivenDir(info, dir, stat), true)),
@@ -439,6 +436,38 @@ const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean)
   )
 }
 
+const CREATE_ROUNDS = 5
+
+// Checks a directory of our own, first making it when it is missing and
+// `create` is true; `false` when it is missing and `create` is false. Another
+// contender may make it between our lstat and our mkdir (which then fails
+// EEXIST): it is checked again. Our lock never removes a lock home or the
+// per-user directory, so whoever makes and removes it round after round is
+// someone else contesting the name.
+const ensureOwnDirectory = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  check: Effect.Effect<void, HomeError>,
+  create: boolean,
+  rounds: number = CREATE_ROUNDS
+): Effect.Effect<boolean, HomeError> =>
+  check.pipe(
+    Effect.as(true),
+    Effect.catchIf(isNotFound, () =>
+      !create
+        ? Effect.succeed(false)
+        : rounds === 0
+        ? Effect.fail(corrupt(
+          path,
+          "ForeignOwner",
+          `appeared and vanished ${CREATE_ROUNDS} times while it was checked: someone else makes and removes it`
+        ))
+        : Effect.flatMap(
+          makePrivateDirectory(fs, path),
+          (made) => made ? Effect.succeed(true) : ensureOwnDirectory(fs, path, check, create, rounds - 1)
+        ))
+  )
+
 const checkHome = (info: ProcessInfo.ProcessInfo, home: string, stat: FileSystem.File.Info) =>
   checkOwnDirectory(info, home, stat, "lock home", GROUP_OR_OTHERS_WRITE)
 
@@ -449,17 +478,14 @@ const checkHome = (info: ProcessInfo.ProcessInfo, home: string, stat: FileSystem
 const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.Effect<boolean, HomeError> => {
   const { fs, info, posix } = services
   const { home } = paths
-  const check = Effect.flatMap(posix.lstat(home), (stat) => checkHome(info, home, stat))
-  return Effect.flatMap(ensureDir(services, paths, create), (dirExists) =>
-    !dirExists ? Effect.succeed(false) : check.pipe(
-      Effect.as(true),
-      Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectoryOption(paths.dir))),
-      Effect.catchIf(isNotFound, () =>
-        create
-          // Another contender may make it first: then check what is there.
-          ? Effect.flatMap(makePrivateDirectory(fs, home), (made) => made ? Effect.succeed(true) : Effect.as(check, true))
-          : Effect.succeed(false))
-    ))
+  const check = posix.lstat(home).pipe(
+    Effect.flatMap((stat) => checkHome(info, home, stat)),
+    Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectoryOption(paths.dir)))
+  )
+  return Effect.flatMap(
+    ensureDir(services, paths, create),
+    (dirExists) => dirExists ? ensureOwnDirectory(fs, home, check, create) : Effect.succeed(false)
+  )
 }
 
 // The lock directory of a held lock was made by its holder's staging, 0700;
