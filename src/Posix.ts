@@ -89,10 +89,16 @@ export interface Posix {
   readonly socketPath: (directory: string) => string
   /**
    * Listen on the socket at `socketPath(directory)`, once per directory for
-   * the life of the service: later calls return the same listener.
+   * the life of the service: later calls return the same listener; a failed
+   * call is not remembered, so a later one tries again. Fails with
+   * `method: "listen"`, e.g. `EADDRINUSE` when the name is taken.
    */
   readonly listen: (directory: string) => Effect.Effect<Listener, PlatformError>
-  /** Connect to the socket at `path` and hang up at once. */
+  /**
+   * Connect to the socket at `path` and hang up at once. Any failure other
+   * than those a {@link Probe} names (`EACCES`, `ENOTDIR`, `ELOOP`, …) is an
+   * error with `method: "probe"`, never `Refused`.
+   */
   readonly probe: (path: string) => Effect.Effect<Probe, PlatformError>
 }
 
@@ -104,8 +110,30 @@ export const Posix: Context.Tag<Posix, Posix> = internal.tag
 
 /**
  * The Node implementation: `lstat` from `node:fs`, sockets from `node:net`
- * (never keeping the process alive). Listeners are closed, and their socket
- * files removed, when the layer's scope closes.
+ * (never keeping the process alive, printing nothing). Listeners are closed,
+ * and their socket files removed, when the layer's scope closes; a process
+ * killed before leaves its socket file, which then probes as `Refused`.
+ *
+ * Errors are those of the platform's Node `FileSystem`: a `SystemError` with
+ * its `reason` for the code, `module: "FileSystem"`, the method's name, the
+ * path, and Node's own error in `cause` (read `cause.code`).
+ *
+ * Linux details:
+ *
+ * - A socket path holds at most 107 bytes. A longer one is reached through
+ *   an alias of its directory, `/proc/self/fd/<fd>/<name>` (the directory is
+ *   opened with `O_PATH`, and kept open as long as the listener): the socket
+ *   file still lies at `<directory>/<name>`. A name that is too long even so
+ *   fails with `ENAMETOOLONG`.
+ * - `listen` in a missing directory fails with `ENOENT` (`NotFound`), the
+ *   directory's: libuv reports bind's `ENOENT` as `EACCES`, so on `EACCES`
+ *   the directory is looked at before the error is told.
+ * - A listener hangs up every connection at once, and queues few (8): a
+ *   child that inherited its descriptor and never accepts fills the queue,
+ *   and a probe that finds it full (`EAGAIN`) answers `Listening`.
+ * - A probe that has no answer within 2 seconds fails (`reason: "TimedOut"`,
+ *   `cause.code` `ETIMEDOUT`). A connection to a Unix socket does not wait,
+ *   so this is a guard, not a verdict.
  *
  * @since 0.2.0
  * @category layers

@@ -1,6 +1,18 @@
+import type { PlatformError, SystemErrorReason } from "@effect/platform/Error"
+import { BadArgument, SystemError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import * as NFS from "node:fs"
+import * as Net from "node:net"
+import * as OS from "node:os"
+import * as Path from "node:path"
 import type * as Posix from "../Posix.js"
 
 /** @internal */
@@ -9,6 +21,273 @@ export const TypeId: Posix.TypeId = Symbol.for("effect-pidlock/Posix") as Posix.
 /** @internal */
 export const tag = Context.GenericTag<Posix.Posix>("effect-pidlock/Posix")
 
-// TODO(helper B): the Node implementation.
+// -----------------------------------------------------------------------------
+// errors, as the Node FileSystem of @effect/platform-node makes them
+// -----------------------------------------------------------------------------
+
+const reasonOf = (code: string | undefined): SystemErrorReason => {
+  switch (code) {
+    case "ENOENT":
+      return "NotFound"
+    case "EACCES":
+      return "PermissionDenied"
+    case "EEXIST":
+      return "AlreadyExists"
+    case "EISDIR":
+    case "ENOTDIR":
+    case "ELOOP":
+      return "BadResource"
+    case "EBUSY":
+      return "Busy"
+    default:
+      return "Unknown"
+  }
+}
+
+const systemError = (
+  method: string,
+  path: string,
+  error: NodeJS.ErrnoException,
+  reason: SystemErrorReason = reasonOf(error.code)
+): SystemError =>
+  new SystemError({
+    reason,
+    module: "FileSystem",
+    method,
+    pathOrDescriptor: path,
+    ...(error.syscall === undefined ? {} : { syscall: error.syscall }),
+    description: error.message,
+    cause: error
+  })
+
+// A failure found here rather than by a system call, shaped as Node shapes
+// the ones it reports, so that `cause.code` reads the same.
+const nodeError = (code: keyof typeof OS.constants.errno, syscall: string, path: string): NodeJS.ErrnoException =>
+  Object.assign(new Error(`${syscall} ${code} ${path}`), {
+    code,
+    errno: -OS.constants.errno[code],
+    syscall,
+    address: path
+  })
+
+// -----------------------------------------------------------------------------
+// lstat
+// -----------------------------------------------------------------------------
+
+const fileInfo = (stats: NFS.Stats): FileSystem.File.Info => ({
+  type: stats.isFile()
+    ? "File"
+    : stats.isDirectory()
+    ? "Directory"
+    : stats.isSymbolicLink()
+    ? "SymbolicLink"
+    : stats.isBlockDevice()
+    ? "BlockDevice"
+    : stats.isCharacterDevice()
+    ? "CharacterDevice"
+    : stats.isFIFO()
+    ? "FIFO"
+    : stats.isSocket()
+    ? "Socket"
+    : "Unknown",
+  mtime: Option.fromNullable(stats.mtime),
+  atime: Option.fromNullable(stats.atime),
+  birthtime: Option.fromNullable(stats.birthtime),
+  dev: stats.dev,
+  rdev: Option.fromNullable(stats.rdev),
+  ino: Option.fromNullable(stats.ino),
+  mode: stats.mode,
+  nlink: Option.fromNullable(stats.nlink),
+  uid: Option.fromNullable(stats.uid),
+  gid: Option.fromNullable(stats.gid),
+  size: FileSystem.Size(stats.size),
+  blksize: Option.map(Option.fromNullable(stats.blksize), FileSystem.Size),
+  blocks: Option.fromNullable(stats.blocks)
+})
+
+const lstat = (path: string): Effect.Effect<FileSystem.File.Info, PlatformError> =>
+  Effect.async((resume) => {
+    try {
+      NFS.lstat(path, (error, stats) =>
+        resume(error === null ? Effect.succeed(fileInfo(stats)) : Effect.fail(systemError("lstat", path, error))))
+    } catch (cause) {
+      // Node throws at once on a path it cannot hand to the system (a NUL
+      // byte in it): the platform reports that as a bad argument.
+      resume(Effect.fail(new BadArgument({ module: "FileSystem", method: "lstat", cause })))
+    }
+  })
+
+// -----------------------------------------------------------------------------
+// socket addresses
+// -----------------------------------------------------------------------------
+
+// sun_path holds 108 bytes with the final NUL. Node (libuv's uv_pipe_bind and
+// uv_pipe_connect) cuts a longer path short without a word, binding or
+// reaching another name, so it is never handed one.
+const MAX_ADDRESS_BYTES = 107
+
+// O_PATH opens the directory for path lookups only: search permission on it
+// is enough, as for the socket's own path. Node does not export the flag.
+const O_PATH = process.platform === "linux" ? 0o10000000 : 0
+
+const openDirectory = (directory: string): Effect.Effect<number, NodeJS.ErrnoException> =>
+  Effect.async((resume) => {
+    NFS.open(directory, O_PATH | NFS.constants.O_DIRECTORY, (error, fd) =>
+      resume(error === null ? Effect.succeed(fd) : Effect.fail(error)))
+  })
+
+const closeDescriptor = (fd: number): Effect.Effect<void> =>
+  Effect.async((resume) => {
+    NFS.close(fd, () => resume(Effect.void))
+  })
+
+// An address that reaches `path`: the path itself, or, when it is too long,
+// the same name under `/proc/self/fd/<fd>`, an alias of its directory kept
+// open until the scope closes. The socket file still lies at `path`.
+const addressOf = (
+  syscall: string,
+  path: string
+): Effect.Effect<string, NodeJS.ErrnoException, Scope.Scope> => {
+  if (Buffer.byteLength(path) <= MAX_ADDRESS_BYTES) return Effect.succeed(path)
+  const name = Path.basename(path)
+  return Effect.acquireRelease(openDirectory(Path.dirname(path)), closeDescriptor).pipe(
+    Effect.flatMap((fd) => {
+      const alias = `/proc/self/fd/${fd}/${name}`
+      return Buffer.byteLength(alias) <= MAX_ADDRESS_BYTES
+        ? Effect.succeed(alias)
+        : Effect.fail(nodeError("ENAMETOOLONG", syscall, path))
+    })
+  )
+}
+
+// -----------------------------------------------------------------------------
+// listen
+// -----------------------------------------------------------------------------
+
+// Connections wait here only while the holder's event loop is busy, or for
+// ever once the socket lives on in a child that never accepts; a full queue
+// still reads as listening, so a short one is enough and pins little.
+const BACKLOG = 8
+
+const bind = (address: string): Effect.Effect<Net.Server, NodeJS.ErrnoException> =>
+  Effect.async((resume) => {
+    // Proof of life only: every connection is hung up at once, unread.
+    const server = Net.createServer({ pauseOnConnect: true }, (connection) => connection.destroy())
+    server.unref()
+    const onListenError = (error: NodeJS.ErrnoException) => resume(Effect.fail(error))
+    server.once("error", onListenError)
+    // exclusive: in a cluster worker, a socket of this process, not one shared
+    // through the primary.
+    server.listen({ path: address, backlog: BACKLOG, exclusive: true }, () => {
+      server.off("error", onListenError)
+      // A failed accept (EMFILE…) is emitted later; unheard, it would throw.
+      server.on("error", () => {})
+      resume(Effect.succeed(server))
+    })
+  })
+
+// Closing unlinks the name the server bound (libuv does so on close, before
+// the descriptor goes): our socket file, named with our pid and a random
+// token. Through an alias, the directory must still be open then.
+const closeServer = (server: Net.Server): Effect.Effect<void> =>
+  Effect.async((resume) => {
+    server.close(() => resume(Effect.void))
+  })
+
+// libuv reports bind's ENOENT as EACCES (as Windows would): a missing
+// directory would read as a permission problem, so its stat tells which.
+const unmaskNotFound = (path: string) => (error: NodeJS.ErrnoException): Effect.Effect<never, NodeJS.ErrnoException> =>
+  error.code !== "EACCES"
+    ? Effect.fail(error)
+    : Effect.async((resume) => {
+      NFS.stat(Path.dirname(path), (statError) => resume(Effect.fail(statError?.code === "ENOENT" ? statError : error)))
+    })
+
+// Node keeps the descriptor on its internal handle; without one, there is none.
+const descriptorOf = (server: Net.Server): Option.Option<number> => {
+  const fd = (server as unknown as { readonly _handle?: { readonly fd?: unknown } | null })._handle?.fd
+  return typeof fd === "number" && fd >= 0 ? Option.some(fd) : Option.none()
+}
+
+// A listener in a scope of its own under the layer's, closed at once if it
+// cannot be made, so that a failed attempt leaves no descriptor behind.
+const open = (parent: Scope.Scope, path: string): Effect.Effect<Posix.Listener, PlatformError> =>
+  Effect.flatMap(Scope.fork(parent, ExecutionStrategy.sequential), (scope) =>
+    addressOf("listen", path).pipe(
+      Effect.flatMap((address) => Effect.acquireRelease(bind(address), closeServer)),
+      Effect.catchAll(unmaskNotFound(path)),
+      Effect.map((server): Posix.Listener => ({ path, descriptor: descriptorOf(server) })),
+      Effect.mapError((error) => systemError("listen", path, error)),
+      Scope.extend(scope),
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+    ))
+
+// -----------------------------------------------------------------------------
+// probe
+// -----------------------------------------------------------------------------
+
+// Connecting to a Unix socket never waits on Linux (a full queue is EAGAIN at
+// once); the guard is for what should not happen, and it fails rather than
+// say "Refused", which would hand a live holder's lock to a contender.
+const PROBE_TIMEOUT = "2 seconds"
+
+const connect = (address: string): Effect.Effect<"Listening", NodeJS.ErrnoException> =>
+  Effect.async((resume) => {
+    const socket = Net.connect({ path: address })
+    socket.on("connect", () => {
+      socket.destroy()
+      resume(Effect.succeed("Listening"))
+    })
+    socket.on("error", (error) => {
+      socket.destroy()
+      resume(Effect.fail(error))
+    })
+    return Effect.sync(() => socket.destroy())
+  })
+
+const probe = (path: string): Effect.Effect<Posix.Probe, PlatformError> =>
+  Effect.scoped(Effect.flatMap(addressOf("connect", path), connect)).pipe(
+    Effect.catchAll((error): Effect.Effect<Posix.Probe, PlatformError> => {
+      switch (error.code) {
+        // a listener that is not accepting, its queue full: it exists
+        case "EAGAIN":
+          return Effect.succeed("Listening")
+        case "ECONNREFUSED":
+          return Effect.succeed("Refused")
+        case "ENOENT":
+          return Effect.succeed("Missing")
+        default:
+          return Effect.fail(systemError("probe", path, error))
+      }
+    }),
+    Effect.timeoutFail({
+      duration: PROBE_TIMEOUT,
+      onTimeout: () => systemError("probe", path, nodeError("ETIMEDOUT", "connect", path), "TimedOut")
+    })
+  )
+
+// -----------------------------------------------------------------------------
+// layer
+// -----------------------------------------------------------------------------
+
+const make = Effect.gen(function*() {
+  const scope = yield* Effect.scope
+  const name = `${process.pid}.${Crypto.randomBytes(8).toString("hex")}.sock`
+  const socketPath = (directory: string) => Path.join(directory, name)
+  const listeners = new Map<string, Posix.Listener>()
+  const mutex = yield* Effect.makeSemaphore(1)
+  // One listener per directory; a failed attempt is not remembered, so a
+  // later call tries again.
+  const listen = (directory: string) =>
+    mutex.withPermits(1)(Effect.suspend(() => {
+      const path = socketPath(directory)
+      const known = listeners.get(path)
+      return known !== undefined
+        ? Effect.succeed(known)
+        : Effect.tap(open(scope, path), (listener) => Effect.sync(() => listeners.set(path, listener)))
+    }))
+  return tag.of({ [TypeId]: TypeId, lstat, socketPath, listen, probe })
+})
+
 /** @internal */
-export const layerNode: Layer.Layer<Posix.Posix> = Layer.effect(tag, Effect.die("not yet"))
+export const layerNode: Layer.Layer<Posix.Posix> = Layer.scoped(tag, make)
