@@ -186,12 +186,35 @@ const bind = (address: string): Effect.Effect<Net.Server, NodeJS.ErrnoException>
     })
   })
 
-// Closing unlinks the name the server bound (libuv does so on close, before
-// the descriptor goes): our socket file, named with our pid and a random
-// token. Through an alias, the directory must still be open then.
+// Closing unlinks the name the server bound (libuv does so on close): its
+// staging name, gone by then once published.
 const closeServer = (server: Net.Server): Effect.Effect<void> =>
   Effect.async((resume) => {
     server.close(() => resume(Effect.void))
+  })
+
+const unlink = (path: string): Effect.Effect<void> =>
+  Effect.async((resume) => {
+    NFS.unlink(path, () => resume(Effect.void))
+  })
+
+// Between bind and listen a socket file exists but refuses connections, as a
+// dead holder's does: a contender probing then would take a live holder's
+// lock. So the socket is bound under a staging name and linked to its name
+// once it listens (a link, unlike a rename, never replaces what is there):
+// at its name, it answers from the first moment.
+const stagingOf = (path: string) => `${path}.new`
+
+const publish = (path: string): Effect.Effect<void, NodeJS.ErrnoException> =>
+  Effect.async((resume) => {
+    const staging = stagingOf(path)
+    NFS.link(staging, path, (error) =>
+      NFS.unlink(staging, () =>
+        resume(
+          error === null
+            ? Effect.void
+            : Effect.fail(error.code === "EEXIST" ? nodeError("EADDRINUSE", "listen", path) : error)
+        )))
   })
 
 // libuv reports bind's ENOENT as EACCES (as Windows would): a missing
@@ -213,8 +236,10 @@ const descriptorOf = (server: Net.Server): Option.Option<number> => {
 // cannot be made, so that a failed attempt leaves no descriptor behind.
 const open = (parent: Scope.Scope, path: string): Effect.Effect<Posix.Listener, PlatformError> =>
   Effect.flatMap(Scope.fork(parent, ExecutionStrategy.sequential), (scope) =>
-    addressOf("listen", path).pipe(
+    addressOf("listen", stagingOf(path)).pipe(
       Effect.flatMap((address) => Effect.acquireRelease(bind(address), closeServer)),
+      // The file at its name is ours once published, and removed with the listener.
+      Effect.tap(() => Effect.acquireRelease(publish(path), () => unlink(path))),
       Effect.catchAll(unmaskNotFound(path)),
       Effect.map((server): Posix.Listener => ({ path, descriptor: descriptorOf(server) })),
       Effect.mapError((error) => systemError("listen", path, error)),
