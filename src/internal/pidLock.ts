@@ -551,58 +551,62 @@ const judgeHolder = (
 const removeSocketOf = ({ fs, paths }: Resolved, record: PidLock.OwnerRecord) =>
   record.socket === undefined ? Effect.void : Effect.ignore(fs.remove(Path.join(paths.home, record.socket), { force: true }))
 
-// What dead contenders leave in the lock home, collected after every
+// What dead processes leave in the lock home, collected after every
 // successful acquire: staging directories of contenders killed before their
 // rename (each holds its creator's record, so it is judged like a holder, and
 // only one whose creator is gone — and that holds nothing but its own owner
-// entry — is removed, with its socket), and tombstones of interrupted
-// removals (nothing refers to those).
-const removeLitter = (resolved: Resolved, keep: string) => {
-  const { fs, paths } = resolved
+// entry — is removed), tombstones of interrupted removals (nothing refers to
+// those), and sockets that refuse. A socket appears only once it listens
+// (see `Posix.listen`), and a socket that refuses will never listen again:
+// its process is gone. The staging directories go first, while their
+// creators' sockets can still speak for them.
+const removeLitter = (resolved: Resolved, keep: string, ownSocket: string | undefined) => {
+  const { fs, paths, posix } = resolved
+  const remove = (name: string) => fs.remove(Path.join(paths.home, name), { force: true, recursive: true })
   const removeStagingIfAbandoned = (name: string) => {
     const staging = Path.join(paths.home, name)
     return Effect.all([fs.readDirectory(staging), readOwnerEntry(fs, Path.join(staging, name))]).pipe(
       Effect.flatMap(([contents, holder]) =>
         contents.length === 1 && Option.isSome(holder)
-          ? Effect.flatMap(judgeHolder(resolved, holder.value.record), (verdict) =>
-            verdict._tag === "Stale"
-              ? Effect.zipRight(fs.remove(staging, { recursive: true }), removeSocketOf(resolved, holder.value.record))
-              : Effect.void)
+          ? Effect.flatMap(
+            judgeHolder(resolved, holder.value.record),
+            (verdict) => verdict._tag === "Stale" ? remove(name) : Effect.void
+          )
           : Effect.void
       )
     )
   }
+  const removeSocketIfRefused = (name: string) =>
+    Effect.flatMap(posix.probe(Path.join(paths.home, name)), (probe) => probe === "Refused" ? remove(name) : Effect.void)
+  const each = (names: ReadonlyArray<string>, collect: (name: string) => Effect.Effect<void, unknown>) =>
+    Effect.forEach(names, (name) => Effect.ignore(collect(name)), { discard: true })
   return fs.readDirectory(paths.home).pipe(
     Effect.flatMap((names) =>
-      Effect.forEach(
-        names,
-        (name) =>
-          Effect.ignore(
-            name === keep
-              ? Effect.void
-              : ENTRY_NAME.test(name)
-              ? removeStagingIfAbandoned(name)
-              : name.endsWith(TOMBSTONE_SUFFIX)
-              ? fs.remove(Path.join(paths.home, name), { force: true })
-              : Effect.void
-          ),
-        { discard: true }
-      )
+      Effect.all([
+        each(names.filter((name) => name !== keep && ENTRY_NAME.test(name)), removeStagingIfAbandoned),
+        each(names.filter((name) => name.endsWith(TOMBSTONE_SUFFIX)), remove),
+        each(names.filter((name) => name !== ownSocket && SOCKET_NAME.test(name)), removeSocketIfRefused)
+      ], { discard: true })
     ),
     Effect.ignore
   )
 }
 
-// This process's socket in the lock home, named in its records and made once
-// it holds the lock (a socket named but missing proves nothing either way).
-// Where it cannot be made (an odd file system), the lock works without that
-// proof.
-const listenIn = ({ posix }: Resolved, home: string): Effect.Effect<void> =>
+// This process's socket in the lock home, made before its first record there
+// names it (a record that becomes the lock must name a socket that answers
+// from that moment on, or a contender in another pid namespace could not
+// judge a holder that dies at once), and kept for the next acquisitions.
+// Where it cannot be made (an odd file system), records name none and the lock
+// works without that proof.
+const listenIn = ({ posix }: Resolved, home: string): Effect.Effect<Option.Option<string>> =>
   posix.listen(home).pipe(
+    Effect.map((listener) => Option.some(Path.basename(listener.path))),
     Effect.catchAll((error) =>
-      Effect.logDebug(`PidLock: no socket in ${home}, the holder check runs without it: ${error.message}`)
-    ),
-    Effect.asVoid
+      Effect.as(
+        Effect.logDebug(`PidLock: no socket in ${home}, the holder check runs without it: ${error.message}`),
+        Option.none()
+      )
+    )
   )
 
 interface Taken {
@@ -620,12 +624,13 @@ const take = (
   Effect.gen(function*() {
     const { fs, info, paths } = resolved
     yield* ensureHome(resolved, paths, true)
+    const socket = yield* listenIn(resolved, paths.home)
     const owner: PidLock.OwnerRecord = {
       v: 1,
       ...info.self,
       acquiredAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
       token: newToken(),
-      socket: Path.basename(resolved.posix.socketPath(paths.home))
+      ...(Option.isSome(socket) ? { socket: socket.value } : {})
     }
     const name = entryName(owner)
     const text = encodeRecord(owner)
@@ -677,8 +682,7 @@ const take = (
     }).pipe(
       Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
     )
-    yield* listenIn(resolved, paths.home)
-    yield* removeLitter(resolved, name)
+    yield* removeLitter(resolved, name, owner.socket)
     return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
 
