@@ -276,6 +276,9 @@ const probe = (path: string): Effect.Effect<Posix.Probe, PlatformError> =>
       switch (error.code) {
         // a listener that is not accepting, its queue full: it exists
         case "EAGAIN":
+        // the connection was made and then reset: a listener took it (ours
+        // hang up at once), or died while it was queued, after it answered
+        case "ECONNRESET":
           return Effect.succeed("Listening")
         case "ECONNREFUSED":
           return Effect.succeed("Refused")
