@@ -4,12 +4,15 @@ import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Path from "node:path"
 import * as PidLock from "../src/PidLock.js"
+import * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import * as Testing from "../src/testing.js"
 import { plantHolder, plantStaging, recordOf } from "./support/environment.js"
@@ -27,13 +30,17 @@ const makeWorld = Effect.gen(function*() {
   const contender = (cmdline: ReadonlyArray<string> = ["node", "main.js"]) =>
     Effect.gen(function*() {
       const process = yield* processes.spawn({ cmdline })
-      const info = yield* Testing.makeProcessInfo(process.pid).pipe(
+      const [info, posix] = yield* Effect.all([Testing.makeProcessInfo(process.pid), Testing.makePosix(process.pid)]).pipe(
         Effect.provideService(FileSystem.FileSystem, fs),
         Effect.orDie
       )
-      const layer = Layer.mergeAll(Layer.succeed(FileSystem.FileSystem, fs), Layer.succeed(ProcessInfo.ProcessInfo, info))
+      const layer = Layer.mergeAll(
+        Layer.succeed(FileSystem.FileSystem, fs),
+        Layer.succeed(ProcessInfo.ProcessInfo, info),
+        Layer.succeed(Posix.Posix, posix)
+      )
       const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, layer)
-      return { process, info, run }
+      return { process, info, posix, run }
     })
   const dead = Effect.gen(function*() {
     const { info, process } = yield* contender(["node", "crashed.js"])
@@ -105,15 +112,18 @@ describe("faults", () => {
             if (Exit.isFailure(exit) && (errno === "EACCES" || errno === "EROFS" || errno === "EPERM")) {
               const error = Option.getOrThrow(Cause.failureOption(exit.cause))
               // An unreadable /proc/<pid>/stat is a holder that cannot be seen: held.
-              const unseen = errno === "EACCES" && faulted?.path.startsWith("/proc/")
+              const unseen = errno !== "EROFS" && faulted?.path.startsWith("/proc/")
               assert.strictEqual(error._tag, unseen ? "LockHeld" : "PermissionDenied", label)
             }
             yield* world.memory.setHook(Testing.noFaults)
-            // None of our staging directories is left; the planted dead one may be.
+            // None of our staging directories is left; the planted dead one may
+            // be, and so may our socket and a tombstone whose removal failed
+            // (the next acquire collects it).
             const home = yield* Effect.orDie(world.fs.readDirectory(HOME).pipe(Effect.catchAll(() => Effect.succeed([]))))
             const ours = `${me.process.pid}.`
-            assert.deepStrictEqual(home.filter((name) => name.startsWith(ours)), [], label)
-            assert.deepStrictEqual(home.filter((name) => name !== "lock" && !plantedStaging.includes(name)), [], label)
+            const isStaging = (name: string) => /^\d+\.[0-9a-f]+$/.test(name)
+            assert.deepStrictEqual(home.filter((name) => name.startsWith(ours) && isStaging(name)), [], label)
+            assert.deepStrictEqual(home.filter((name) => isStaging(name) && !plantedStaging.includes(name)), [], label)
             // At most one entry, and never ours: the scope has closed.
             const entries = yield* Effect.orDie(world.fs.readDirectory(LOCK).pipe(Effect.catchAll(() => Effect.succeed([]))))
             assert.isAtMost(entries.length, 1, label)
@@ -138,7 +148,9 @@ describe("faults", () => {
       ))
       const error = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
       assert.strictEqual(error._tag, "SystemError")
-      assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(HOME)), [])
+      // Only our socket, kept for the next try.
+      const home = yield* Effect.orDie(world.fs.readDirectory(HOME))
+      assert.deepStrictEqual(home.filter((name) => !name.endsWith(".sock")), [])
     }))
 
   it.effect("a failed release is tried again by the scope's finalizer", () =>
@@ -147,11 +159,120 @@ describe("faults", () => {
       const me = yield* world.contender()
       const error = yield* Effect.scoped(Effect.gen(function*() {
         const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR }))
-        yield* world.memory.setHook(Testing.failMatching({ method: "remove", path: lock.entry, errno: "EIO", times: 1 }))
+        yield* world.memory.setHook(Testing.failMatching({ method: "rename", path: lock.entry, errno: "EIO", times: 1 }))
         return yield* Effect.flip(lock.release)
       }))
       assert.strictEqual(error._tag, "SystemError")
       assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [])
+    }))
+})
+
+// Stops the first call that `matches` until `gate` is opened, then lets it go
+// on, or fail with `errno`.
+const gateFirst = (
+  matches: (call: Testing.FileSystemCall) => boolean,
+  reached: Deferred.Deferred<void>,
+  gate: Deferred.Deferred<void>,
+  errno?: Testing.Errno
+): Testing.Hook => {
+  let done = false
+  return (call) => {
+    if (done || !matches(call)) return Effect.void
+    done = true
+    return Deferred.succeed(reached, undefined).pipe(
+      Effect.zipRight(Deferred.await(gate)),
+      Effect.zipRight(errno === undefined ? Effect.void : Effect.fail(Testing.systemError(call.method, call.path, errno)))
+    )
+  }
+}
+
+describe("release, shared and retried", () => {
+  it.scoped("two releases at once: one removal, whose outcome both get; a failed one can be tried again", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }))
+      const [reached, gate] = yield* Effect.all([Deferred.make<void>(), Deferred.make<void>()])
+      let renames = 0
+      yield* world.memory.setHook(Testing.combineHooks(
+        (call) => Effect.sync(() => void (call.method === "rename" && call.path === lock.entry && renames++)),
+        gateFirst((call) => call.method === "rename" && call.path === lock.entry, reached, gate, "EIO")
+      ))
+      const first = yield* Effect.fork(Effect.either(lock.release))
+      yield* Deferred.await(reached)
+      const second = yield* Effect.fork(Effect.either(lock.release))
+      yield* Deferred.succeed(gate, undefined)
+      const [a, b] = [yield* Fiber.join(first), yield* Fiber.join(second)]
+      assert.strictEqual(renames, 1)
+      assert.isTrue(a._tag === "Left" && a.left._tag === "SystemError")
+      assert.deepStrictEqual(b, a)
+      assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [Path.basename(lock.entry)])
+      yield* lock.release
+      assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [])
+    }))
+
+  it.effect("withLock succeeds when its release fails once and the retry releases", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      yield* world.memory.setHook(Testing.failMatching({ method: "rename", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 }))
+      const result = yield* me.run(Effect.succeed("done").pipe(PidLock.withLock({ name: NAME, dir: DIR, checkInterval: false })))
+      assert.strictEqual(result, "done")
+      assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [])
+    }))
+
+  it.scoped("a release while the watchdog checks the entry: lost never fires", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      const [reached, gate] = yield* Effect.all([Deferred.make<void>(), Deferred.make<void>()])
+      yield* world.memory.setHook(gateFirst((call) => call.method === "readLink" && /\/lock\/\d+\./.test(call.path), reached, gate))
+      const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR }))
+      yield* Deferred.await(reached)
+      yield* lock.release
+      yield* Deferred.succeed(gate, undefined)
+      const lost = yield* Effect.fork(lock.lost)
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      assert.isNull(lost.unsafePoll())
+      yield* lock.verify
+    }))
+})
+
+describe("the holder's socket, which only the fake process table can end on demand", () => {
+  it.effect("a holder in another pid namespace is alive while its socket answers, and taken over once it refuses", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const holder = yield* world.contender()
+      const me = yield* world.contender()
+      yield* Effect.orDie(world.fs.makeDirectory(HOME, { recursive: true, mode: 0o700 }))
+      const listener = yield* Effect.orDie(holder.posix.listen(HOME))
+      const record = { ...recordOf({ ...holder.info.self, pidNamespace: "pid:[4026532999]" }), socket: Path.basename(listener.path) }
+      yield* Effect.orDie(plantHolder(world.fs, HOME, record))
+      const held = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.deepStrictEqual(held._tag === "LockHeld" ? held.verdict : held, ProcessInfo.Verdict.Alive())
+      yield* world.processes.exit(holder.process.pid)
+      const lock = yield* Effect.orDie(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(lock.owner.pid, me.process.pid)
+      // The dead holder's socket went with its lock.
+      assert.isFalse((yield* Effect.orDie(world.fs.readDirectory(HOME))).includes(Path.basename(listener.path)))
+    }))
+
+  it.effect("a holder whose process is gone while its socket still answers (run's command) is alive", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const wrapper = yield* world.contender()
+      const me = yield* world.contender()
+      yield* Effect.orDie(world.fs.makeDirectory(HOME, { recursive: true, mode: 0o700 }))
+      // The socket answers for as long as a process that has it open lives.
+      const command = yield* world.contender()
+      const listener = yield* Effect.orDie(command.posix.listen(HOME))
+      yield* Effect.orDie(plantHolder(world.fs, HOME, { ...recordOf(wrapper.info.self), socket: Path.basename(listener.path) }))
+      yield* world.processes.exit(wrapper.process.pid)
+      const held = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.deepStrictEqual(held._tag === "LockHeld" ? held.verdict : held, ProcessInfo.Verdict.Alive())
+      yield* world.processes.exit(command.process.pid)
+      const lock = yield* Effect.orDie(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(lock.owner.pid, me.process.pid)
     }))
 })
 
@@ -167,7 +288,7 @@ describe("holders that only a fake /proc can show", () => {
       assert.strictEqual(lock.owner.pid, me.process.pid)
     }))
 
-  it.effect("a holder whose /proc/<pid>/stat cannot be read (EACCES) counts as alive", () =>
+  it.effect("a holder whose /proc/<pid>/stat cannot be read (EPERM, as under hidepid=1) counts as alive", () =>
     Effect.gen(function*() {
       const world = yield* makeWorld
       const holder = yield* world.contender()

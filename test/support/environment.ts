@@ -110,6 +110,13 @@ export const plantStaging = (fs: FileSystem.FileSystem, home: string, record: Pi
     return staging
   })
 
+/**
+ * The snapshot lines of the sockets of process `pid`: acquire makes its
+ * process's socket in a lock home on its first try there (before its record
+ * can name it), and it stays while the process lives, also after a refusal.
+ */
+export const isSocketOf = (pid: number) => (line: string): boolean => new RegExp(`/${pid}\\.[0-9a-f]+\\.sock `).test(line)
+
 /** Every path below `root`, sorted, with symlink targets: a picture of the tree to compare before and after. */
 export const snapshot = (fs: FileSystem.FileSystem, root: string): Effect.Effect<ReadonlyArray<string>> =>
   Effect.gen(function*() {
