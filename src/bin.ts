@@ -14,7 +14,6 @@ import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import type { Teardown } from "@effect/platform/Runtime"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
@@ -23,15 +22,22 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as PidLock from "./PidLock.js"
+// Only after ./PidLock.js: the two import each other, and the cycle must be
+// entered from PidLock.js for its exports to be ready.
+import { escapeText } from "./internal/pidLock.js"
+import * as Posix from "./Posix.js"
 import * as ProcessInfo from "./ProcessInfo.js"
 
 // Exit codes from sysexits.h, so that scripts can tell a busy lock from a
@@ -129,34 +135,90 @@ const signalStatus = (signal: NodeJS.Signals): number => 128 + Os.constants.sign
 const statusOf = (code: number | null, signal: NodeJS.Signals | null): number =>
   code ?? (signal === null ? 0 : signalStatus(signal))
 
-// Runs the command with this terminal, forwarding SIGINT and SIGTERM to it,
-// and sets its status as our exit code. Uninterruptible: `runMain` interrupts
-// the program on those very signals, and the lock must stay held until the
-// child, which they are forwarded to, has exited.
-const runChild = (command: readonly [string, ...Array<string>]) =>
-  Effect.uninterruptible(
-    Effect.async<number>((resume) => {
-      const child = ChildProcess.spawn(command[0], command.slice(1), { stdio: "inherit" })
-      const forward = (signal: NodeJS.Signals) => void child.kill(signal)
-      process.on("SIGINT", forward)
-      process.on("SIGTERM", forward)
-      let settled = false
-      const settle = (status: Effect.Effect<number>) => {
-        if (settled) return
-        settled = true
-        process.off("SIGINT", forward)
-        process.off("SIGTERM", forward)
-        resume(status)
-      }
-      // A command that cannot be started at all: 127 and 126, as a shell says.
-      child.once("error", (error: NodeJS.ErrnoException) =>
-        settle(Effect.as(
-          Console.error(`effect-pidlock: cannot run ${command[0]}: ${error.message}`),
-          error.code === "ENOENT" ? 127 : 126
-        )))
-      child.once("exit", (code, signal) => settle(Effect.succeed(statusOf(code, signal))))
-    }).pipe(Effect.flatMap(exitWith))
+// The signals that end `run`. `runMain` turns SIGINT and SIGTERM into an
+// interruption, but leaves SIGHUP and SIGQUIT to their default action, which
+// ends this process at once: no finalizer runs, the lock stays behind and the
+// command runs on.
+const RUN_SIGNALS = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM"] as const
+
+// Every one of RUN_SIGNALS that arrives while the scope is open, in order of
+// arrival. One listener for the whole of `run` (wait, command, release)
+// keeps them from their default action throughout.
+const trapSignals = Effect.gen(function*() {
+  const signals = yield* Queue.unbounded<NodeJS.Signals>()
+  const onSignal = (signal: NodeJS.Signals) => void signals.unsafeOffer(signal)
+  yield* Effect.acquireRelease(
+    Effect.sync(() => RUN_SIGNALS.forEach((signal) => process.on(signal, onSignal))),
+    () => Effect.sync(() => RUN_SIGNALS.forEach((signal) => process.off(signal, onSignal)))
   )
+  return signals
+})
+
+// A signal before the command runs ends `run` as it would end a shell: with
+// 128 + its number, interrupted, so that a wait for the lock stops and leaves
+// nothing behind.
+const endBy = (signal: NodeJS.Signals) => Effect.zipRight(exitWith(signalStatus(signal)), Effect.interrupt)
+
+// Whether this process is in its terminal's foreground process group. A
+// SIGINT or SIGQUIT typed there (Ctrl-C, Ctrl-\) went to the whole group, the
+// command included. Fields 5 (pgrp) and 8 (tpgid, -1 without a terminal) of
+// /proc/self/stat, counted after the last ")": the command name may hold
+// spaces and ")".
+const inForeground = (fs: FileSystem.FileSystem) =>
+  Effect.map(fs.readFileString("/proc/self/stat"), (text) => {
+    const fields = text.slice(text.lastIndexOf(")") + 1).trim().split(" ")
+    return fields[2] !== undefined && fields[2] === fields[5]
+  })
+
+// SIGINT and SIGQUIT from the terminal have reached the command already: a
+// second one would cut an Effect program's finalizers short. Where the group
+// cannot be read, the signal is forwarded: a command that never hears of it
+// would keep the wrapper waiting.
+const forward = (fs: FileSystem.FileSystem, child: ChildProcess.ChildProcess) => (signal: NodeJS.Signals) =>
+  (signal === "SIGINT" || signal === "SIGQUIT"
+    ? Effect.orElseSucceed(inForeground(fs), () => false)
+    : Effect.succeed(false)).pipe(
+      Effect.map((fromTerminal) => {
+        if (!fromTerminal) child.kill(signal)
+      })
+    )
+
+// Runs the command with `stdio`, forwards it the signals that arrive
+// meanwhile, in order, and sets its status as our exit code.
+// Uninterruptible: `runMain` interrupts the program on SIGINT and SIGTERM,
+// and the lock must stay held until the command has exited.
+const runChild = (
+  command: readonly [string, ...Array<string>],
+  stdio: ChildProcess.StdioOptions,
+  signals: Queue.Dequeue<NodeJS.Signals>
+) =>
+  Effect.uninterruptible(Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const exited = yield* Deferred.make<number>()
+    // The listeners are added in the same step as the spawn: its events must
+    // not be missed. A command that cannot be started at all: 127 and 126, as
+    // a shell says.
+    const child = yield* Effect.sync(() => {
+      const child = ChildProcess.spawn(command[0], command.slice(1), { stdio })
+      child.once("error", (error: NodeJS.ErrnoException) =>
+        Deferred.unsafeDone(
+          exited,
+          Effect.as(
+            Console.error(`effect-pidlock: cannot run ${command[0]}: ${error.message}`),
+            error.code === "ENOENT" ? 127 : 126
+          )
+        ))
+      child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed(statusOf(code, signal))))
+      return child
+    })
+    // In the scope, not a child of this fiber: `runMain`'s interruption on
+    // SIGINT or SIGTERM reaches a fiber's children at once, and the very
+    // signal must still be forwarded.
+    yield* Effect.forkScoped(
+      Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(signals), forward(fs, child))))
+    )
+    yield* exitWith(yield* Deferred.await(exited))
+  }))
 
 const runCommand = Command.make("run", {
   name: nameOption,
@@ -169,15 +231,32 @@ const runCommand = Command.make("run", {
   )
 }, ({ command, conflictExitCode, dir, name, wait }) =>
   Effect.scoped(Effect.gen(function*() {
-    yield* PidLock.acquire({ name, dir: Option.getOrUndefined(dir), wait: Option.getOrUndefined(wait) })
-    yield* runChild(command)
+    const signals = yield* trapSignals
+    const lock = yield* PidLock.acquire({ name, dir: Option.getOrUndefined(dir), wait: Option.getOrUndefined(wait) })
+      .pipe(Effect.raceFirst(Effect.flatMap(Queue.take(signals), endBy)))
+    // The holder's socket, named in the owner record, is the command's fd 3,
+    // as flock's command inherits its lock: a contender that finds this
+    // process dead still finds the lock held while the command lives.
+    const posix = yield* Posix.Posix
+    const socket = lock.owner.socket === undefined
+      ? Option.none<number>()
+      : (yield* posix.listen(Path.dirname(lock.path))).descriptor
+    const stdio: ChildProcess.StdioOptions = Option.match(socket, {
+      onNone: () => "inherit",
+      onSome: (fd) => ["inherit", "inherit", "inherit", fd]
+    })
+    yield* runChild(command, stdio, signals)
   })).pipe(
     Effect.catchTag("LockHeld", (error) => exitWithMessage(error.message, conflictExitCode))
   )).pipe(
     Command.withDescription(
       `Run a command while holding the lock, like flock -n; exit with its exit code (128 + the signal number if a ` +
-        `signal killed it). SIGINT and SIGTERM are forwarded to it. When the lock is held, say who holds it and exit ` +
-        `with the conflict exit code (${EX_TEMPFAIL}). ${ERROR_EXIT_CODES} A command that cannot be started: 127 or 126.`
+        `signal killed it). The command gets the lock's socket as file descriptor 3: should this wrapper be killed, ` +
+        `the lock stays held as long as the command (or whatever inherited that descriptor from it) runs. ` +
+        `SIGHUP, SIGINT, SIGQUIT and SIGTERM are forwarded to it, except a SIGINT or SIGQUIT from the terminal, ` +
+        `which reached it already; while waiting for the lock, they end the wait with 128 + the signal number. ` +
+        `When the lock is held, say who holds it and exit with the conflict exit code (${EX_TEMPFAIL}). ` +
+        `${ERROR_EXIT_CODES} A command that cannot be started: 127 or 126.`
     )
   )
 
@@ -209,13 +288,16 @@ const statusCommand = Command.make("status", {
     })
     if (json) {
       const status = Option.getOrNull(found)
-      yield* Console.log(JSON.stringify({
+      // JSON.stringify escapes C0 controls but not C1 or bidi ones, which
+      // a planted record may hold: those become \u escapes as well, and
+      // JSON.parse still gives the record's very strings.
+      yield* Console.log(escapeText(JSON.stringify({
         name,
         state,
         path: status?.path ?? null,
         holder: status?.holder ?? null,
         verdict: status?.verdict ?? null
-      }))
+      })))
     } else {
       yield* Console.log(Option.match(found, { onNone: () => `${name} is free`, onSome: describeStatus }))
     }
@@ -232,8 +314,6 @@ const statusCommand = Command.make("status", {
 // -----------------------------------------------------------------------------
 
 const BREAK_REFUSED = 1
-
-const isNotFound = (error: PlatformError) => error._tag === "SystemError" && error.reason === "NotFound"
 
 const breakCommand = Command.make("break", {
   name: nameOption,
@@ -260,11 +340,7 @@ const breakCommand = Command.make("break", {
     // judged above is removed. If it is gone, someone broke the lock first,
     // and a holder who moved in since has another entry name, left alone.
     const entry = Path.join(status.path, `${status.holder.pid}.${status.holder.token}`)
-    const fs = yield* FileSystem.FileSystem
-    const removed = yield* fs.remove(entry).pipe(
-      Effect.as(true),
-      Effect.catchIf(isNotFound, () => Effect.succeed(false))
-    )
+    const removed = yield* PidLock.breakLock(status)
     yield* Console.log(
       removed
         ? `broke ${status.path}: removed ${entry} (${describeStatus(status)})`
@@ -304,6 +380,8 @@ const exitCodeOf = (error: { readonly _tag: string }): number => {
 
 // Every typed error becomes a message on stderr and an exit code, never a
 // stack trace; @effect/cli has already printed its own validation errors.
+// Logs (a takeover's, a defect's) go to stderr, as flock's messages do: the
+// command's stdout is its own.
 const program = cli(process.argv).pipe(
   Effect.provide(Layer.mergeAll(
     NodePath.layer,
@@ -312,7 +390,9 @@ const program = cli(process.argv).pipe(
   )),
   Effect.catchAll((error) =>
     ValidationError.isValidationError(error) ? exitWith(EX_USAGE) : exitWithMessage(error.message, exitCodeOf(error))
-  )
+  ),
+  Effect.tapErrorCause((cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(cause)),
+  Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true })))
 )
 
 // `runMain` interrupts the program on SIGINT and SIGTERM. Ended by one before
@@ -327,4 +407,4 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 const teardown: Teardown = (exit, onExit) =>
   onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? EX_SOFTWARE : Number(process.exitCode ?? 0))
 
-NodeRuntime.runMain(program, { teardown })
+NodeRuntime.runMain(program, { teardown, disableErrorReporting: true, disablePrettyLogger: true })

@@ -5,7 +5,9 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
+import type { Readable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import { entryNameOf, plantHolder, recordOf } from "./support/environment.js"
@@ -25,32 +27,45 @@ interface Cli {
   readonly process: ChildProcess.ChildProcess
   readonly pid: number
   readonly stdout: () => string
-  /** Resolves once the process has exited and its output is closed. */
+  /** Resolves once the CLI's own process has exited. */
+  readonly exited: Promise<void>
+  /** Resolves once its output is closed as well: by then, its command has exited too. */
   readonly finished: Promise<Finished>
   readonly isRunning: () => boolean
 }
 
-/** Starts `effect-pidlock ...args`; SIGKILLed, if still running, and awaited when the scope closes. */
-const startCli = (args: ReadonlyArray<string>) =>
+/**
+ * Starts `effect-pidlock ...args` (under `tracer`, if given) in a session of
+ * its own, without a terminal, whatever terminal runs the tests; when the
+ * scope closes, SIGKILLed if still running, its stdin closed (the commands of
+ * these tests then end) and awaited.
+ */
+const startCli = (args: ReadonlyArray<string>, tracer: ReadonlyArray<string> = []) =>
   Effect.acquireRelease(
     Effect.sync((): Cli => {
-      const child = ChildProcess.spawn(process.execPath, [BIN, ...args], { stdio: ["pipe", "pipe", "pipe"] })
+      const [command, ...rest] = [...tracer, process.execPath, BIN, ...args]
+      const child = ChildProcess.spawn(command!, rest, {
+        stdio: ["pipe", "pipe", "pipe"],
+        detached: true
+      })
       let stdout = ""
       let stderr = ""
       let running = true
       child.stdout!.setEncoding("utf8").on("data", (chunk: string) => void (stdout += chunk))
       child.stderr!.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
       const finished = new Promise<Finished>((resolve) =>
         child.once("close", (code, signal) => {
           running = false
           resolve({ code, signal, stdout, stderr })
         })
       )
-      return { process: child, pid: child.pid!, stdout: () => stdout, finished, isRunning: () => running }
+      return { process: child, pid: child.pid!, stdout: () => stdout, exited, finished, isRunning: () => running }
     }),
     (cli) =>
       Effect.promise(() => {
         if (cli.isRunning()) cli.process.kill("SIGKILL")
+        cli.process.stdin!.end()
         return cli.finished
       })
   )
@@ -60,18 +75,25 @@ const finished = (cli: Cli) => Effect.promise(() => cli.finished)
 /** Runs `effect-pidlock ...args` to its end. */
 const runCli = (...args: ReadonlyArray<string>) => Effect.scoped(Effect.flatMap(startCli(args), finished))
 
-/** Waits until the CLI's command has printed `text`; fails if the CLI ends first. */
-const waitForOutput = (cli: Cli, text: string) =>
+/**
+ * Waits until `text()`, all that `stream` gave so far, matches `pattern`, and
+ * gives the match; fails if the stream closes first.
+ */
+const waitForMatch = (stream: Readable, text: () => string, pattern: RegExp) =>
   Effect.promise(() =>
-    new Promise<void>((resolve, reject) => {
+    new Promise<RegExpExecArray>((resolve, reject) => {
       const check = () => {
-        if (cli.stdout().includes(text)) resolve()
+        const match = pattern.exec(text())
+        if (match !== null) resolve(match)
+        else if (stream.closed) reject(new Error(`closed before printing ${pattern}: ${JSON.stringify(text())}`))
       }
-      cli.process.stdout!.on("data", check)
+      stream.on("data", check).once("close", check)
       check()
-      void cli.finished.then((result) => reject(new Error(`CLI ended before printing ${text}: ${JSON.stringify(result)}`)))
     })
   )
+
+/** Waits until the CLI (or its command) has printed a match of `pattern`; fails if its output closes first. */
+const waitForOutput = (cli: Cli, pattern: RegExp) => waitForMatch(cli.process.stdout!, cli.stdout, pattern)
 
 /**
  * Waits until process `pid` watches a file (an inotify descriptor among its
@@ -99,7 +121,7 @@ const HOLD = ["sh", "-c", "echo holding; read line"]
 
 /** Starts a `run` that holds lock `NAME` in `dir` until {@link release}. */
 const startHolder = (dir: string) =>
-  Effect.tap(startCli(["run", "--name", NAME, "--dir", dir, "--", ...HOLD]), (cli) => waitForOutput(cli, "holding"))
+  Effect.tap(startCli(["run", "--name", NAME, "--dir", dir, "--", ...HOLD]), (cli) => waitForOutput(cli, /holding/))
 
 const release = (cli: Cli) => Effect.sync(() => cli.process.stdin!.end("\n"))
 
@@ -115,8 +137,11 @@ const plant = (dir: string, record: ReturnType<typeof recordOf>) =>
     Effect.orDie
   )
 
-/** Plants the owner entry of a process that has exited, as a crashed holder leaves it. */
-const plantDeadHolder = (dir: string) =>
+/**
+ * Plants the owner entry of a process that has exited, as a crashed holder
+ * leaves it; `fields` replace the record's.
+ */
+const plantDeadHolder = (dir: string, fields: Partial<ReturnType<typeof recordOf>> = {}) =>
   Effect.gen(function*() {
     const sleeper = ChildProcess.spawn("sleep", ["60"], { stdio: "ignore" })
     const identity = yield* Effect.flatten(Effect.flatMap(ProcessInfo.ProcessInfo, (info) => info.identify(sleeper.pid!)))
@@ -126,10 +151,61 @@ const plantDeadHolder = (dir: string) =>
         sleeper.kill("SIGKILL")
       })
     )
-    const record = recordOf(identity)
+    const record = { ...recordOf(identity), ...fields }
     yield* plant(dir, record)
     return record
   }).pipe(Effect.provide(nodeLayer), Effect.orDie)
+
+// A command that counts the SIGINTs it gets, printing "INT <count>" for each,
+// and on SIGTERM prints "INTs <count>" and exits 0. It first prints "ready
+// <pid of its parent, the CLI>". It idles in sleeps run as background jobs,
+// which ignore SIGINT, and which keep neither its output nor fd 3.
+const COUNT_INTS = [
+  "sh",
+  "-c",
+  `n=0
+trap 'n=$((n + 1)); echo "INT $n"' INT
+trap 'echo "INTs $n"; exit 0' TERM
+echo "ready $PPID"
+while :; do sleep 1 >/dev/null 3>&- & wait $!; done`
+]
+
+const shellQuote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`
+
+interface Terminal {
+  readonly process: ChildProcess.ChildProcess
+  /** What the terminal showed so far. */
+  readonly output: () => string
+  /** Resolves with the exit code once the session has ended. */
+  readonly finished: Promise<number | null>
+}
+
+/**
+ * Runs `args` in a session of its own on a pseudo-terminal, in the
+ * terminal's foreground process group (`script`); what is written to
+ * `process.stdin` is typed on that terminal. Killed, if still running, when
+ * the scope closes.
+ */
+const startInTerminal = (args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.sync((): Terminal => {
+      const child = ChildProcess.spawn("script", ["-qefc", `exec ${args.map(shellQuote).join(" ")}`, "/dev/null"], {
+        stdio: ["pipe", "pipe", "inherit"],
+        env: { ...process.env, SHELL: "/bin/sh" }
+      })
+      let output = ""
+      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => void (output += chunk))
+      const finished = new Promise<number | null>((resolve) => child.once("close", resolve))
+      return { process: child, output: () => output, finished }
+    }),
+    (terminal) =>
+      Effect.promise(() => {
+        if (terminal.process.exitCode === null && terminal.process.signalCode === null) {
+          terminal.process.kill("SIGKILL")
+        }
+        return terminal.finished
+      })
+  )
 
 describe("effect-pidlock run", () => {
   it.scopedLive("holds the lock while the command runs, and releases it after", () =>
@@ -173,7 +249,7 @@ describe("effect-pidlock run", () => {
         "run", "--name", NAME, "--dir", dir, "--",
         process.execPath, "-e", "console.log('holding'); setInterval(() => {}, 1000)"
       ])
-      yield* waitForOutput(cli, "holding")
+      yield* waitForOutput(cli, /holding/)
       cli.process.kill("SIGTERM")
       const result = yield* finished(cli)
       assert.strictEqual(result.code, 128 + 15, "128 + SIGTERM: the command was killed by the forwarded signal")
@@ -205,6 +281,120 @@ describe("effect-pidlock run", () => {
       assert.strictEqual(result.stdout, "", "the command did not run")
       assert.deepStrictEqual(lockEntries(dir), entries)
       assert.isTrue(holder.isRunning())
+    }))
+})
+
+describe("effect-pidlock run: the command's life", () => {
+  it.scopedLive("the command holds the lock's socket as fd 3", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const result = yield* runCli("run", "--name", NAME, "--dir", dir, "--", "sh", "-c", "readlink /proc/$$/fd/3")
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.match(result.stdout, /^socket:\[\d+\]\n$/)
+    }))
+
+  it.scopedLive("a SIGKILLed run's lock stays held while its command runs, and is taken over once it has exited", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // The command waits for a line on a FIFO: the CLI's stdin is closed when
+      // the CLI dies. Written to once the command has started, and when the
+      // test ends, whatever happened.
+      const fifo = Path.join(dir, "fifo")
+      ChildProcess.execFileSync("mkfifo", [fifo])
+      const releaseCommand = Effect.sync(() => {
+        try {
+          const fd = Fs.openSync(fifo, Fs.constants.O_WRONLY | Fs.constants.O_NONBLOCK)
+          Fs.writeSync(fd, "\n")
+          Fs.closeSync(fd)
+        } catch {
+          // ENXIO: no reader, the command has ended already.
+        }
+      })
+      const holder = yield* startCli([
+        "run", "--name", NAME, "--dir", dir, "--", "sh", "-c", `echo holding; read line <${fifo}`
+      ])
+      yield* Effect.addFinalizer(() => releaseCommand)
+      yield* waitForOutput(holder, /holding/)
+      holder.process.kill("SIGKILL")
+      yield* Effect.promise(() => holder.exited)
+      const refused = yield* runCli("run", "--name", NAME, "--dir", dir, "--", "echo", "ran")
+      assert.strictEqual(refused.code, 75, refused.stderr)
+      assert.strictEqual(refused.stdout, "", "the command did not run")
+      assert.include(refused.stderr, `is held by pid ${holder.pid} on `)
+      yield* releaseCommand
+      // The command kept the CLI's output open: it closes when the command exits.
+      yield* finished(holder)
+      const taken = yield* runCli("run", "--name", NAME, "--dir", dir, "--", "echo", "ran")
+      assert.strictEqual(taken.code, 0, taken.stderr)
+      assert.strictEqual(taken.stdout, "ran\n")
+      assert.deepStrictEqual(lockEntries(dir), [])
+    }))
+
+  for (const signal of ["SIGHUP", "SIGQUIT"] as const) {
+    it.scopedLive(`${signal} is forwarded to the command, and its status is ours; the lock is released`, () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const cli = yield* startCli([
+          "run", "--name", NAME, "--dir", dir, "--",
+          process.execPath, "-e",
+          `process.on("${signal}", () => { console.log("got ${signal}"); process.exit(3) })
+console.log("holding")
+process.stdin.resume()`
+        ])
+        yield* waitForOutput(cli, /holding/)
+        cli.process.kill(signal)
+        yield* Effect.promise(() => cli.exited)
+        assert.strictEqual(cli.process.exitCode, 3, `ended by ${cli.process.signalCode}`)
+        const result = yield* finished(cli)
+        assert.include(result.stdout, `got ${signal}`)
+        assert.deepStrictEqual(lockEntries(dir), [])
+      }))
+
+    it.scopedLive(`${signal} while waiting: exits 128 + its number, the holder's lock untouched`, () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const holder = yield* startHolder(dir)
+        const entries = lockEntries(dir)
+        const waiter = yield* startCli(["run", "--name", NAME, "--dir", dir, "--wait", "30s", "--", "echo", "ran"])
+        yield* waitUntilWatching(waiter.pid)
+        waiter.process.kill(signal)
+        const result = yield* finished(waiter)
+        assert.strictEqual(result.code, 128 + Os.constants.signals[signal], result.stderr)
+        assert.strictEqual(result.stdout, "", "the command did not run")
+        assert.deepStrictEqual(lockEntries(dir), entries)
+        assert.isTrue(holder.isRunning())
+      }))
+  }
+
+  it.scopedLive("Ctrl-C on a terminal reaches the command once", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const terminal = yield* startInTerminal([
+        process.execPath, BIN, "run", "--name", NAME, "--dir", dir, "--", ...COUNT_INTS
+      ])
+      const read = (pattern: RegExp) => waitForMatch(terminal.process.stdout!, terminal.output, pattern)
+      const cli = Number((yield* read(/ready (\d+)/))[1])
+      terminal.process.stdin!.write("\x03")
+      yield* read(/INT 1/)
+      // Forwarded signals keep their order: a second SIGINT would come before this.
+      process.kill(cli, "SIGTERM")
+      assert.strictEqual((yield* read(/INTs (\d+)/))[1], "1", terminal.output())
+      assert.strictEqual(yield* Effect.promise(() => terminal.finished), 0, terminal.output())
+      assert.deepStrictEqual(lockEntries(dir), [])
+    }))
+
+  it.scopedLive("SIGINT sent to the CLI alone, with no terminal, reaches the command once", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const cli = yield* startCli(["run", "--name", NAME, "--dir", dir, "--", ...COUNT_INTS])
+      yield* waitForOutput(cli, /ready/)
+      cli.process.kill("SIGINT")
+      yield* waitForOutput(cli, /INT 1/)
+      cli.process.kill("SIGTERM")
+      const result = yield* finished(cli)
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.match(result.stdout, /^INTs 1$/m)
+      assert.deepStrictEqual(lockEntries(dir), [])
     }))
 })
 
@@ -262,6 +452,27 @@ describe("effect-pidlock break", () => {
       assert.strictEqual((yield* runCli("status", "--name", NAME, "--dir", dir)).code, 0)
     }))
 
+  // strace makes each unlink of the owner entry fail with ENOENT, as when
+  // another breaker removed it between an lstat and that unlink. fs.rm (those
+  // two calls) counts that as its own removal; a rename of the entry, the
+  // compare-and-swap, is not fooled.
+  it.scopedLive.skipIf(ChildProcess.spawnSync("strace", ["-V"]).status !== 0)(
+    "says it broke the lock only when it removed the entry itself",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const record = yield* plantDeadHolder(dir)
+        const entry = Path.join(dir, NAME, "lock", entryNameOf(record))
+        const strace = [
+          "strace", "-f", "-qq", "-o", "/dev/null", "-P", entry, "-e", "inject=unlink,unlinkat:error=ENOENT"
+        ]
+        const result = yield* Effect.flatMap(startCli(["break", "--name", NAME, "--dir", dir], strace), finished)
+        assert.strictEqual(result.code, 0, result.stderr)
+        assert.include(result.stdout, "broke", result.stderr)
+        assert.deepStrictEqual(lockEntries(dir), [], `it said: ${result.stdout}`)
+      })
+  )
+
   it.scopedLive("a holder in another pid namespace only with --force", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
@@ -274,6 +485,65 @@ describe("effect-pidlock break", () => {
       assert.deepStrictEqual(lockEntries(dir), [entryNameOf(record)])
       const forced = yield* runCli("break", "--name", NAME, "--dir", dir, "--force")
       assert.strictEqual(forced.code, 0, forced.stderr)
+      assert.deepStrictEqual(lockEntries(dir), [])
+    }))
+})
+
+describe("record text on the terminal", () => {
+  // What a planted record may hold: ESC and a screen clear, a C1 CSI, BEL,
+  // and a bidi override that shows the text after it reversed.
+  const hostile = {
+    hostname: "host\x1b[2J",
+    acquiredAt: "2026-01-01\x9b31m",
+    cmdline: ["sh", "-c", "echo \x07 \u202eevil"]
+  }
+  const CONTROLS = /[\x1b\x9b\x07\u202e]/
+
+  const assertPrintable = (result: Finished, what: string) => {
+    assert.notMatch(result.stdout, CONTROLS, `${what}: stdout ${JSON.stringify(result.stdout)}`)
+    assert.notMatch(result.stderr, CONTROLS, `${what}: stderr ${JSON.stringify(result.stderr)}`)
+  }
+
+  it.scopedLive("a live holder's: status, status --json, a refused run and break print no control character", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // This very process is the holder: alive while the CLI looks.
+      const self = yield* Effect.map(ProcessInfo.ProcessInfo, (info) => info.self).pipe(Effect.provide(nodeLayer))
+      const record = { ...recordOf(self), ...hostile }
+      yield* plant(dir, record)
+
+      const status = yield* runCli("status", "--name", NAME, "--dir", dir)
+      assert.strictEqual(status.code, 1, status.stderr)
+      assert.include(status.stdout, `is held by pid ${process.pid} on `)
+      assertPrintable(status, "status")
+      const json = yield* runCli("status", "--name", NAME, "--dir", dir, "--json")
+      assert.strictEqual(json.code, 1, json.stderr)
+      assertPrintable(json, "status --json")
+      assert.deepStrictEqual(JSON.parse(json.stdout).holder, record, "the record's very strings")
+      const run = yield* runCli("run", "--name", NAME, "--dir", dir, "--", "echo", "ran")
+      assert.strictEqual(run.code, 75, run.stderr)
+      assertPrintable(run, "run")
+      const broken = yield* runCli("break", "--name", NAME, "--dir", dir)
+      assert.strictEqual(broken.code, 1, broken.stderr)
+      assertPrintable(broken, "break")
+      assert.deepStrictEqual(lockEntries(dir), [entryNameOf(record)])
+    }))
+
+  it.scopedLive("a dead holder's: status, status --json and break print no control character", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const record = yield* plantDeadHolder(dir, hostile)
+      const status = yield* runCli("status", "--name", NAME, "--dir", dir)
+      assert.strictEqual(status.code, 2, status.stderr)
+      assertPrintable(status, "status")
+      const json = yield* runCli("status", "--name", NAME, "--dir", dir, "--json")
+      assert.strictEqual(json.code, 2, json.stderr)
+      assertPrintable(json, "status --json")
+      assert.deepStrictEqual(JSON.parse(json.stdout).holder, record, "the record's very strings")
+      const broken = yield* runCli("break", "--name", NAME, "--dir", dir)
+      assert.strictEqual(broken.code, 0, broken.stderr)
+      assert.include(broken.stdout, entryNameOf(record))
+      assertPrintable(broken, "break")
       assert.deepStrictEqual(lockEntries(dir), [])
     }))
 })
