@@ -1,8 +1,8 @@
 /**
  * A test kit: an in-memory `FileSystem` with the POSIX semantics the lock
- * relies on, fault injection on every call, and a fake process table served
- * under `/proc`, so that `ProcessInfo.makeLinux` and the lock run unchanged on
- * it.
+ * relies on, fault injection on every call, a fake process table served
+ * under `/proc`, and the `Posix` service (`lstat`, Unix sockets) of each fake
+ * process, so that `ProcessInfo.makeLinux` and the lock run unchanged on it.
  *
  * The memory file system answers as the Node layer of `@effect/platform-node`
  * does on Linux, down to the error: the same `SystemError` `reason`, `method`,
@@ -10,8 +10,8 @@
  * `code`, `errno`, `syscall`, `path` and `dest`. Where the two differ, the
  * difference is documented on {@link makeFileSystem}.
  *
- * Several fake processes, each with its own `ProcessInfo`, can contend on one
- * memory file system:
+ * Several fake processes, each with its own `ProcessInfo` and `Posix`, can
+ * contend on one memory file system:
  *
  * ```ts
  * const processes = yield* Testing.makeProcessTable()
@@ -32,6 +32,7 @@ import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import * as internal from "./internal/memoryFileSystem.js"
 import * as internalProcessTable from "./internal/processTable.js"
+import type * as Posix from "./Posix.js"
 import type * as ProcessInfo from "./ProcessInfo.js"
 
 // -----------------------------------------------------------------------------
@@ -71,6 +72,7 @@ export type Errno =
   | "ENAMETOOLONG"
   | "ENOTEMPTY"
   | "ELOOP"
+  | "EADDRINUSE"
   | "ETIMEDOUT"
   | "ECANCELED"
 
@@ -83,9 +85,13 @@ export type Errno =
  * (and `dest` when given).
  *
  * `method` is the `FileSystem` method (`"utimes"` is reported as `"utime"`, as
- * the Node layer names it); `syscall` defaults to the system call Node names
- * for that method and code. As in Node, `path` is the method's first argument:
- * for `symlink` that is the link's target text, and the link is `dest`.
+ * the Node layer names it), or the `Posix` one (`lstat`, `listen`, `probe`);
+ * `syscall` defaults to the system call Node names for that method and code
+ * (`connect` for `probe`). As in Node, `path` is the method's first argument:
+ * for `symlink` that is the link's target text, and the link is `dest`. For
+ * `listen` and `probe`, `cause` is shaped as `node:net`'s error instead
+ * (`listen EADDRINUSE: address already in use <path>`, `connect EACCES
+ * <path>`), with `address` for the path.
  *
  * @since 0.1.0
  * @category errors
@@ -107,13 +113,25 @@ export const systemError: (
  * - `index`: 1-based count of the calls made on this file system so far,
  *   this one included. Derived methods count as the call they make: `exists`
  *   is `access`, `readFileString` is `readFile`, `writeFileString` is
- *   `writeFile`, `stream` and `sink` are `open`. `makeTempDirectoryScoped` and
- *   `makeTempFileScoped` make a second call, on the created directory, when
- *   their scope closes. Operations on an open file are not calls.
- * - `method`: the `FileSystem` method.
- * - `path`: the path the call acts on; for `symlink`, the link it creates.
+ *   `writeFile`, `stream` and `sink` are `open`. `remove` is two calls (see
+ *   `syscall`). `makeTempDirectoryScoped` and `makeTempFileScoped` remove the
+ *   created directory when their scope closes: two more calls, as `remove`'s.
+ *   Operations on an open file are not calls.
+ * - `method`: the `FileSystem` method, or the method of a `Posix` service
+ *   made by {@link makePosix}: `lstat`, `listen` (once it listens in a
+ *   directory, a call for that directory returns its listener and makes no
+ *   call) and `probe`.
+ * - `path`: the path the call acts on; for `symlink`, the link it creates;
+ *   for `listen`, the socket it creates.
  * - `target`: the other argument of `rename`, `copy`, `copyFile` and `link`
  *   (the destination), or of `symlink` (the target text).
+ * - `syscall`: for a call that is one step of a method, the step. Node's
+ *   `fs.rm` (`remove`, and the clean-up of the scoped temporary directories)
+ *   is an `lstat`, then the removal: `"lstat"`, then `"unlink"` (what that
+ *   lstat found was not a directory) or `"rmdir"` (a directory, with all
+ *   below it). The entry can change between the two; one found gone at the
+ *   second counts as removed. A missing path (with `force`) or a directory
+ *   without `recursive` ends at the first.
  *
  * The paths are as the caller passed them.
  *
@@ -125,12 +143,15 @@ export interface FileSystemCall {
   readonly method: string
   readonly path: string
   readonly target?: string
+  /** @since 0.2.0 */
+  readonly syscall?: string
 }
 
 /**
  * Runs before every call on a memory file system. If it fails, the call fails
- * with that error and changes nothing; if it suspends, the call waits. Once it
- * succeeds, the call takes effect at once and atomically, so a hook can
+ * with that error and changes nothing (a failed second step of `remove`
+ * leaves what its first did: nothing); if it suspends, the call waits. Once
+ * it succeeds, the call takes effect at once and atomically, so a hook can
  * schedule calls deterministically.
  *
  * @since 0.1.0
@@ -149,7 +170,8 @@ export const noFaults: Hook = internal.noFaults
 /**
  * Fail the call with the given {@link FileSystemCall.index} (the n-th call on
  * the file system, counted from its creation) with the error the Node layer
- * would report for `errno` there.
+ * would report for `errno` there (in its {@link FileSystemCall.syscall} when
+ * it has one).
  *
  * @since 0.1.0
  * @category hooks
@@ -248,15 +270,20 @@ export interface MemoryFileSystemOptions {
 
 /**
  * Make an empty memory file system: `/` and `/tmp` (mode `1777`, owned by
- * root), and `/proc` when a process table is given.
+ * root), and `/proc` and `/etc` when a process table is given.
  *
  * Semantics are Linux's (paths resolve against `/`; symbolic links are
  * followed in every component but the last, which each method follows or not
  * as Node does; 40 links at most; permission bits, the sticky bit and root are
- * honoured), with these differences from the Node layer:
+ * honoured; a Unix socket's file, made by {@link makePosix}'s `listen`, is an
+ * entry of type `"Socket"` that cannot be opened, `ENXIO`), with these
+ * differences from the Node layer:
  *
- * - Every call is atomic, `remove` included (Node's `fs.rm` is an `lstat`
- *   then an `unlink`), and its failures are those of Node's sequence.
+ * - Every call is atomic. `remove` is two calls, as Node's `fs.rm` is an
+ *   `lstat`, then an `unlink` or an `rmdir` (see
+ *   {@link FileSystemCall.syscall}): the second holds the rest of Node's
+ *   sequence (its own `lstat`, and the children of a directory). Its
+ *   failures are those of Node's sequence.
  * - Times are wall-clock `Date.now()`, not the Effect `Clock`.
  * - `readDirectory` returns names sorted; with `recursive` it does not descend
  *   into symbolic links (Node 20 does).
@@ -269,9 +296,9 @@ export interface MemoryFileSystemOptions {
  * - Reading, writing or opening a FIFO fails with `BadArgument` (Node would
  *   block until a peer opens it), and so does `copy`, which is not
  *   implemented.
- * - Under `/proc` every change fails `EACCES`, `rename` across the mount
- *   `EXDEV`; `/proc/<pid>/ns/pid` can be read with `readLink` but not
- *   followed.
+ * - Under `/proc` and `/etc` (which holds `machine-id` alone) every change
+ *   fails `EACCES`, root's too, and `rename` across the mount `EXDEV`;
+ *   `/proc/<pid>/ns/pid` can be read with `readLink` but not followed.
  *
  * @since 0.1.0
  * @category constructors
@@ -338,8 +365,9 @@ export interface SpawnOptions {
  * A fake process table, served by a memory file system under `/proc`:
  * `/proc/<pid>/stat`, `/proc/<pid>/cmdline`, `/proc/<pid>/ns/pid`,
  * `/proc/self/ns/pid`, `/proc/sys/kernel/random/boot_id` and
- * `/proc/sys/kernel/hostname`, in the kernel's formats. Every process is in one
- * pid namespace; `self` has no PID.
+ * `/proc/sys/kernel/hostname`, in the kernel's formats; and `/etc/machine-id`
+ * (owned by root, mode `0444`, the id and a newline, as systemd writes it).
+ * Every process is in one pid namespace; `self` has no PID.
  *
  * Using a PID that is not in the table, or exiting twice, dies: it is a
  * mistake in the test.
@@ -357,15 +385,30 @@ export interface ProcessTable {
   readonly reap: (pid: number) => Effect.Effect<void>
   /** Set `process.title` as Node does on Linux: the command line becomes `[title]`, the command name its first 15 characters. */
   readonly setTitle: (pid: number, title: string) => Effect.Effect<void>
-  /** From now on, opening `/proc/<pid>/stat` fails `EACCES` (as under `hidepid`). */
+  /**
+   * From now on, opening `/proc/<pid>/stat` fails `EPERM`, as another user's
+   * does under `hidepid=1` (`/proc/<pid>` itself stays visible).
+   */
   readonly denyRead: (pid: number) => Effect.Effect<void>
   /** The next read of `/proc/<pid>/stat` fails `ESRCH` and the process is gone: it exited between open and read. */
   readonly vanishOnNextRead: (pid: number) => Effect.Effect<void>
-  /** A new boot id; every process is gone; PIDs and start times start over, so both can repeat. */
+  /**
+   * A new boot id; every process is gone (no socket has a listener any more);
+   * PIDs and start times start over, so both can repeat. The machine id
+   * stays: it is per installation.
+   */
   readonly reboot: Effect.Effect<void>
   readonly setHostname: (hostname: string) => Effect.Effect<void>
   /** The link text of `/proc/self/ns/pid`, e.g. `pid:[4026532000]`. */
   readonly setPidNamespace: (pidNamespace: string) => Effect.Effect<void>
+  /**
+   * The contents of `/etc/machine-id`, without its newline, served as given
+   * (a malformed one too); `undefined`: there is no such file (`ENOENT`), as
+   * in many container images.
+   *
+   * @since 0.2.0
+   */
+  readonly setMachineId: (machineId: string | undefined) => Effect.Effect<void>
   readonly get: (pid: number) => Effect.Effect<Option.Option<FakeProcess>>
   /** In the table and not a zombie. */
   readonly isAlive: (pid: number) => Effect.Effect<boolean>
@@ -390,6 +433,14 @@ export interface ProcessTableOptions {
   readonly pidNamespace?: string | undefined
   /** The PID handed out first in every boot; 100 by default. */
   readonly firstPid?: number | undefined
+  /**
+   * `/etc/machine-id` without its newline; by default a fixed value of 32
+   * lowercase hex digits, the same for every table (see
+   * {@link ProcessTable.setMachineId} to remove the file).
+   *
+   * @since 0.2.0
+   */
+  readonly machineId?: string | undefined
 }
 
 /**
@@ -419,7 +470,40 @@ export const makeProcessInfo: (
 ) => Effect.Effect<ProcessInfo.ProcessInfo, PlatformError, FileSystem.FileSystem> = internal.makeProcessInfo
 
 /**
- * {@link makeProcessInfo} as a layer.
+ * The `Posix` service of fake process `pid` (which must be in the process
+ * table), on the memory file system behind the `FileSystem` in context,
+ * acting as that file system's user. Dies when that `FileSystem` is not a
+ * memory one, or has no process table.
+ *
+ * Each call goes through the file system's {@link Hook} like a `FileSystem`
+ * call (methods `lstat`, `listen` and `probe`), with the Node layer's errors:
+ *
+ * - `lstat` as the Node `lstat`.
+ * - `listen(directory)` creates the socket file `socketPath(directory)`
+ *   (`<directory>/<pid>.<token>.sock`, one random token per service), owned
+ *   by the user, mode `0777` less the umask, once per directory: later calls
+ *   return the same listener (`descriptor` is `None`), without a call. It
+ *   fails as Node's `listen` does: `EADDRINUSE` when the name exists (a
+ *   dangling symbolic link too), `EACCES` when the directory is missing (as
+ *   libuv reports bind's `ENOENT`) or not writable, `ENOTDIR`.
+ * - `probe(path)` connects as `connect(2)` does: a final symbolic link is
+ *   followed; nothing there is `Missing`; the file must be writable
+ *   (`EACCES`); a socket answers `Listening` while the process that listened
+ *   on it runs (the kernel finds it by the inode: renamed, or linked
+ *   elsewhere, it still answers; from every pid namespace), and `Refused`
+ *   once that process exited, as a zombie too (its descriptors are closed),
+ *   or when the path is not a socket.
+ *
+ * A socket file stays when its process ends, as after `SIGKILL`; there is no
+ * scope to close it by.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makePosix: (pid: number) => Effect.Effect<Posix.Posix, never, FileSystem.FileSystem> = internal.makePosix
+
+/**
+ * {@link makeProcessInfo} and {@link makePosix} as a layer.
  *
  * @since 0.1.0
  * @category layers
@@ -427,11 +511,12 @@ export const makeProcessInfo: (
 export const layerProcessInfo: (
   pid: number,
   options?: { readonly uid?: number | undefined }
-) => Layer.Layer<ProcessInfo.ProcessInfo, PlatformError, FileSystem.FileSystem> = internal.layerProcessInfo
+) => Layer.Layer<ProcessInfo.ProcessInfo | Posix.Posix, PlatformError, FileSystem.FileSystem> =
+  internal.layerProcessInfo
 
 /**
  * One fake process on a fresh memory file system with a fresh process table:
- * its `ProcessInfo`, the file system, and the handles to both.
+ * its `ProcessInfo` and `Posix`, the file system, and the handles to both.
  *
  * @since 0.1.0
  * @category layers
@@ -442,6 +527,6 @@ export const layer: (
     readonly processTable?: ProcessTableOptions | undefined
   }
 ) => Layer.Layer<
-  FileSystem.FileSystem | MemoryFileSystem | ProcessTable | ProcessInfo.ProcessInfo,
+  FileSystem.FileSystem | MemoryFileSystem | ProcessTable | ProcessInfo.ProcessInfo | Posix.Posix,
   PlatformError
 > = internal.layerProcess

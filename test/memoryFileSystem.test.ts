@@ -2,14 +2,20 @@ import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
+import * as NFS from "node:fs"
+import * as Path from "node:path"
+import * as Posix from "../src/Posix.js"
+import * as ProcessInfo from "../src/ProcessInfo.js"
 import * as Testing from "../src/testing.js"
 
 // =============================================================================
@@ -1190,4 +1196,457 @@ describe("memory file system: an unprivileged user", () => {
       const info = yield* fs.stat("/tmp/sticky/new")
       assert.deepStrictEqual([info.uid, info.gid, info.mode.toString(8)], [Option.some(1000), Option.some(1000), "100644"])
     }))
+})
+
+describe("memory file system: remove is two calls, as Node's fs.rm", () => {
+  it.scoped("the hook sees an lstat, then an unlink or an rmdir; a missing path or a directory without recursive ends at the lstat", () =>
+    Effect.gen(function*() {
+      const memory = yield* Testing.makeFileSystem()
+      const fs = memory.fileSystem
+      yield* fs.writeFileString("/tmp/f", "")
+      yield* fs.makeDirectory("/tmp/d/sub", { recursive: true })
+      yield* fs.symlink("d", "/tmp/l")
+      yield* fs.makeDirectory("/tmp/e")
+      const calls = yield* recordCalls(memory)
+      yield* fs.remove("/tmp/f")
+      yield* fs.remove("/tmp/l", { recursive: true })
+      yield* fs.remove("/tmp/d", { recursive: true })
+      yield* fs.remove("/tmp/missing", { force: true })
+      yield* Effect.flip(fs.remove("/tmp/e"))
+      const steps = (path: string, ...syscalls: ReadonlyArray<string>) =>
+        syscalls.map((syscall) => ({ method: "remove", path, syscall }))
+      assert.deepStrictEqual(calls.map(({ index: _, ...call }) => call), [
+        ...steps("/tmp/f", "lstat", "unlink"),
+        ...steps("/tmp/l", "lstat", "unlink"),
+        ...steps("/tmp/d", "lstat", "rmdir"),
+        ...steps("/tmp/missing", "lstat"),
+        ...steps("/tmp/e", "lstat")
+      ])
+      assert.deepStrictEqual(calls.map((call) => call.index), [5, 6, 7, 8, 9, 10, 11, 12])
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), ["e"])
+
+      // The scoped temporary directories are removed the same way.
+      calls.length = 0
+      const made = yield* Effect.scoped(fs.makeTempDirectoryScoped())
+      assert.deepStrictEqual(calls.slice(1).map(({ index: _, ...call }) => call), [
+        { method: "makeTempDirectoryScoped", path: made, syscall: "lstat" },
+        { method: "makeTempDirectoryScoped", path: made, syscall: "rmdir" }
+      ])
+    }))
+
+  it.effect("two removes of one entry, interleaved between their lstat and unlink, both succeed", () =>
+    Effect.gen(function*() {
+      const memory = yield* Testing.makeFileSystem()
+      const fs = memory.fileSystem
+      yield* fs.symlink("record", "/tmp/entry")
+      // Each remove waits at its unlink until both have made their lstat.
+      const bothChecked = yield* Deferred.make<void>()
+      let checked = 0
+      const steps: Array<string> = []
+      yield* memory.setHook((call) =>
+        Effect.suspend(() => {
+          steps.push(call.syscall ?? call.method)
+          if (call.syscall !== "lstat") return Deferred.await(bothChecked)
+          return ++checked === 2 ? Deferred.succeed(bothChecked, undefined) : Effect.void
+        })
+      )
+      const exits = yield* Effect.all([Effect.exit(fs.remove("/tmp/entry")), Effect.exit(fs.remove("/tmp/entry"))], {
+        concurrency: "unbounded"
+      })
+      assert.deepStrictEqual(steps, ["lstat", "unlink", "lstat", "unlink"])
+      assert.deepStrictEqual(exits.map(Exit.isSuccess), [true, true])
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), [])
+      // Not interleaved, the second finds nothing at its lstat.
+      yield* memory.setHook(Testing.noFaults)
+      yield* fs.symlink("record", "/tmp/entry")
+      yield* fs.remove("/tmp/entry")
+      assert.strictEqual(codeOfError(yield* Effect.flip(fs.remove("/tmp/entry"))), "ENOENT")
+    }))
+
+  it.effect("no compare-and-swap: an entry replaced between the two steps is removed, the new one", () =>
+    Effect.gen(function*() {
+      const memory = yield* Testing.makeFileSystem()
+      const fs = memory.fileSystem
+      yield* fs.symlink("old holder", "/tmp/entry")
+      const atUnlink = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* memory.setHook((call) =>
+        call.syscall === "unlink" && call.path === "/tmp/entry"
+          ? Effect.zipRight(Deferred.succeed(atUnlink, undefined), Deferred.await(release))
+          : Effect.void
+      )
+      const removing = yield* Effect.fork(fs.remove("/tmp/entry"))
+      yield* Deferred.await(atUnlink)
+      yield* memory.setHook(Testing.noFaults)
+      yield* fs.rename("/tmp/entry", "/tmp/moved")
+      yield* fs.symlink("new holder", "/tmp/entry")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(removing)
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), ["moved"])
+      assert.strictEqual(yield* fs.readLink("/tmp/moved"), "old holder")
+    }))
+
+  it.effect("a fault injected at either step reports that step's system call, and removes nothing", () =>
+    Effect.gen(function*() {
+      for (const [index, syscall] of [[2, "lstat"], [3, "unlink"]] as const) {
+        const memory = yield* Testing.makeFileSystem({ hook: Testing.failCall(index, "EIO") })
+        const fs = memory.fileSystem
+        yield* fs.writeFileString("/tmp/f", "")
+        const error = yield* Effect.flip(fs.remove("/tmp/f"))
+        assert.deepStrictEqual(shapeOf(error), shapeOf(Testing.systemError("remove", "/tmp/f", "EIO", { syscall })))
+        assert.strictEqual(error.description, `EIO: i/o error, ${syscall} '/tmp/f'`)
+        assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), ["f"])
+      }
+    }))
+})
+
+// =============================================================================
+// The Posix service of a fake process: lstat, listen, probe.
+// =============================================================================
+
+const codeOfError = (error: PlatformError) => (error.cause as { code?: string } | undefined)?.code
+
+const makeMachine = (options?: Omit<Testing.MemoryFileSystemOptions, "processes">) =>
+  Effect.gen(function*() {
+    const processes = yield* Testing.makeProcessTable()
+    const memory = yield* Testing.makeFileSystem({ ...options, processes })
+    const posixOf = (pid: number, fs: FileSystem.FileSystem = memory.fileSystem) =>
+      Effect.provideService(Testing.makePosix(pid), FileSystem.FileSystem, fs)
+    // A new process and its Posix service.
+    const start = Effect.flatMap(processes.spawn(), (process) => posixOf(process.pid))
+    return { processes, memory, fs: memory.fileSystem, posixOf, start }
+  })
+
+describe("memory Posix: lstat", () => {
+  // Each path of the conformance tree, on the real disk through node:fs and in memory.
+  const paths = ["file", "dir", "linkfile", "linkdir", "linkdir/", "dangling", "dangling/", "loop1", "loop1/", "missing", "file/x", "file/"]
+
+  it.scopedLive("answers as Node's lstat on every entry of the conformance tree", () =>
+    Effect.gen(function*() {
+      const node = yield* Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer)
+      const realRoot = yield* node.makeTempDirectoryScoped({ prefix: "lstat-" })
+      yield* plant(node, () => Effect.void, realRoot, baseTree)
+      const { memory, start } = yield* makeMachine()
+      yield* plant(memory.fileSystem, memory.makeFifo, "/tmp", baseTree)
+      const posix = yield* start
+
+      for (const path of paths) {
+        let expected: unknown
+        try {
+          const stats = NFS.lstatSync(`${realRoot}/${path}`)
+          expected = {
+            type: stats.isSymbolicLink() ? "SymbolicLink" : stats.isDirectory() ? "Directory" : "File",
+            size: stats.isDirectory() ? undefined : stats.size
+          }
+        } catch (error) {
+          const { code, message, syscall } = error as NodeJS.ErrnoException
+          expected = { code, syscall, message: message.split(realRoot).join("~") }
+        }
+        const actual = yield* posix.lstat(`/tmp/${path}`).pipe(
+          Effect.map((info) => ({ type: info.type, size: info.type === "Directory" ? undefined : Number(info.size) })),
+          Effect.catchAll((error) => {
+            const cause = error.cause as NodeJS.ErrnoException
+            assert.strictEqual(error.method, "lstat")
+            assert.strictEqual(error._tag === "SystemError" && error.syscall, "lstat")
+            assert.strictEqual(error.description, cause.message)
+            return Effect.succeed({ code: cause.code, syscall: cause.syscall, message: cause.message.split("/tmp").join("~") })
+          })
+        )
+        assert.deepStrictEqual(actual, expected, path)
+      }
+    }))
+
+  it.effect("goes through the hook, and its errors are those systemError builds", () =>
+    Effect.gen(function*() {
+      const { memory, start } = yield* makeMachine()
+      const posix = yield* start
+      const calls = yield* recordCalls(memory)
+      const error = yield* Effect.flip(posix.lstat("/tmp/missing"))
+      assert.deepStrictEqual(shapeOf(error), shapeOf(Testing.systemError("lstat", "/tmp/missing", "ENOENT")))
+      yield* memory.setHook(Testing.failMatching({ method: "lstat", path: "/tmp", errno: "EIO" }))
+      const injected = yield* Effect.flip(posix.lstat("/tmp"))
+      assert.deepStrictEqual(shapeOf(injected), shapeOf(Testing.systemError("lstat", "/tmp", "EIO")))
+      assert.deepStrictEqual(calls, [{ index: 1, method: "lstat", path: "/tmp/missing" }])
+    }))
+})
+
+describe("memory Posix: listen", () => {
+  it.effect("makes <directory>/<pid>.<token>.sock, a socket of the user, mode 0777 less the umask, once per directory", () =>
+    Effect.gen(function*() {
+      const { fs, memory, posixOf, processes } = yield* makeMachine({ umask: 0o027 })
+      const process = yield* processes.spawn()
+      const posix = yield* posixOf(process.pid)
+      yield* fs.makeDirectory("/tmp/home")
+      const calls = yield* recordCalls(memory)
+      const listener = yield* posix.listen("/tmp/home")
+      assert.match(listener.path, new RegExp(`^/tmp/home/${process.pid}\\.[0-9a-f]{16}\\.sock$`))
+      assert.strictEqual(listener.path, posix.socketPath("/tmp/home"))
+      assert.isTrue(Option.isNone(listener.descriptor))
+      const info = yield* fs.stat(listener.path)
+      assert.deepStrictEqual(
+        [info.type, info.mode.toString(8), info.uid, info.gid, Number(info.size)],
+        ["Socket", "140750", Option.some(1000), Option.some(1000), 0]
+      )
+      // The same listener for the same directory, however spelled, without a call.
+      assert.strictEqual(yield* posix.listen("/tmp/home/"), listener)
+      assert.strictEqual(yield* posix.listen("/tmp/./home"), listener)
+      assert.deepStrictEqual(calls, [
+        { index: 2, method: "listen", path: listener.path },
+        { index: 3, method: "stat", path: listener.path }
+      ])
+      // Another directory: the same name there.
+      const inTmp = yield* posix.listen("/tmp")
+      assert.strictEqual(inTmp.path, Path.join("/tmp", Path.basename(listener.path)))
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp/home"), [Path.basename(listener.path)])
+      // Another service of the same process: another token.
+      const again = yield* posixOf(process.pid)
+      assert.notStrictEqual(again.socketPath("/tmp/home"), listener.path)
+    }))
+
+  it.effect("two concurrent listens on one directory make one socket", () =>
+    Effect.gen(function*() {
+      const { fs, memory, start } = yield* makeMachine()
+      const posix = yield* start
+      const bothArrived = yield* Deferred.make<void>()
+      let arrived = 0
+      yield* memory.setHook(() =>
+        Effect.suspend(() => ++arrived === 2 ? Deferred.succeed(bothArrived, undefined) : Deferred.await(bothArrived))
+      )
+      const [a, b] = yield* Effect.all([posix.listen("/tmp"), posix.listen("/tmp")], { concurrency: "unbounded" })
+      assert.strictEqual(arrived, 2)
+      assert.strictEqual(a, b)
+      yield* memory.setHook(Testing.noFaults)
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), [Path.basename(a.path)])
+    }))
+
+  it.effect("fails as Node's listen: EADDRINUSE, EACCES for a missing or unwritable directory, ENOTDIR; a failure is not kept", () =>
+    Effect.gen(function*() {
+      const { fs, start } = yield* makeMachine()
+      const posix = yield* start
+      const inHome = posix.socketPath("/tmp/home")
+      yield* fs.makeDirectory("/tmp/home")
+      // bind creates the name as mknod does: a dangling symbolic link is in use too.
+      yield* fs.symlink("nowhere", inHome)
+      const inUse = yield* Effect.flip(posix.listen("/tmp/home"))
+      assert.deepStrictEqual(shapeOf(inUse), shapeOf(Testing.systemError("listen", inHome, "EADDRINUSE")))
+      assert.deepStrictEqual(shapeOf(inUse), {
+        tag: "SystemError",
+        reason: "Unknown",
+        module: "FileSystem",
+        method: "listen",
+        pathOrDescriptor: inHome,
+        syscall: "listen",
+        description: `listen EADDRINUSE: address already in use ${inHome}`,
+        cause: {
+          code: "EADDRINUSE",
+          errno: -98,
+          syscall: "listen",
+          path: undefined,
+          dest: undefined,
+          message: `listen EADDRINUSE: address already in use ${inHome}`
+        }
+      })
+      assert.strictEqual((inUse.cause as { address: string }).address, inHome)
+
+      yield* fs.writeFileString("/tmp/file", "")
+      yield* fs.makeDirectory("/tmp/ro", { mode: 0o555 })
+      const failures = yield* Effect.forEach(["/tmp/missing", "/tmp/ro", "/tmp/file"], (directory) =>
+        Effect.map(Effect.flip(posix.listen(directory)), (error) => [
+          error._tag === "SystemError" && error.reason,
+          error.description
+        ]))
+      assert.deepStrictEqual(failures, [
+        ["PermissionDenied", `listen EACCES: permission denied ${posix.socketPath("/tmp/missing")}`],
+        ["PermissionDenied", `listen EACCES: permission denied ${posix.socketPath("/tmp/ro")}`],
+        ["BadResource", `listen ENOTDIR: not a directory ${posix.socketPath("/tmp/file")}`]
+      ])
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp/ro"), [])
+
+      yield* fs.remove(inHome)
+      const listener = yield* posix.listen("/tmp/home")
+      assert.strictEqual((yield* fs.stat(listener.path)).type, "Socket")
+    }))
+})
+
+describe("memory Posix: probe", () => {
+  it.effect("Missing where nothing is, Refused where no socket is, Listening while the listener's process runs", () =>
+    Effect.gen(function*() {
+      const { fs, start } = yield* makeMachine()
+      const holder = yield* start
+      const contender = yield* start
+      const { path } = yield* holder.listen("/tmp")
+      yield* fs.writeFileString("/tmp/file", "")
+      yield* fs.symlink(path, "/tmp/link")
+      yield* fs.symlink("nowhere", "/tmp/dangling")
+      const probes = yield* Effect.forEach(
+        [path, "/tmp/link", "/tmp/file", "/tmp", "/tmp/missing", "/tmp/missing/x", "/tmp/dangling"],
+        contender.probe
+      )
+      assert.deepStrictEqual(probes, ["Listening", "Listening", "Refused", "Refused", "Missing", "Missing", "Missing"])
+      // The kernel finds the listener by the inode: renamed or linked, the socket still answers.
+      yield* fs.rename(path, "/tmp/renamed.sock")
+      yield* fs.link("/tmp/renamed.sock", "/tmp/hard.sock")
+      assert.deepStrictEqual(
+        yield* Effect.forEach([path, "/tmp/renamed.sock", "/tmp/hard.sock"], contender.probe),
+        ["Missing", "Listening", "Listening"]
+      )
+    }))
+
+  it.effect("Refused once the process exits, as a zombie too, for whoever reuses its PID, and after a reboot", () =>
+    Effect.gen(function*() {
+      const { posixOf, processes, start } = yield* makeMachine()
+      const contender = yield* start
+      const zombie = yield* processes.spawn()
+      const zombieSocket = yield* Effect.flatMap(posixOf(zombie.pid), (posix) => posix.listen("/tmp"))
+      assert.strictEqual(yield* contender.probe(zombieSocket.path), "Listening")
+      yield* processes.exit(zombie.pid, { zombie: true })
+      assert.strictEqual(yield* contender.probe(zombieSocket.path), "Refused")
+      yield* processes.reap(zombie.pid)
+      yield* processes.spawn({ pid: zombie.pid })
+      assert.strictEqual(yield* contender.probe(zombieSocket.path), "Refused", "a new life of the PID")
+
+      const holder = yield* start
+      const socket = yield* holder.listen("/tmp")
+      assert.strictEqual(yield* contender.probe(socket.path), "Listening")
+      yield* processes.reboot
+      assert.strictEqual(yield* contender.probe(socket.path), "Refused")
+    }))
+
+  it.effect("a socket answers across pid namespaces, where /proc cannot tell", () =>
+    Effect.gen(function*() {
+      const { fs, posixOf, processes } = yield* makeMachine()
+      const holder = yield* processes.spawn()
+      const socket = yield* Effect.flatMap(posixOf(holder.pid), (posix) => posix.listen("/tmp"))
+      const holderInfo = yield* Effect.provideService(Testing.makeProcessInfo(holder.pid), FileSystem.FileSystem, fs)
+      yield* processes.setPidNamespace("pid:[4026532999]")
+      const inContainer = yield* processes.spawn()
+      const judge = yield* Effect.provideService(Testing.makeProcessInfo(inContainer.pid), FileSystem.FileSystem, fs)
+      assert.deepStrictEqual(yield* judge.judge(holderInfo.self), ProcessInfo.Verdict.Foreign({ scope: "namespace" }))
+      const contender = yield* posixOf(inContainer.pid)
+      assert.strictEqual(yield* contender.probe(socket.path), "Listening")
+      yield* processes.exit(holder.pid)
+      assert.strictEqual(yield* contender.probe(socket.path), "Refused")
+    }))
+
+  it.effect("needs write permission on the socket file and search on the directories: EACCES, as connect reports it", () =>
+    Effect.gen(function*() {
+      const { fs, memory, posixOf, processes, start } = yield* makeMachine()
+      const holder = yield* start
+      yield* fs.makeDirectory("/tmp/home")
+      const { path } = yield* holder.listen("/tmp/home")
+      yield* fs.writeFileString("/tmp/home/file", "", { mode: 0o644 })
+      yield* fs.writeFileString("/tmp/file", "")
+      const other = memory.asUser({ uid: 2000, gid: 2000 })
+      const contender = yield* posixOf((yield* processes.spawn()).pid, other)
+
+      const denied = yield* Effect.flip(contender.probe(path))
+      assert.deepStrictEqual(shapeOf(denied), shapeOf(Testing.systemError("probe", path, "EACCES")))
+      assert.deepStrictEqual(
+        [denied._tag === "SystemError" && denied.reason, denied.method, denied.description],
+        ["PermissionDenied", "probe", `connect EACCES ${path}`]
+      )
+      const cause = denied.cause as { syscall: string; address: string }
+      assert.deepStrictEqual([cause.syscall, cause.address], ["connect", path])
+      // A file that is not writable is refused that way before it is found not to be a socket.
+      assert.strictEqual(codeOfError(yield* Effect.flip(contender.probe("/tmp/home/file"))), "EACCES")
+      yield* fs.chmod(path, 0o777)
+      assert.strictEqual(yield* contender.probe(path), "Listening")
+      yield* fs.chmod("/tmp/home", 0o700)
+      assert.strictEqual(codeOfError(yield* Effect.flip(contender.probe(path))), "EACCES")
+      const underFile = yield* Effect.flip(holder.probe("/tmp/file/x"))
+      assert.deepStrictEqual(
+        [underFile._tag === "SystemError" && underFile.reason, underFile.description],
+        ["BadResource", "connect ENOTDIR /tmp/file/x"]
+      )
+    }))
+})
+
+describe("memory Posix: sockets in the tree, the hook, the constructors", () => {
+  it.scoped("a socket is an entry like any other: listed, lstat'ed, renamed, removed, but never opened (ENXIO)", () =>
+    Effect.gen(function*() {
+      const { fs, memory, start } = yield* makeMachine()
+      const posix = yield* start
+      const { path } = yield* posix.listen("/tmp")
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), [Path.basename(path)])
+      assert.strictEqual((yield* posix.lstat(path)).type, "Socket")
+      // Measured on Linux: open(2) of a socket fails ENXIO, once permitted.
+      const unopened = yield* Effect.all([
+        Effect.flip(fs.readFile(path)),
+        Effect.flip(fs.writeFileString(path, "x")),
+        Effect.flip(fs.copyFile(path, "/tmp/copy")),
+        Effect.flip(fs.open(path))
+      ])
+      assert.deepStrictEqual(unopened.map(shapeOf), [
+        Testing.systemError("readFile", path, "ENXIO", { syscall: "open" }),
+        Testing.systemError("writeFile", path, "ENXIO", { syscall: "open" }),
+        Testing.systemError("copyFile", path, "ENXIO", { dest: "/tmp/copy" }),
+        Testing.systemError("open", path, "ENXIO")
+      ].map(shapeOf))
+      // Permission is checked first: others may read this one (0755), not write it.
+      const other = memory.asUser({ uid: 2000, gid: 2000 })
+      assert.strictEqual(codeOfError(yield* Effect.flip(other.readFile(path))), "ENXIO")
+      assert.strictEqual(codeOfError(yield* Effect.flip(other.writeFileString(path, "x"))), "EACCES")
+
+      yield* fs.rename(path, "/tmp/moved.sock")
+      assert.strictEqual(yield* posix.probe("/tmp/moved.sock"), "Listening")
+      yield* fs.remove("/tmp/moved.sock")
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), [])
+      assert.strictEqual(yield* posix.probe("/tmp/moved.sock"), "Missing")
+    }))
+
+  it.effect("the hook sees listen and probe, can fail them without effect, and can hold them back", () =>
+    Effect.gen(function*() {
+      const { fs, memory, processes } = yield* makeMachine()
+      const holder = yield* processes.spawn()
+      const posix = yield* Effect.provideService(Testing.makePosix(holder.pid), FileSystem.FileSystem, fs)
+      const path = posix.socketPath("/tmp")
+      yield* memory.setHook(Testing.combineHooks(
+        Testing.failMatching({ method: "listen", path: /\.sock$/, errno: "ENOSPC", times: 1 }),
+        Testing.failMatching({ method: "probe", path: "/tmp/x", errno: "EIO" })
+      ))
+      const noSpace = yield* Effect.flip(posix.listen("/tmp"))
+      assert.strictEqual(noSpace.description, `listen ENOSPC: no space left on device ${path}`)
+      assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), [])
+      const io = yield* Effect.flip(posix.probe("/tmp/x"))
+      assert.deepStrictEqual(shapeOf(io), shapeOf(Testing.systemError("probe", "/tmp/x", "EIO")))
+      assert.deepStrictEqual([io._tag === "SystemError" && io.syscall, io.description], ["connect", "connect EIO /tmp/x"])
+      yield* posix.listen("/tmp")
+
+      // A probe takes effect when its hook lets it go: the process ended meanwhile.
+      const arrived = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* memory.setHook((call) =>
+        call.method === "probe" ? Effect.zipRight(Deferred.succeed(arrived, undefined), Deferred.await(release)) : Effect.void
+      )
+      const probing = yield* Effect.fork(posix.probe(path))
+      yield* Deferred.await(arrived)
+      yield* processes.exit(holder.pid)
+      yield* Deferred.succeed(release, undefined)
+      assert.strictEqual(yield* Fiber.join(probing), "Refused")
+    }))
+
+  it.effect("makePosix dies without a memory file system, without a process table, or for a PID not in it", () =>
+    Effect.gen(function*() {
+      const messageOf = (exit: Exit.Exit<unknown, unknown>) =>
+        Exit.isFailure(exit) && Cause.isDie(exit.cause) ? String(Cause.squash(exit.cause)) : "no defect"
+      const onNode = yield* Effect.exit(Effect.provide(Testing.makePosix(1), NodeFileSystem.layer))
+      assert.include(messageOf(onNode), "not a memory file system")
+      const bare = yield* Testing.makeFileSystem()
+      const noTable = yield* Effect.exit(Effect.provideService(Testing.makePosix(1), FileSystem.FileSystem, bare.fileSystem))
+      assert.include(messageOf(noTable), "no process table")
+      const { posixOf } = yield* makeMachine()
+      assert.include(messageOf(yield* Effect.exit(posixOf(4242))), "no process with pid 4242")
+    }))
+
+  it.effect("Testing.layer provides the Posix service of its process", () =>
+    Effect.gen(function*() {
+      const posix = yield* Posix.Posix
+      const processes = yield* Testing.ProcessTable
+      const [self] = yield* processes.list
+      const listener = yield* posix.listen("/tmp")
+      assert.isTrue(listener.path.startsWith(`/tmp/${self!.pid}.`))
+      assert.strictEqual(yield* posix.probe(listener.path), "Listening")
+      yield* processes.exit(self!.pid)
+      assert.strictEqual(yield* posix.probe(listener.path), "Refused")
+    }).pipe(Effect.provide(Testing.layer())))
 })

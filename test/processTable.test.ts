@@ -80,6 +80,57 @@ describe("ProcessTable under /proc", () => {
       assert.strictEqual(yield* fs.readFileString("/proc/sys/kernel/hostname"), "memory\n")
     }))
 
+  it.effect("/etc/machine-id: a root-owned 0444 file, 32 lowercase hex digits and a newline, read-only", () =>
+    Effect.gen(function*() {
+      const { fs } = yield* makeMachine()
+      const text = yield* fs.readFileString("/etc/machine-id")
+      assert.match(text, /^[0-9a-f]{32}\n$/)
+      const info = yield* fs.stat("/etc/machine-id")
+      assert.deepStrictEqual(
+        [info.type, info.mode.toString(8), info.uid, info.gid],
+        ["File", "100444", Option.some(0), Option.some(0)]
+      )
+      assert.deepStrictEqual(yield* fs.readDirectory("/etc"), ["machine-id"])
+      const { memory } = yield* makeMachine()
+      const asRoot = memory.asUser({ uid: 0, gid: 0 })
+      const outcomes = yield* Effect.forEach([
+        asRoot.writeFileString("/etc/machine-id", "x"),
+        asRoot.remove("/etc/machine-id"),
+        asRoot.writeFileString("/etc/hostname", "x")
+      ], (effect) => Effect.map(Effect.flip(effect), codeOf))
+      assert.deepStrictEqual(outcomes, ["EACCES", "EACCES", "EACCES"])
+      // Unless told otherwise, two tables are two boots of one installation.
+      assert.strictEqual(yield* memory.fileSystem.readFileString("/etc/machine-id"), text)
+    }))
+
+  it.effect("/etc/machine-id follows the table: given, changed, removed (ENOENT), and kept across a reboot", () =>
+    Effect.gen(function*() {
+      const { fs, processes } = yield* makeMachine({ machineId: "0123456789abcdef0123456789abcdef" })
+      assert.strictEqual(yield* fs.readFileString("/etc/machine-id"), "0123456789abcdef0123456789abcdef\n")
+      const bootId = yield* fs.readFileString("/proc/sys/kernel/random/boot_id")
+      yield* processes.reboot
+      assert.notStrictEqual(yield* fs.readFileString("/proc/sys/kernel/random/boot_id"), bootId)
+      assert.strictEqual(yield* fs.readFileString("/etc/machine-id"), "0123456789abcdef0123456789abcdef\n")
+
+      yield* processes.setMachineId(undefined)
+      const error = yield* Effect.flip(fs.readFileString("/etc/machine-id"))
+      assert.deepStrictEqual([error._tag === "SystemError" && error.reason, codeOf(error)], ["NotFound", "ENOENT"])
+      assert.deepStrictEqual(yield* fs.readDirectory("/etc"), [])
+      const process = yield* processes.spawn()
+      const info = yield* Testing.makeProcessInfo(process.pid).pipe(Effect.provideService(FileSystem.FileSystem, fs))
+      assert.isUndefined(info.self.machineId)
+
+      yield* processes.setMachineId("fedcba9876543210fedcba9876543210")
+      assert.strictEqual(yield* fs.readFileString("/etc/machine-id"), "fedcba9876543210fedcba9876543210\n")
+    }))
+
+  it.effect("without a process table there is no /proc and no /etc", () =>
+    Effect.gen(function*() {
+      const { fileSystem: fs } = yield* Testing.makeFileSystem()
+      assert.deepStrictEqual(yield* fs.readDirectory("/"), ["tmp"])
+      assert.strictEqual(codeOf(yield* Effect.flip(fs.readFileString("/etc/machine-id"))), "ENOENT")
+    }))
+
   it.effect("spawn hands out the next free PID, or the one asked for; start times increase", () =>
     Effect.gen(function*() {
       const { processes } = yield* makeMachine({ firstPid: 300 })
@@ -114,7 +165,7 @@ describe("ProcessTable under /proc", () => {
       assert.isTrue(Exit.isFailure(yield* Effect.exit(processes.reap(process.pid))), "no such process")
     }))
 
-  it.effect("denyRead: opening stat fails EACCES", () =>
+  it.effect("denyRead: opening stat fails EPERM, as hidepid=1 refuses another user's; /proc/<pid> stays visible", () =>
     Effect.gen(function*() {
       const { fs, processes } = yield* makeMachine()
       const process = yield* processes.spawn()
@@ -122,8 +173,10 @@ describe("ProcessTable under /proc", () => {
       const error = yield* Effect.flip(fs.readFileString(`/proc/${process.pid}/stat`))
       assert.deepStrictEqual(
         [error._tag === "SystemError" && error.reason, codeOf(error), error.description],
-        ["PermissionDenied", "EACCES", `EACCES: permission denied, open '/proc/${process.pid}/stat'`]
+        ["Unknown", "EPERM", `EPERM: operation not permitted, open '/proc/${process.pid}/stat'`]
       )
+      assert.include(yield* fs.readDirectory("/proc"), String(process.pid))
+      assert.strictEqual((yield* fs.stat(`/proc/${process.pid}/stat`)).type, "File")
     }))
 
   it.effect("vanishOnNextRead: the read fails ESRCH, as Node reports a failed read, and the process is gone", () =>
@@ -154,12 +207,13 @@ describe("ProcessInfo.makeLinux on a fake process", () => {
         bootId: (yield* (yield* FileSystem.FileSystem).readFileString("/proc/sys/kernel/random/boot_id")).trim(),
         pidNamespace: "pid:[4026531836]",
         hostname: "host-a",
-        cmdline: ["node", "server.js"]
+        cmdline: ["node", "server.js"],
+        machineId: "0123456789abcdef0123456789abcdef"
       })
       assert.deepStrictEqual(info.uid, Option.some((yield* Testing.MemoryFileSystem).uid))
     }).pipe(Effect.provide(Testing.layer({
       spawn: { cmdline: ["node", "server.js"] },
-      processTable: { hostname: "host-a" }
+      processTable: { hostname: "host-a", machineId: "0123456789abcdef0123456789abcdef" }
     }))))
 
   it.effect("a live holder is Alive, even after it set its title", () =>
@@ -220,7 +274,7 @@ describe("ProcessInfo.makeLinux on a fake process", () => {
       const judge = yield* start()
       yield* processes.denyRead(holder.self.pid)
       assert.deepStrictEqual(yield* judge.judge(holder.self), ProcessInfo.Verdict.Alive())
-      assert.strictEqual(codeOf(yield* Effect.flip(judge.identify(holder.self.pid))), "EACCES")
+      assert.strictEqual(codeOf(yield* Effect.flip(judge.identify(holder.self.pid))), "EPERM")
     }))
 
   it.effect("a holder that exits between open and read (ESRCH) is Exited", () =>

@@ -7,7 +7,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
+import * as Crypto from "node:crypto"
 import * as Path from "node:path"
+import * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import type * as Testing from "../testing.js"
 import * as ProcessTable from "./processTable.js"
@@ -45,6 +47,7 @@ const errnos: { readonly [Code in Testing.Errno]: readonly [errno: number, text:
   ENAMETOOLONG: [-36, "name too long"],
   ENOTEMPTY: [-39, "directory not empty"],
   ELOOP: [-40, "too many symbolic links encountered"],
+  EADDRINUSE: [-98, "address already in use"],
   ETIMEDOUT: [-110, "connection timed out"],
   ECANCELED: [-125, "operation canceled"]
 }
@@ -72,7 +75,29 @@ interface ErrorSite {
 // Node's errors for read and write on a descriptor carry no path.
 const takesPath = (syscall: string): boolean => syscall !== "read" && syscall !== "write"
 
+// node:net's errors, as the Node `Posix` layer passes them on: a failed
+// listen is a UVExceptionWithHostPort, a failed connect an
+// ExceptionWithHostPort (no text for the code); both name the `address`.
+const socketCause = (code: Testing.Errno, syscall: "listen" | "connect", address: string): Error => {
+  const [errno, text] = errnos[code]
+  return syscall === "listen"
+    ? Object.assign(new Error(`listen ${code}: ${text} ${address}`), { code, errno, syscall, address, port: -1 })
+    : Object.assign(new Error(`connect ${code} ${address}`), { errno, code, syscall, address })
+}
+
 const makeSystemError = (code: Testing.Errno, site: ErrorSite): SystemError => {
+  if (site.syscall === "listen" || site.syscall === "connect") {
+    const cause = socketCause(code, site.syscall, String(site.path ?? site.pathOrDescriptor))
+    return new SystemError({
+      reason: reasons[code] ?? "Unknown",
+      module: "FileSystem",
+      method: site.method,
+      pathOrDescriptor: site.pathOrDescriptor,
+      syscall: site.syscall,
+      description: cause.message,
+      cause
+    })
+  }
   const [errno, text] = errnos[code]
   const path = takesPath(site.syscall) ? site.path : undefined
   const dest = path === undefined ? undefined : site.dest
@@ -129,12 +154,15 @@ const firstSyscalls: Record<string, string> = {
   copy: "cp",
   copyFile: "copyfile",
   link: "link",
+  listen: "listen",
+  lstat: "lstat",
   makeDirectory: "mkdir",
   makeTempDirectory: "mkdtemp",
   makeTempDirectoryScoped: "mkdtemp",
   makeTempFile: "mkdtemp",
   makeTempFileScoped: "mkdtemp",
   open: "open",
+  probe: "connect",
   readDirectory: "scandir",
   readFile: "open",
   readLink: "readlink",
@@ -231,12 +259,13 @@ const attempt = <A>(site: ErrorSite, run: () => A): Effect.Effect<A, PlatformErr
 /** @internal */
 export const noFaults: Testing.Hook = () => Effect.void
 
-// The error the Node layer would give for this call: symlink reports its
-// target text as the path and the link as `dest`.
+// The error the Node layer would give for this call, in the system call it
+// is at (one step of `remove`): symlink reports its target text as the path
+// and the link as `dest`.
 const callError = (call: Testing.FileSystemCall, errno: Testing.Errno): SystemError =>
   call.method === "symlink"
     ? systemError(call.method, call.target ?? "", errno, { dest: call.path })
-    : systemError(call.method, call.path, errno, { dest: call.target })
+    : systemError(call.method, call.path, errno, { dest: call.target, syscall: call.syscall })
 
 /** @internal */
 export const failCall = (index: number, errno: Testing.Errno): Testing.Hook => (call) =>
@@ -324,7 +353,17 @@ interface Fifo extends Inode {
   readonly type: "FIFO"
 }
 
-type Node = Directory | RegularFile | SymbolicLink | Fifo
+/** A Unix socket's file, made by a `Posix` service's `listen`. */
+interface Socket extends Inode {
+  readonly type: "Socket"
+  /**
+   * Whether its listener still has it open. The kernel finds a listener by
+   * the inode, so a renamed or hard-linked socket file still answers.
+   */
+  readonly listening: () => boolean
+}
+
+type Node = Directory | RegularFile | SymbolicLink | Fifo | Socket
 
 const READ = 4
 const WRITE = 2
@@ -341,7 +380,8 @@ const typeBits: Record<Node["type"], number> = {
   File: 0o100000,
   Directory: 0o040000,
   SymbolicLink: 0o120000,
-  FIFO: 0o010000
+  FIFO: 0o010000,
+  Socket: 0o140000
 }
 
 const permits = (node: Node, user: Credentials, wanted: number): boolean => {
@@ -372,6 +412,7 @@ const sizeOf = (node: Node): number => {
     case "SymbolicLink":
       return byteLength(node.target)
     case "FIFO":
+    case "Socket":
       return 0
   }
 }
@@ -502,7 +543,12 @@ class State {
   tempNames = 0
   readonly root: Directory
 
-  constructor(readonly umask: number, public hook: Testing.Hook) {
+  constructor(
+    readonly umask: number,
+    public hook: Testing.Hook,
+    // Whose processes listen on sockets: the table served under /proc.
+    readonly processes: ProcessTable.ProcView | undefined
+  ) {
     this.root = this.directory(0o755, ROOT, undefined, "")
     this.root.entries.set("tmp", this.directory(0o1777, ROOT, this.root, "tmp"))
     this.root.nlink++
@@ -607,15 +653,23 @@ const toMillis = (time: Date | number): number => typeof time === "number" ? tim
 
 const operations = (state: State, user: Credentials) => {
   const perform = <A>(
-    call: { readonly method: string; readonly path: string; readonly target?: string | undefined },
+    call: {
+      readonly method: string
+      readonly path: string
+      readonly target?: string | undefined
+      readonly syscall?: string | undefined
+    },
     errorSite: ErrorSite,
     run: () => A
   ): Effect.Effect<A, PlatformError> =>
     Effect.suspend(() => {
-      const index = ++state.calls
-      const seen: Testing.FileSystemCall = call.target === undefined
-        ? { index, method: call.method, path: call.path }
-        : { index, method: call.method, path: call.path, target: call.target }
+      const seen: Testing.FileSystemCall = {
+        index: ++state.calls,
+        method: call.method,
+        path: call.path,
+        ...(call.target === undefined ? {} : { target: call.target }),
+        ...(call.syscall === undefined ? {} : { syscall: call.syscall })
+      }
       return Effect.zipRight(state.hook(seen), Effect.suspend(() => attempt(errorSite, run)))
     })
 
@@ -764,11 +818,13 @@ const operations = (state: State, user: Credentials) => {
     if (flags.create && flags.exclusive) throw fault("EEXIST")
     if (entry.trailingSlash && node.type !== "Directory") throw fault("ENOTDIR")
     if (node.type === "Directory" && flags.write) throw fault("EISDIR")
-    // (A symbolic link was followed or refused above.)
-    if (node.type !== "File" && node.type !== "Directory") throw new Unsupported(`${path} is a FIFO: opening it would block`)
+    if (node.type === "FIFO") throw new Unsupported(`${path} is a FIFO: opening it would block`)
     if ((flags.write && node.readOnly) || !permits(node, user, (flags.read ? READ : 0) | (flags.write ? WRITE : 0))) {
       throw fault("EACCES")
     }
+    // A socket cannot be opened, once permitted (ENXIO); a symbolic link was
+    // followed or refused above.
+    if (node.type !== "File" && node.type !== "Directory") throw fault("ENXIO")
     const found: Found = { ...entry, node }
     if (node.type === "File") {
       node.source?.open()
@@ -817,17 +873,33 @@ const operations = (state: State, user: Credentials) => {
     return Array.from(node.entries.keys()).sort()
   }
 
-  const rm = (method: string, path: string, options?: FileSystem.RemoveOptions): void => {
+  // fs.rm's first step: the lstat that checks the options. `undefined`: nothing to remove.
+  const rmCheck = (method: string, path: string, options?: FileSystem.RemoveOptions): Node | undefined => {
     let node: Node
     try {
       node = during({ syscall: "lstat", path }, () => lookup(path, "link").node)
     } catch (error) {
-      if (options?.force && isFault(error, "ENOENT")) return
+      if (options?.force && isFault(error, "ENOENT")) return undefined
       throw error
     }
     if (node.type === "Directory" && !options?.recursive) throw rmIsDirectory(method, path)
-    rimraf(path)
+    return node
   }
+
+  // Node's fs.rm is two steps for the hook, the check and then the removal,
+  // so that the entry can change in between, as on a real disk: one found
+  // gone at the second counts as removed, two removes of one entry both
+  // succeed. The second step holds the rest of Node's system calls
+  // (rimraf's own lstat, a directory's children).
+  const rm = (method: string, path: string, options?: FileSystem.RemoveOptions): Effect.Effect<void, PlatformError> =>
+    Effect.flatMap(
+      perform({ method, path, syscall: "lstat" }, site(method, path, "lstat"), () => rmCheck(method, path, options)),
+      (node) => {
+        if (node === undefined) return Effect.void
+        const syscall = node.type === "Directory" ? "rmdir" : "unlink"
+        return perform({ method, path, syscall }, site(method, path, syscall), () => rimraf(path))
+      }
+    )
 
   const rimraf = (path: string): void => {
     try {
@@ -991,12 +1063,7 @@ const operations = (state: State, user: Credentials) => {
   const tempDirectoryScoped = (method: string, template: string, make: () => string, directoryOf: (made: string) => string) =>
     Effect.acquireRelease(
       perform({ method, path: template }, site(method, template, "mkdtemp"), make),
-      (made) =>
-        Effect.orDie(perform(
-          { method, path: directoryOf(made) },
-          site(method, directoryOf(made), "lstat"),
-          () => rm(method, directoryOf(made), { recursive: true })
-        ))
+      (made) => Effect.orDie(rm(method, directoryOf(made), { recursive: true }))
     )
 
   const makeTempFile = (template: string, options?: FileSystem.MakeTempFileOptions): string => {
@@ -1095,8 +1162,7 @@ const operations = (state: State, user: Credentials) => {
         return node.target
       }),
     realPath: (path) => perform({ method: "realPath", path }, site("realPath", path, "lstat"), () => realPath(path)),
-    remove: (path, options) =>
-      perform({ method: "remove", path }, site("remove", path, "lstat"), () => rm("remove", path, options)),
+    remove: (path, options) => rm("remove", path, options),
     rename: (oldPath, newPath) =>
       perform(
         { method: "rename", path: oldPath, target: newPath },
@@ -1140,7 +1206,73 @@ const operations = (state: State, user: Credentials) => {
       })
     )
 
-  return { fileSystem, makeFifo }
+  // -- Posix
+
+  const lstat = (path: string): Effect.Effect<FileSystem.File.Info, PlatformError> =>
+    perform({ method: "lstat", path }, site("lstat", path, "lstat"), () => infoOf(lookup(path, "link").node))
+
+  // bind(2) of a Unix socket: the name is created as by mknod, so an existing
+  // one, a dangling symbolic link too, is in use.
+  const bind = (path: string, listening: () => boolean): void => {
+    try {
+      create(path, (): Socket => ({ ...state.inode(0o777 & ~state.umask, user), type: "Socket", listening }), "ENOENT")
+    } catch (error) {
+      if (isFault(error, "EEXIST")) throw fault("EADDRINUSE")
+      // libuv reports bind's ENOENT as EACCES (for Windows' sake), and so does Node.
+      if (isFault(error, "ENOENT")) throw fault("EACCES")
+      throw error
+    }
+  }
+
+  // connect(2): the path is followed, the socket file must be writable; a
+  // file that is not a socket, or a socket no process listens on, refuses.
+  const connect = (path: string): Posix.Probe => {
+    let node: Node
+    try {
+      node = lookup(path, "target").node
+    } catch (error) {
+      if (isFault(error, "ENOENT")) return "Missing"
+      throw error
+    }
+    if (!permits(node, user, WRITE)) throw fault("EACCES")
+    return node.type === "Socket" && node.listening() ? "Listening" : "Refused"
+  }
+
+  const makePosix = (pid: number): Effect.Effect<Posix.Posix> =>
+    Effect.suspend(() => {
+      if (state.processes === undefined) {
+        return Effect.dieMessage("Testing.makePosix: the memory file system has no process table to run processes in")
+      }
+      const listening = state.processes.lifeOf(pid)
+      if (listening === undefined) return Effect.dieMessage(`Testing.makePosix: no process with pid ${pid}`)
+      const name = `${pid}.${Crypto.randomBytes(8).toString("hex")}.sock`
+      const socketPath = (directory: string) => Path.posix.join(directory, name)
+      const listeners = new Map<string, Posix.Listener>()
+      const listen = (directory: string): Effect.Effect<Posix.Listener, PlatformError> =>
+        Effect.suspend(() => {
+          const path = socketPath(directory)
+          const known = listeners.get(path)
+          if (known !== undefined) return Effect.succeed(known)
+          return perform({ method: "listen", path }, site("listen", path, "listen"), () => {
+            // Another call may have made it while this one waited at the hook.
+            const made = listeners.get(path)
+            if (made !== undefined) return made
+            bind(path, listening)
+            const listener: Posix.Listener = { path, descriptor: Option.none() }
+            listeners.set(path, listener)
+            return listener
+          })
+        })
+      return Effect.succeed(Posix.Posix.of({
+        [Posix.TypeId]: Posix.TypeId,
+        lstat,
+        socketPath,
+        listen,
+        probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path))
+      }))
+    })
+
+  return { fileSystem, makeFifo, makePosix }
 }
 
 // =============================================================================
@@ -1268,7 +1400,8 @@ const mountProc = (state: State, view: ProcessTable.ProcView): Directory => {
           if (stat === "ESRCH") throw fault("ESRCH", { syscall: "read" })
           return stat
         }, () => {
-          if (view.openStat(record) === "EACCES") throw fault("EACCES")
+          const denied = view.openStat(record)
+          if (denied !== undefined) throw fault(denied)
         }),
       cmdline: () => file(() => view.cmdline(record)),
       ns: (self) => directory(self, "ns", { pid: pidNamespace })
@@ -1305,6 +1438,24 @@ const mountProc = (state: State, view: ProcessTable.ProcView): Directory => {
   return proc
 }
 
+// /etc holds the machine id alone, served from the table: present while the
+// table has one. Read-only like /proc.
+const mountEtc = (state: State, view: ProcessTable.ProcView): Directory => {
+  const machineId: RegularFile = {
+    ...state.inode(0o444, ROOT, true),
+    type: "File",
+    data: new Uint8Array(0),
+    source: { open: () => {}, read: () => encoder.encode(`${view.machineId}\n`) }
+  }
+  const etc: Directory = {
+    ...state.directory(0o755, ROOT, state.root, "etc", true),
+    get entries() {
+      return new Map<string, Node>(view.machineId === undefined ? [] : [["machine-id", machineId]])
+    }
+  }
+  return etc
+}
+
 // =============================================================================
 // constructors
 // =============================================================================
@@ -1317,20 +1468,26 @@ export const TypeId: Testing.MemoryFileSystemTypeId = Symbol.for(
 /** @internal */
 export const tag = Context.GenericTag<Testing.MemoryFileSystem>("effect-pidlock/testing/MemoryFileSystem")
 
-// The user each memory file system acts as, so a fake process's ProcessInfo reports the same uid.
-const users = new WeakMap<FileSystem.FileSystem, Credentials>()
+// What stands behind each memory FileSystem: the user it acts as (so that a
+// fake process's ProcessInfo reports the same uid), and its Posix services.
+const actors = new WeakMap<FileSystem.FileSystem, {
+  readonly user: Credentials
+  readonly makePosix: (pid: number) => Effect.Effect<Posix.Posix>
+}>()
 
 /** @internal */
 export const make = (options?: Testing.MemoryFileSystemOptions): Effect.Effect<Testing.MemoryFileSystem> =>
   Effect.sync(() => {
-    const state = new State(options?.umask ?? 0o022, options?.hook ?? noFaults)
-    if (options?.processes !== undefined) {
-      state.root.entries.set("proc", mountProc(state, ProcessTable.viewOf(options.processes)))
-      state.root.nlink++
+    const processes = options?.processes === undefined ? undefined : ProcessTable.viewOf(options.processes)
+    const state = new State(options?.umask ?? 0o022, options?.hook ?? noFaults, processes)
+    if (processes !== undefined) {
+      state.root.entries.set("proc", mountProc(state, processes))
+      state.root.entries.set("etc", mountEtc(state, processes))
+      state.root.nlink += 2
     }
     const actingAs = (user: Credentials) => {
       const acting = operations(state, user)
-      users.set(acting.fileSystem, user)
+      actors.set(acting.fileSystem, { user, makePosix: acting.makePosix })
       return acting
     }
     const user: Credentials = { uid: options?.uid ?? 1000, gid: options?.gid ?? 1000 }
@@ -1365,14 +1522,29 @@ export const makeProcessInfo = (
   pid: number,
   options?: { readonly uid?: number | undefined }
 ): Effect.Effect<ProcessInfo.ProcessInfo, PlatformError, FileSystem.FileSystem> =>
-  Effect.flatMap(FileSystem.FileSystem, (fs) => ProcessInfo.makeLinux({ pid, uid: options?.uid ?? users.get(fs)?.uid }))
+  Effect.flatMap(
+    FileSystem.FileSystem,
+    (fs) => ProcessInfo.makeLinux({ pid, uid: options?.uid ?? actors.get(fs)?.user.uid })
+  )
+
+/** @internal */
+export const makePosix = (pid: number): Effect.Effect<Posix.Posix, never, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => {
+    const actor = actors.get(fs)
+    return actor === undefined
+      ? Effect.dieMessage("Testing.makePosix: the FileSystem in context is not a memory file system")
+      : actor.makePosix(pid)
+  })
 
 /** @internal */
 export const layerProcessInfo = (
   pid: number,
   options?: { readonly uid?: number | undefined }
-): Layer.Layer<ProcessInfo.ProcessInfo, PlatformError, FileSystem.FileSystem> =>
-  Layer.effect(ProcessInfo.ProcessInfo, makeProcessInfo(pid, options))
+): Layer.Layer<ProcessInfo.ProcessInfo | Posix.Posix, PlatformError, FileSystem.FileSystem> =>
+  Layer.merge(
+    Layer.effect(ProcessInfo.ProcessInfo, makeProcessInfo(pid, options)),
+    Layer.effect(Posix.Posix, makePosix(pid))
+  )
 
 /** @internal */
 export const layerProcess = (
@@ -1381,7 +1553,7 @@ export const layerProcess = (
     readonly processTable?: Testing.ProcessTableOptions | undefined
   }
 ): Layer.Layer<
-  FileSystem.FileSystem | Testing.MemoryFileSystem | Testing.ProcessTable | ProcessInfo.ProcessInfo,
+  FileSystem.FileSystem | Testing.MemoryFileSystem | Testing.ProcessTable | ProcessInfo.ProcessInfo | Posix.Posix,
   PlatformError
 > =>
   Layer.unwrapEffect(Effect.gen(function*() {

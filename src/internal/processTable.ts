@@ -21,17 +21,29 @@ interface ProcessRecord {
   vanishOnNextRead: boolean
 }
 
-/** What `/proc` shows, read by the memory file system on every lookup so changes are seen at once. */
+/**
+ * What `/proc` and `/etc/machine-id` show, read by the memory file system on
+ * every lookup so changes are seen at once.
+ */
 export interface ProcView {
   readonly bootId: string
   readonly hostname: string
   readonly pidNamespace: string
+  /** Absent: no `/etc/machine-id`. */
+  readonly machineId: string | undefined
   readonly records: () => Iterable<ProcessRecordView>
   readonly isCurrent: (record: ProcessRecordView) => boolean
-  /** `/proc/<pid>/stat`; fails at open with `EACCES` (denied) or at read with `ESRCH` (the process exits meanwhile). */
-  readonly openStat: (record: ProcessRecordView) => "EACCES" | undefined
+  /** `/proc/<pid>/stat`; fails at open with `EPERM` (denied) or at read with `ESRCH` (the process exits meanwhile). */
+  readonly openStat: (record: ProcessRecordView) => "EPERM" | undefined
   readonly readStat: (record: ProcessRecordView) => string | "ESRCH"
   readonly cmdline: (record: ProcessRecordView) => string
+  /**
+   * Tells whether the process now at `pid` still runs: false once it exits
+   * (as a zombie too: its descriptors are closed), and for ever after, even
+   * when its PID is handed out again. `undefined` when there is no process
+   * `pid`.
+   */
+  readonly lifeOf: (pid: number) => (() => boolean) | undefined
 }
 
 /** A process record as `/proc` sees it; opaque except for its PID. */
@@ -79,6 +91,10 @@ const statLine = (record: ProcessRecord): string => {
 
 const FIRST_START_TIME = 100
 
+// A valid machine id (32 lowercase hex digits, as systemd writes it), fixed so
+// that tests can name it.
+const DEFAULT_MACHINE_ID = "d6f1e4a0c2b84e5f9a7c3b1d0e2f4a6b"
+
 /** @internal */
 export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   readonly [TypeId]: Testing.ProcessTableTypeId = TypeId
@@ -90,10 +106,13 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   private lastPid: number
   hostname: string
   pidNamespace: string
+  // Per installation, not per boot: a reboot keeps it.
+  machineId: string | undefined
 
   constructor(private readonly options: Testing.ProcessTableOptions = {}) {
     this.hostname = options.hostname ?? "memory"
     this.pidNamespace = options.pidNamespace ?? "pid:[4026531836]"
+    this.machineId = options.machineId ?? DEFAULT_MACHINE_ID
     this.lastPid = this.firstPid - 1
   }
 
@@ -111,8 +130,9 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
     return this.processes.get(record.pid) === record
   }
 
-  openStat(record: ProcessRecordView): "EACCES" | undefined {
-    return (record as ProcessRecord).readDenied ? "EACCES" : undefined
+  // hidepid=1 refuses another user's /proc/<pid>/stat with EPERM, not EACCES.
+  openStat(record: ProcessRecordView): "EPERM" | undefined {
+    return (record as ProcessRecord).readDenied ? "EPERM" : undefined
   }
 
   readStat(record: ProcessRecordView): string | "ESRCH" {
@@ -129,6 +149,11 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
     const process = record as ProcessRecord
     // A zombie has no memory left to read its arguments from.
     return process.state === "Z" ? "" : process.cmdline.map((arg) => `${arg}\0`).join("")
+  }
+
+  lifeOf(pid: number): (() => boolean) | undefined {
+    const record = this.processes.get(pid)
+    return record === undefined ? undefined : () => this.isCurrent(record) && record.state === "S"
   }
 
   // -- ProcessTable
@@ -209,6 +234,12 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   setPidNamespace(pidNamespace: string): Effect.Effect<void> {
     return Effect.sync(() => {
       this.pidNamespace = pidNamespace
+    })
+  }
+
+  setMachineId(machineId: string | undefined): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.machineId = machineId
     })
   }
 

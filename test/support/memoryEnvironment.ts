@@ -32,7 +32,7 @@ export const memoryEnvironment: Environment = {
       kill: (pid) => processes.exit(pid),
       makeFifo: (path) => Effect.orDie(memory.makeFifo(path)),
       giveAway: (path) => Effect.orDie(memory.asUser({ uid: 0, gid: 0 }).chown(path, 65534, 65534)),
-      procFault: (pid, errno) => errno === "EACCES" ? processes.denyRead(pid) : processes.vanishOnNextRead(pid)
+      procFault: (pid, errno) => errno === "EPERM" ? processes.denyRead(pid) : processes.vanishOnNextRead(pid)
     }
   })
 }
