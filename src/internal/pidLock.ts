@@ -555,12 +555,14 @@ const removeSocketOf = ({ fs, paths }: Resolved, record: PidLock.OwnerRecord) =>
 // successful acquire: staging directories of contenders killed before their
 // rename (each holds its creator's record, so it is judged like a holder, and
 // only one whose creator is gone — and that holds nothing but its own owner
-// entry — is removed), tombstones of interrupted removals (nothing refers to
-// those), and sockets that refuse. A socket appears only once it listens
-// (see `Posix.listen`), and a socket that refuses will never listen again:
-// its process is gone. The staging directories go first, while their
+// entry — is removed) and tombstones of interrupted removals (nothing refers
+// to those); and after a takeover, when someone is known to have died,
+// sockets that refuse. Asking every socket on every acquire would cost a
+// connection per live process sharing the home. A socket appears only once
+// it listens (see `Posix.listen`), and one that refuses will never listen
+// again: its process is gone. The staging directories go first, while their
 // creators' sockets can still speak for them.
-const removeLitter = (resolved: Resolved, keep: string, ownSocket: string | undefined) => {
+const removeLitter = (resolved: Resolved, keep: string, ownSocket: string | undefined, afterTakeover: boolean) => {
   const { fs, paths, posix } = resolved
   const remove = (name: string) => fs.remove(Path.join(paths.home, name), { force: true, recursive: true })
   const removeStagingIfAbandoned = (name: string) => {
@@ -585,7 +587,10 @@ const removeLitter = (resolved: Resolved, keep: string, ownSocket: string | unde
       Effect.all([
         each(names.filter((name) => name !== keep && ENTRY_NAME.test(name)), removeStagingIfAbandoned),
         each(names.filter((name) => name.endsWith(TOMBSTONE_SUFFIX)), remove),
-        each(names.filter((name) => name !== ownSocket && SOCKET_NAME.test(name)), removeSocketIfRefused)
+        each(
+          afterTakeover ? names.filter((name) => name !== ownSocket && SOCKET_NAME.test(name)) : [],
+          removeSocketIfRefused
+        )
       ], { discard: true })
     ),
     Effect.ignore
@@ -640,6 +645,7 @@ const take = (
     yield* fs.makeDirectory(staging, { mode: 0o700 })
 
     let renamed = false
+    let tookOver = false
     yield* Effect.gen(function*() {
       yield* fs.symlink(text, Path.join(staging, name))
       for (;;) {
@@ -673,6 +679,7 @@ const take = (
         // that name is a compare-and-swap: if another contender broke it first
         // and a new holder moved in, nothing of theirs is touched.
         if (yield* removeEntry(fs, entry)) {
+          tookOver = true
           yield* Effect.logInfo(
             `PidLock: taking over ${paths.lock} from ${describeHolder(record)}: ${verdict.reason}`
           ).pipe(Effect.annotateLogs({ lock: paths.lock, holderPid: record.pid, reason: verdict.reason }))
@@ -682,7 +689,7 @@ const take = (
     }).pipe(
       Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
     )
-    yield* removeLitter(resolved, name, owner.socket)
+    yield* removeLitter(resolved, name, owner.socket, tookOver)
     return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
 

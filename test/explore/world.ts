@@ -98,6 +98,8 @@ interface Contender {
   entry: string | undefined
   /** Its staging directory became the lock: seen on the file system right after its rename. */
   renamed: boolean
+  /** Its release moved its entry out of the lock (to its tombstone): it holds no more, whatever it does next. */
+  left: boolean
   /** Set by its own program: returned from acquire, and from release. */
   phase: "acquiring" | "holding" | "released"
   crashed: boolean
@@ -181,6 +183,7 @@ export class World {
         waiting: new Map(),
         entry: undefined,
         renamed: false,
+        left: false,
         phase: "acquiring",
         crashed: false,
         exit: undefined
@@ -316,7 +319,9 @@ export class World {
       this.history.push(`${transition.actor} ${transition.label}`)
     }
     if (!contender.crashed && transition.label.startsWith("rename ") && contender.entry !== undefined) {
-      contender.renamed ||= this.lockEntries.includes(contender.entry)
+      const inLock = this.lockEntries.includes(contender.entry)
+      contender.left ||= contender.renamed && !inLock
+      contender.renamed ||= inLock
     }
     this.check()
     return transition
@@ -327,9 +332,10 @@ export class World {
     this.lockEntries = this.run(Effect.orElseSucceed(this.fs.readDirectory(LOCK), (): ReadonlyArray<string> => []))
   }
 
-  // A live holder: from its successful rename until its release or crash.
+  // A live holder: from its successful rename until its release (the rename
+  // of its entry out of the lock) or crash.
   private holds(contender: Contender): boolean {
-    return !contender.crashed && contender.renamed && contender.phase !== "released"
+    return !contender.crashed && contender.renamed && !contender.left && contender.phase !== "released"
   }
 
   // Never two live holders, seen from the file system and from the contenders.
@@ -346,7 +352,7 @@ export class World {
         this.violate(`${this.name(holder)} holds the lock, but the lock holds [${entries.join(", ")}]`)
       }
     }
-    const returned = alive.filter((contender) => contender.phase === "holding")
+    const returned = alive.filter((contender) => contender.phase === "holding" && !contender.left)
     if (returned.length > 1) {
       this.violate(`two live contenders returned from acquire: ${returned.map((c) => this.name(c)).join(" and ")}`)
     }
