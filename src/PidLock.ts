@@ -33,6 +33,7 @@ import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/pidLock.js"
+import { show } from "./internal/text.js"
 import type * as Posix from "./Posix.js"
 import type * as ProcessInfo from "./ProcessInfo.js"
 
@@ -252,7 +253,7 @@ export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
    * @since 0.1.0
    */
   get message(): string {
-    return `invalid option ${this.option}=${internal.show(this.value)}: ${this.reason}`
+    return `invalid option ${this.option}=${show(this.value)}: ${this.reason}`
   }
 }
 

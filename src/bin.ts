@@ -33,10 +33,8 @@ import * as Queue from "effect/Queue"
 import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { escapeText } from "./internal/text.js"
 import * as PidLock from "./PidLock.js"
-// Only after ./PidLock.js: the two import each other, and the cycle must be
-// entered from PidLock.js for its exports to be ready.
-import { escapeText } from "./internal/pidLock.js"
 import * as Posix from "./Posix.js"
 import * as ProcessInfo from "./ProcessInfo.js"
 
