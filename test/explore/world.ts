@@ -38,6 +38,8 @@ export interface WorldOptions {
   readonly scenario: Scenario
   /** Replaces each contender's `ProcessInfo`: a test breaks the judge with it to show that the explorer can fail. */
   readonly processInfo?: ((honest: ProcessInfo.ProcessInfo) => ProcessInfo.ProcessInfo) | undefined
+  /** Replaces each contender's `Posix`, whose socket probe is the judge's other half. */
+  readonly posix?: ((honest: Posix.Posix) => Posix.Posix) | undefined
 }
 
 /** How a finished run ended: what went wrong, and a picture of the run to compare searches by. */
@@ -155,7 +157,8 @@ export class World {
     const process = yield* this.processes.spawn()
     const honest = yield* Testing.makeProcessInfo(process.pid)
     const info = this.options.processInfo?.(honest) ?? honest
-    const posix = yield* Testing.makePosix(process.pid)
+    const honestPosix = yield* Testing.makePosix(process.pid)
+    const posix = this.options.posix?.(honestPosix) ?? honestPosix
     return { pid: process.pid, context: Context.make(ProcessInfo.ProcessInfo, info).pipe(Context.add(Posix.Posix, posix)) }
   })
 
