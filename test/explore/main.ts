@@ -5,7 +5,7 @@
 //   explore: K=3 schedules=100000 violations=0 stuck=0
 //
 // `--schedules N` sets the random schedules for K=3, over both scenarios
-// (100,000 by default).
+// (20,000 by default).
 import { fork } from "node:child_process"
 import { createRequire } from "node:module"
 import * as Os from "node:os"
@@ -28,17 +28,23 @@ interface Done {
 const SCENARIOS: ReadonlyArray<Scenario> = ["free", "stale"]
 
 const RANDOM_SHARDS_PER_SCENARIO = 4
-const REFERENCE_RANDOM_SCHEDULES = 5_000
+const REFERENCE_RANDOM_SCHEDULES = 3_000
+
+// The reduced search of two contenders, by starting state: how many of them
+// may crash. From a stale lock, a holder and a contender have crashed
+// already.
+const REDUCED_CRASHES: Readonly<Record<Scenario, number>> = { free: 1, stale: 0 }
 
 const tasks = (randomSchedules: number): ReadonlyArray<Task> => {
   const perShard = Math.ceil(randomSchedules / SCENARIOS.length / RANDOM_SHARDS_PER_SCENARIO)
   return [
-    // Every schedule of two contenders up to the order of independent steps, both of them may crash. The
-    // longest task goes first, so that the others fill the other cores meanwhile.
-    ...[...SCENARIOS].reverse().map((scenario): Task => ({
+    // Every schedule of two contenders up to the order of independent steps. The longest task goes first,
+    // so that the others fill the other cores meanwhile.
+    ...SCENARIOS.map((scenario): Task => ({
       purpose: "bound",
       contenders: 2,
       scenario,
+      maxCrashes: REDUCED_CRASHES[scenario],
       strategy: { _tag: "reduced" },
       collectEndStates: true
     })),
@@ -52,23 +58,17 @@ const tasks = (randomSchedules: number): ReadonlyArray<Task> => {
         strategy: { _tag: "random", count: perShard, seed: 1 + shard * perShard }
       }))
     ),
-    // References for the reduction: the plain search where it is small enough (two contenders, one crash),
-    // and random schedules where it is not.
-    ...(["exhaustive", "reduced"] as const).map((strategy): Task => ({
+    // References for the reduction: random schedules under the same bounds, each of whose end states the
+    // reduced search must have seen. (With every file-system call of the socket, the tombstone and the
+    // checks a step, the plain search is out of reach.)
+    ...SCENARIOS.map((scenario): Task => ({
       purpose: "reference",
       contenders: 2,
-      scenario: "free",
-      maxCrashes: 1,
-      strategy: { _tag: strategy },
-      collectEndStates: true
-    })),
-    {
-      purpose: "reference",
-      contenders: 2,
-      scenario: "stale",
+      scenario,
+      maxCrashes: REDUCED_CRASHES[scenario],
       strategy: { _tag: "random", count: REFERENCE_RANDOM_SCHEDULES, seed: 1 },
       collectEndStates: true
-    }
+    }))
   ]
 }
 
@@ -188,4 +188,4 @@ const argument = (name: string): string | undefined => {
 
 const task = argument("--task")
 if (task !== undefined) runTask(JSON.parse(task))
-else process.exitCode = await main(Number(argument("--schedules") ?? 100_000))
+else process.exitCode = await main(Number(argument("--schedules") ?? 20_000))
