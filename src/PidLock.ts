@@ -81,9 +81,13 @@ export interface Options {
   /** 1 to 100 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`. */
   readonly name: string
   /**
-   * Where the lock home is made. Default: `$PIDLOCK_DIR` when it is set, else
-   * `$XDG_RUNTIME_DIR` when it is set and writable (private to the user), else
-   * the OS temporary directory. Created if missing.
+   * Where the lock home is made; created if missing. Default: `$PIDLOCK_DIR`
+   * (an absolute path) when it is set, else a directory of the user's own
+   * that the lock makes 0700: `/run/lock/effect-pidlock-<euid>`, or
+   * `/tmp/effect-pidlock-<euid>` where `/run/lock` is not a shared sticky
+   * directory. No other environment variable changes it, so that cron and a
+   * login shell meet in one place. A directory that other users may write
+   * must be sticky.
    */
   readonly dir?: string | undefined
   /**

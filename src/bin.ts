@@ -67,7 +67,7 @@ const nameOption = Options.text("name").pipe(
 
 const dirOption = Options.text("dir").pipe(
   Options.withDescription(
-    "Where the lock lives (<dir>/<name>/lock). Default: $PIDLOCK_DIR, else $XDG_RUNTIME_DIR, else the OS temporary directory."
+    "Where the lock lives (<dir>/<name>/lock). Default: $PIDLOCK_DIR, else /run/lock/effect-pidlock-<euid> (or /tmp/effect-pidlock-<euid>)."
   ),
   Options.optional
 )
