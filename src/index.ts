@@ -15,3 +15,11 @@ export * as PidLock from "./PidLock.js"
  * @since 0.1.0
  */
 export * as ProcessInfo from "./ProcessInfo.js"
+
+/**
+ * What the lock needs from the system beyond the platform `FileSystem`:
+ * `lstat`, and the holder's socket.
+ *
+ * @since 0.2.0
+ */
+export * as Posix from "./Posix.js"
