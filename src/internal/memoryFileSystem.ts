@@ -85,39 +85,32 @@ const socketCause = (code: Testing.Errno, syscall: "listen" | "connect", address
     : Object.assign(new Error(`connect ${code} ${address}`), { errno, code, syscall, address })
 }
 
-const makeSystemError = (code: Testing.Errno, site: ErrorSite): SystemError => {
-  if (site.syscall === "listen" || site.syscall === "connect") {
-    const cause = socketCause(code, site.syscall, String(site.path ?? site.pathOrDescriptor))
-    return new SystemError({
-      reason: reasons[code] ?? "Unknown",
-      module: "FileSystem",
-      method: site.method,
-      pathOrDescriptor: site.pathOrDescriptor,
-      syscall: site.syscall,
-      description: cause.message,
-      cause
-    })
-  }
+// Node's own error for a file-system call, properties in the same order.
+const fileSystemCause = (code: Testing.Errno, site: ErrorSite): Error => {
   const [errno, text] = errnos[code]
   const path = takesPath(site.syscall) ? site.path : undefined
   const dest = path === undefined ? undefined : site.dest
   const location = path === undefined ? "" : ` '${path}'${dest === undefined ? "" : ` -> '${dest}'`}`
-  const message = `${code}: ${text}, ${site.syscall}${location}`
-  // Shaped as Node's own error, properties in the same order.
-  const cause = Object.assign(new Error(message), {
+  return Object.assign(new Error(`${code}: ${text}, ${site.syscall}${location}`), {
     errno,
     code,
     syscall: site.syscall,
     ...(path === undefined ? {} : { path }),
     ...(dest === undefined ? {} : { dest })
   })
+}
+
+const makeSystemError = (code: Testing.Errno, site: ErrorSite): SystemError => {
+  const cause = site.syscall === "listen" || site.syscall === "connect"
+    ? socketCause(code, site.syscall, String(site.path ?? site.pathOrDescriptor))
+    : fileSystemCause(code, site)
   return new SystemError({
     reason: reasons[code] ?? "Unknown",
     module: "FileSystem",
     method: site.method,
     pathOrDescriptor: site.pathOrDescriptor,
     syscall: site.syscall,
-    description: message,
+    description: cause.message,
     cause
   })
 }
