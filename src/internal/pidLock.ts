@@ -318,8 +318,8 @@ const isOwnedByOther = (info: FileSystem.File.Info, uid: Option.Option<number>) 
 // A directory the lock makes and owns (the lock home, the per-user default
 // directory), checked in one lstat: checking the type and then the owner in
 // two calls leaves a window in which whoever owns the name in a shared /tmp
-// can swap a symlink in. `allowed` are the permission bits group and others
-// may have.
+// can swap a symlink in. `forbidden` are the permission bits that group and
+// others must not have.
 const checkOwnDirectory = (
   info: ProcessInfo.ProcessInfo,
   path: string,
