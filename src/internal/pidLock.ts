@@ -394,11 +394,11 @@ const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean)
   if (paths.perUser) {
     // Made by the lock, so checked as strictly as tmux checks /tmp/tmux-<uid>:
     // ours alone, no access for anyone else.
-    const check = Effect.flatMap(
+    const check = Effect.tap(
       posix.lstat(dir),
       (stat) => checkOwnDirectory(info, dir, stat, "the per-user lock directory", GROUP_OR_OTHERS_ANY)
     )
-    return ensureOwnDirectory(fs, dir, check, create)
+    return Effect.map(ensureOwnDirectory(fs, dir, check, create), (found) => found !== "missing")
   }
   return fs.stat(dir).pipe(
     Effect.flatMap((stat) => Effect.as(checkGivenDir(info, dir, stat), true)),
@@ -417,24 +417,26 @@ const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean)
 
 const CREATE_ROUNDS = 5
 
+// A directory of our own as found: its lstat when it was there, or whether
+// this call made it.
+type Found = FileSystem.File.Info | "made" | "missing"
+
 // Checks a directory of our own, first making it when it is missing and
-// `create` is true; `false` when it is missing and `create` is false. Another
-// contender may make it between our lstat and our mkdir (which then fails
-// EEXIST): it is checked again. Our lock never removes a lock home or the
-// per-user directory, so whoever makes and removes it round after round is
-// someone else contesting the name.
+// `create` is true. Another contender may make it between our lstat and our
+// mkdir (which then fails EEXIST): it is checked again. Our lock never removes
+// a lock home or the per-user directory, so whoever makes and removes it
+// round after round is someone else contesting the name.
 const ensureOwnDirectory = (
   fs: FileSystem.FileSystem,
   path: string,
-  check: Effect.Effect<void, HomeError>,
+  check: Effect.Effect<FileSystem.File.Info, HomeError>,
   create: boolean,
   rounds: number = CREATE_ROUNDS
-): Effect.Effect<boolean, HomeError> =>
+): Effect.Effect<Found, HomeError> =>
   check.pipe(
-    Effect.as(true),
-    Effect.catchIf(isNotFound, () =>
+    Effect.catchIf(isNotFound, (): Effect.Effect<Found, HomeError> =>
       !create
-        ? Effect.succeed(false)
+        ? Effect.succeed("missing")
         : rounds === 0
         ? Effect.fail(corrupt(
           path,
@@ -443,7 +445,7 @@ const ensureOwnDirectory = (
         ))
         : Effect.flatMap(
           makePrivateDirectory(fs, path),
-          (made) => made ? Effect.succeed(true) : ensureOwnDirectory(fs, path, check, create, rounds - 1)
+          (made) => made ? Effect.succeed("made") : ensureOwnDirectory(fs, path, check, create, rounds - 1)
         ))
   )
 
@@ -452,20 +454,26 @@ const checkHome = (info: ProcessInfo.ProcessInfo, home: string, stat: FileSystem
 
 // The lock home must be a real directory owned by this user and writable by
 // nobody else (`/tmp` is shared: a symlink planted there would redirect the
-// lock, a writable home would let others remove the owner entry). `false`
-// when there is none yet and `create` is false.
-const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.Effect<boolean, HomeError> => {
+// lock, a writable home would let others remove the owner entry).
+const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.Effect<Found, HomeError> => {
   const { fs, info, posix } = services
   const { home } = paths
   const check = posix.lstat(home).pipe(
-    Effect.flatMap((stat) => checkHome(info, home, stat)),
+    Effect.tap((stat) => checkHome(info, home, stat)),
     Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectoryOption(paths.dir)))
   )
   return Effect.flatMap(
     ensureDir(services, paths, create),
-    (dirExists) => dirExists ? ensureOwnDirectory(fs, home, check, create) : Effect.succeed(false)
+    (dirExists) => dirExists ? ensureOwnDirectory(fs, home, check, create) : Effect.succeed("missing" as const)
   )
 }
+
+// Whether a lock home as found may hold a staging directory besides `lock`:
+// a directory's link count is 2 and one for each subdirectory, so 3 means
+// `lock` alone. A file system that does not count them (btrfs says 1) is
+// always looked into.
+const mayHoldStaging = (home: Found): boolean =>
+  home !== "made" && home !== "missing" && Option.getOrElse(home.nlink, () => 0) !== 3
 
 // The lock directory of a held lock was made by its holder's staging, 0700;
 // one writable by others lets them remove the owner entry.
@@ -530,13 +538,14 @@ const judgeHolder = (
 const removeSocketOf = ({ fs, paths }: Resolved, record: PidLock.OwnerRecord) =>
   record.socket === undefined ? Effect.void : Effect.ignore(fs.remove(Path.join(paths.home, record.socket), { force: true }))
 
-// What dead processes leave in the lock home, collected after every
-// successful acquire: staging directories of contenders killed before their
-// rename (each holds its creator's record, so it is judged like a holder, and
-// only one whose creator is gone — and that holds nothing but its own owner
-// entry — is removed) and tombstones of interrupted removals (nothing refers
-// to those); and after a takeover, when someone is known to have died,
-// sockets that refuse. Asking every socket on every acquire would cost a
+// What dead processes leave in the lock home, collected after a successful
+// acquire that found a staging directory in the home (its link count tells
+// without a readdir), or took over a dead holder's lock: staging directories
+// of contenders killed before their rename (each holds its creator's record,
+// so it is judged like a holder, and only one whose creator is gone — and
+// that holds nothing but its own owner entry — is removed) and tombstones of
+// interrupted removals (nothing refers to those); and after a takeover, when
+// someone is known to have died, sockets that refuse. Asking every socket on every acquire would cost a
 // connection per live process sharing the home. A socket appears only once
 // it listens (see `Posix.listen`), and one that refuses will never listen
 // again: its process is gone. The staging directories go first, while their
@@ -607,7 +616,7 @@ const take = (
 ): Effect.Effect<Taken, PidLock.PidLockError | PlatformError> =>
   Effect.gen(function*() {
     const { fs, info, paths } = resolved
-    yield* ensureHome(resolved, paths, true)
+    const home = yield* ensureHome(resolved, paths, true)
     const socket = yield* listenIn(resolved, paths.home)
     const owner: PidLock.OwnerRecord = {
       v: 1,
@@ -668,7 +677,7 @@ const take = (
     }).pipe(
       Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
     )
-    yield* removeLitter(resolved, name, owner.socket, tookOver)
+    if (tookOver || mayHoldStaging(home)) yield* removeLitter(resolved, name, owner.socket, tookOver)
     return { entry: Path.join(paths.lock, name), owner, text }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
 
@@ -958,8 +967,10 @@ export const inspect = Effect.fn("PidLock.inspect")(function*(
   const { resolved } = yield* resolve({ name: options?.name, dir: options?.dir })
   const { info, paths } = resolved
   const holder = yield* ensureHome(resolved, paths, false).pipe(
-    Effect.flatMap((exists) =>
-      exists ? Effect.zipRight(checkLockDirectory(resolved, paths.lock), readHolder(resolved.fs, paths.lock)) : Effect.succeedNone
+    Effect.flatMap((home) =>
+      home === "missing"
+        ? Effect.succeedNone
+        : Effect.zipRight(checkLockDirectory(resolved, paths.lock), readHolder(resolved.fs, paths.lock))
     ),
     Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
   )
