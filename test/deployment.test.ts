@@ -369,16 +369,22 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
         assert.isUndefined(lstatOrUndefined(Path.join(perUserDir(uid), name)), "no lock home in the default directory")
       }))
 
-    // In a mount namespace of its own, so that the real /run/lock and /tmp
-    // are not touched: a /run/lock that is not sticky and open to all is passed over.
+    // In a mount namespace of its own, so that the real /run/lock is not
+    // touched: a /run/lock that is not sticky and open to all is passed over.
+    // The real /tmp is used (the repository may lie below it): what the test
+    // makes there is removed afterwards.
     it.scopedLive("without a sticky, world-writable /run/lock the default is /tmp/effect-pidlock-<euid>", () =>
       Effect.gen(function*() {
         const name = uniqueName()
+        const fallback = "/tmp/effect-pidlock-0"
+        const existed = Fs.existsSync(fallback)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => Fs.rmSync(existed ? Path.join(fallback, name) : fallback, { recursive: true, force: true }))
+        )
         const script = [
           "mount -t tmpfs -o mode=0755 none /run/lock",
-          "mount -t tmpfs -o mode=1777 none /tmp",
           `"$0" "$1" try --name ${name}`,
-          `stat -c 'stat {"mode":"%a","uid":%u,"type":"%F"}' /tmp/effect-pidlock-0`
+          `stat -c 'stat {"mode":"%a","uid":%u,"type":"%F"}' ${fallback}`
         ].join(" && ")
         const proc = yield* start("unshare", ["--mount", "sh", "-c", script, process.execPath, HOLDER], {
           env: { PATH: process.env.PATH }
