@@ -545,11 +545,12 @@ const removeSocketOf = ({ fs, paths }: Resolved, record: PidLock.OwnerRecord) =>
 // so it is judged like a holder, and only one whose creator is gone — and
 // that holds nothing but its own owner entry — is removed) and tombstones of
 // interrupted removals (nothing refers to those); and after a takeover, when
-// someone is known to have died, sockets that refuse. Asking every socket on every acquire would cost a
-// connection per live process sharing the home. A socket appears only once
-// it listens (see `Posix.listen`), and one that refuses will never listen
-// again: its process is gone. The staging directories go first, while their
-// creators' sockets can still speak for them.
+// someone is known to have died, sockets that refuse (asking every socket on
+// every acquire would cost a connection per live process sharing the home).
+// A socket appears only once it listens (see `Posix.listen`), and one that
+// refuses will never listen again: its process is gone. The staging
+// directories go first, while their creators' sockets can still speak for
+// them.
 const removeLitter = (resolved: Resolved, keep: string, ownSocket: string | undefined, afterTakeover: boolean) => {
   const { fs, paths, posix } = resolved
   const remove = (name: string) => fs.remove(Path.join(paths.home, name), { force: true, recursive: true })
