@@ -53,10 +53,13 @@ const isWithin = (path: string, ancestor: string): boolean =>
 const parentOf = (path: string): string => path.slice(0, Math.max(1, path.lastIndexOf("/")))
 
 // `stat` reads an entry, not its directory's names: its link count and times
-// change with every name made below, but the lock reads only the type and
-// the owner (of its home), which no call of a contender changes.
+// change with every name made below, but the lock reads only the type, owner
+// and mode of the directory the home lies in, which no call of a contender
+// changes. The `lstat` of the home also reads its link count, which tells
+// whether it holds a directory besides `lock`: it depends on the names made
+// and removed in the home, as a listing does.
 const READS_ENTRY = new Set(["readLink", "readFile", "access", "realPath", "stat", "lstat", "probe"])
-const READS_LISTING = new Set(["readDirectory", "watch"])
+const READS_LISTING = new Set(["readDirectory", "watch", "lstat"])
 
 // A socket `<pid>.<token>.sock` answers while process <pid> lives: a probe
 // reads that process's life as well as the entry.
