@@ -22,6 +22,10 @@ export interface Transition {
   readonly writes: ReadonlyArray<string>
   /** Directories whose list of names is read or watched. */
   readonly listings: ReadonlyArray<string>
+  /** Directories whose link count is read: it counts their subdirectories. */
+  readonly linkCounts: ReadonlyArray<string>
+  /** Directories made, removed or moved: they change their parent's link count. */
+  readonly directories: ReadonlyArray<string>
   /** May change who holds the lock: checked invariants change only at these. */
   readonly visible: boolean
   /** For schedules and messages; equal labels mean the same transition in every replay. */
@@ -56,10 +60,10 @@ const parentOf = (path: string): string => path.slice(0, Math.max(1, path.lastIn
 // change with every name made below, but the lock reads only the type, owner
 // and mode of the directory the home lies in, which no call of a contender
 // changes. The `lstat` of the home also reads its link count, which tells
-// whether it holds a directory besides `lock`: it depends on the names made
-// and removed in the home, as a listing does.
+// whether it holds a directory besides `lock`: it depends on the directories
+// made and removed in the home.
 const READS_ENTRY = new Set(["readLink", "readFile", "access", "realPath", "stat", "lstat", "probe"])
-const READS_LISTING = new Set(["readDirectory", "watch", "lstat"])
+const READS_LISTING = new Set(["readDirectory", "watch"])
 
 // A socket `<pid>.<token>.sock` answers while process <pid> lives: a probe
 // reads that process's life as well as the entry.
@@ -94,11 +98,18 @@ export const callTransition = (
       reads: owner === undefined ? [path] : [path, `/proc/${owner}`],
       writes: [],
       listings: READS_LISTING.has(call.method) ? [path] : [],
+      linkCounts: call.method === "lstat" ? [path] : [],
+      directories: [],
       visible: false,
       label
     }
   }
   const writes = target === undefined ? [path] : [path, target]
+  // The lock's only directories: its home and staging directories, made and
+  // removed, and a staging directory renamed onto `lock`. Its other renames
+  // move an owner entry, a symlink.
+  const movesDirectory = call.method === "makeDirectory" || (call.method === "remove" && call.syscall === "rmdir") ||
+    (call.method === "rename" && target === canonical(lock))
   return {
     actor,
     contender,
@@ -106,6 +117,8 @@ export const callTransition = (
     reads: [],
     writes,
     listings: [],
+    linkCounts: [],
+    directories: movesDirectory ? writes : [],
     visible: writes.some((written) => isWithin(written, lock) || isWithin(lock, written)),
     label
   }
@@ -124,6 +137,8 @@ export const crashTransition = (contender: number, pid: number, holder: boolean)
   reads: [],
   writes: [`/proc/${pid}`],
   listings: [],
+  linkCounts: [],
+  directories: [],
   visible: holder,
   label: `crash of pid ${pid}${holder ? ", the holder" : ""}`
 })
@@ -134,7 +149,8 @@ const affects = (writer: Transition, other: Transition): boolean =>
     other.reads.some((path) => isWithin(path, written)) ||
     other.writes.some((path) => isWithin(path, written)) ||
     other.listings.some((dir) => dir === parentOf(written) || isWithin(dir, written))
-  )
+  ) ||
+  writer.directories.some((directory) => other.linkCounts.includes(parentOf(directory)))
 
 /**
  * Two transitions are dependent when their order can matter: they belong to
