@@ -24,6 +24,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import type * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
@@ -33,6 +34,7 @@ import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/pidLock.js"
+import { describeHolder } from "./internal/ownerRecord.js"
 import { show } from "./internal/text.js"
 import type * as Posix from "./Posix.js"
 import type * as ProcessInfo from "./ProcessInfo.js"
@@ -110,40 +112,63 @@ export interface Options {
 }
 
 /**
- * A held lock. It is released when the scope it was acquired in closes, or
- * earlier by {@link PidLock.release}.
+ * A held lock, whichever backend holds it. It is released when the scope it
+ * was acquired in closes, or earlier by {@link PidLock.release}. `E` is what
+ * the backend's own operations fail with besides {@link LockCompromised}: file
+ * system errors for this module's {@link FileLock}, `SqlError` for `PgLock`'s;
+ * a service that only depends on the {@link PidLock} tag sees either.
  *
  * @since 0.1.0
  * @category models
  */
-export interface PidLock {
+export interface PidLock<E = Cause.YieldableError> {
   readonly [TypeId]: TypeId
   readonly name: string
-  /** The lock directory, `<dir>/<name>/lock`. */
-  readonly path: string
-  /** The owner entry, `<dir>/<name>/lock/<pid>.<token>`. */
-  readonly entry: string
+  /**
+   * Where the lock lives, for messages and logs: the lock directory
+   * `<dir>/<name>/lock`, or for `PgLock` the database and the name.
+   */
+  readonly location: string
+  /**
+   * Grows with every acquisition of this name (1 for the first): a fencing
+   * token for the writes the holder makes, so that a store can refuse a write
+   * stamped with an older generation than one it has seen.
+   */
+  readonly generation: number
   readonly owner: OwnerRecord
   /**
    * Release now rather than when the scope closes. Once it has succeeded, or
-   * failed with {@link LockCompromised} (the owner entry was already gone),
-   * later calls do nothing; after any other failure the next call, or the
-   * scope's finalizer, tries again.
+   * failed with {@link LockCompromised} (the lock was already gone), later
+   * calls do nothing; after any other failure the next call, or the scope's
+   * finalizer, tries again.
    */
-  readonly release: Effect.Effect<void, LockCompromised | PermissionDenied | PlatformError>
+  readonly release: Effect.Effect<void, LockCompromised | E>
   /**
-   * Check now that the owner entry is still ours: it fails with
+   * Check now that the lock is still ours: it fails with
    * {@link LockCompromised} when it is gone or replaced (a deleted lock home,
-   * a temporary-file cleaner, a wrong takeover). After {@link PidLock.release}
-   * there is nothing left to check, and it succeeds.
+   * a temporary-file cleaner, a wrong takeover; a terminated database
+   * session). After {@link PidLock.release} there is nothing left to check,
+   * and it succeeds.
    */
-  readonly verify: Effect.Effect<void, LockCompromised | PermissionDenied | PlatformError>
+  readonly verify: Effect.Effect<void, LockCompromised | E>
   /**
    * Fails with {@link LockCompromised} once the watchdog finds the lock gone or
    * replaced (see `checkInterval`); never succeeds. {@link withLock} races the
    * guarded effect against it.
    */
   readonly lost: Effect.Effect<never, LockCompromised>
+}
+
+/**
+ * A lock held by this module's file lock: a {@link PidLock} with its owner
+ * entry.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface FileLock extends PidLock<PermissionDenied | PlatformError> {
+  /** The owner entry, `<dir>/<name>/lock/<pid>.<token>`. */
+  readonly entry: string
 }
 
 /**
@@ -162,8 +187,8 @@ export const PidLock: Context.Tag<PidLock, PidLock> = internal.tag
  * @category models
  */
 export interface Status {
-  /** The lock directory. */
-  readonly path: string
+  /** Where the lock lives (see {@link PidLock.location}). */
+  readonly location: string
   readonly holder: OwnerRecord
   readonly verdict: ProcessInfo.Verdict
   readonly heldByThisProcess: boolean
@@ -178,7 +203,8 @@ export interface Status {
  * @category errors
  */
 export class LockHeld extends Data.TaggedError("LockHeld")<{
-  readonly path: string
+  /** Where the lock lives (see {@link PidLock.location}). */
+  readonly location: string
   readonly holder: OwnerRecord
   readonly verdict: ProcessInfo.Verdict
   readonly heldByThisProcess: boolean
@@ -187,16 +213,16 @@ export class LockHeld extends Data.TaggedError("LockHeld")<{
    * @since 0.1.0
    */
   get message(): string {
-    const who = internal.describeHolder(this.holder)
+    const who = describeHolder(this.holder)
     if (this.heldByThisProcess) {
-      return `${this.path} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`
+      return `${this.location} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`
     }
     const where = this.verdict._tag === "Foreign"
       ? ` (${
         this.verdict.scope === "host" ? "on another host" : "in another pid namespace"
       }: it cannot be checked, so it counts as alive)`
       : ""
-    return `${this.path} is held by ${who}${where}`
+    return `${this.location} is held by ${who}${where}`
   }
 }
 
@@ -215,7 +241,7 @@ export class StaleLock extends Data.TaggedError("StaleLock")<{
    * @since 0.1.0
    */
   get message(): string {
-    return `${this.path} is stale (${this.reason}): it was held by ${internal.describeHolder(this.holder)}`
+    return `${this.path} is stale (${this.reason}): it was held by ${describeHolder(this.holder)}`
   }
 }
 
@@ -306,14 +332,19 @@ export class CorruptLock extends Data.TaggedError("CorruptLock")<{
  * @category errors
  */
 export class LockCompromised extends Data.TaggedError("LockCompromised")<{
-  readonly path: string
+  /** Where the lock lives (see {@link PidLock.location}). */
+  readonly location: string
   readonly owner: OwnerRecord
+  /** How it was lost, where the backend can tell more than that it is gone. */
+  readonly detail?: string | undefined
 }> {
   /**
    * @since 0.1.0
    */
   get message(): string {
-    return `${this.path} was removed while this process held it: the lock was compromised`
+    return `${this.location} was lost while this process held it (${
+      this.detail ?? "its owner entry was removed"
+    }): the lock was compromised`
   }
 }
 
@@ -341,7 +372,7 @@ export type PidLockError =
 export const acquire: (
   options: Options
 ) => Effect.Effect<
-  PidLock,
+  FileLock,
   PidLockError | PlatformError,
   Scope.Scope | FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
 > = internal.acquire

@@ -238,7 +238,7 @@ const runCommand = Command.make("run", {
     const posix = yield* Posix.Posix
     const socket = lock.owner.socket === undefined
       ? Option.none<number>()
-      : (yield* posix.listen(Path.dirname(lock.path))).descriptor
+      : (yield* posix.listen(Path.dirname(lock.location))).descriptor
     const stdio: ChildProcess.StdioOptions = Option.match(socket, {
       onNone: () => "inherit",
       onSome: (fd) => ["inherit", "inherit", "inherit", fd]
@@ -270,7 +270,7 @@ const STATUS_STALE = 2
 // in the words the library uses everywhere.
 const describeStatus = (status: PidLock.Status): string =>
   status.verdict._tag === "Stale"
-    ? new PidLock.StaleLock({ path: status.path, holder: status.holder, reason: status.verdict.reason }).message
+    ? new PidLock.StaleLock({ path: status.location, holder: status.holder, reason: status.verdict.reason }).message
     : new PidLock.LockHeld(status).message
 
 const statusCommand = Command.make("status", {
@@ -292,7 +292,7 @@ const statusCommand = Command.make("status", {
       yield* Console.log(escapeText(JSON.stringify({
         name,
         state,
-        path: status?.path ?? null,
+        location: status?.location ?? null,
         holder: status?.holder ?? null,
         verdict: status?.verdict ?? null
       })))
@@ -337,12 +337,12 @@ const breakCommand = Command.make("break", {
     // The same compare-and-swap as a takeover: only the entry of the holder
     // judged above is removed. If it is gone, someone broke the lock first,
     // and a holder who moved in since has another entry name, left alone.
-    const entry = Path.join(status.path, `${status.holder.pid}.${status.holder.token}`)
+    const entry = Path.join(status.location, `${status.holder.pid}.${status.holder.token}`)
     const removed = yield* PidLock.breakLock(status)
     yield* Console.log(
       removed
-        ? `broke ${status.path}: removed ${entry} (${describeStatus(status)})`
-        : `${status.path}: ${entry} was already removed by someone else`
+        ? `broke ${status.location}: removed ${entry} (${describeStatus(status)})`
+        : `${status.location}: ${entry} was already removed by someone else`
     )
   })).pipe(
     Command.withDescription(

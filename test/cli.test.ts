@@ -384,7 +384,7 @@ describe("effect-pidlock status", () => {
       assert.include(held.stdout, `is held by pid ${holder.pid}`)
       const heldJson = JSON.parse((yield* runCli("status", "--name", NAME, "--dir", dir, "--json")).stdout)
       assert.strictEqual(heldJson.state, "held")
-      assert.strictEqual(heldJson.path, Path.join(dir, NAME, "lock"))
+      assert.strictEqual(heldJson.location, Path.join(dir, NAME, "lock"))
       assert.strictEqual(heldJson.holder.pid, holder.pid)
       assert.deepStrictEqual(heldJson.verdict, { _tag: "Alive" })
       yield* release(holder)

@@ -269,8 +269,8 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
         const contender = yield* holder(["try", "--name", name], { env: { PATH: process.env.PATH } })
         const error = yield* lineOf(contender, "error")
         assert.deepStrictEqual(
-          { _tag: error._tag, path: error.path, holderPid: error.holderPid, verdict: error.verdict },
-          { _tag: "LockHeld", path: `${home}/lock`, holderPid: owner.pid, verdict: "Alive" },
+          { _tag: error._tag, location: error.location, holderPid: error.holderPid, verdict: error.verdict },
+          { _tag: "LockHeld", location: `${home}/lock`, holderPid: owner.pid, verdict: "Alive" },
           describeProc(contender)
         )
         assert.deepStrictEqual([list(xdg), list(tmp)], [[], []], "nothing in XDG_RUNTIME_DIR nor TMPDIR")

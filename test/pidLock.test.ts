@@ -47,8 +47,8 @@ const lockSuite = (environment: Environment) =>
         const info = yield* ProcessInfo.ProcessInfo
         const lock = yield* Effect.scoped(Effect.gen(function*() {
           const lock = yield* PidLock.acquire({ name: NAME, dir })
-          assert.strictEqual(lock.path, Path.join(home, "lock"))
-          assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [entryNameOf(lock.owner)])
+          assert.strictEqual(lock.location, Path.join(home, "lock"))
+          assert.deepStrictEqual(yield* entriesOf(fs, lock.location), [entryNameOf(lock.owner)])
           const record = JSON.parse(yield* fs.readLink(lock.entry))
           assert.deepStrictEqual(Object.keys(record), [
             "v", "pid", "startTime", "bootId", "pidNamespace", "hostname", "cmdline",
@@ -64,7 +64,7 @@ const lockSuite = (environment: Environment) =>
           assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock", record.socket].sort())
           return lock
         }))
-        assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [])
+        assert.deepStrictEqual(yield* entriesOf(fs, lock.location), [])
         // The socket stays for the next acquisition: it is made once per process and home.
         assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock", lock.owner.socket!].sort())
       }))
@@ -74,7 +74,7 @@ const lockSuite = (environment: Environment) =>
         const posix = yield* Posix.Posix
         const lock = yield* PidLock.acquire({ name: NAME, dir })
         assert.strictEqual((yield* posix.lstat(home)).mode & 0o7777, 0o700)
-        assert.strictEqual((yield* posix.lstat(lock.path)).mode & 0o7777, 0o700)
+        assert.strictEqual((yield* posix.lstat(lock.location)).mode & 0o7777, 0o700)
         yield* lock.release
         assert.deepStrictEqual((yield* entriesOf(fs, home)).filter((name) => name.endsWith(".gone")), [])
       }))
@@ -157,7 +157,7 @@ const lockSuite = (environment: Environment) =>
       Effect.gen(function*() {
         yield* fs.makeDirectory(Path.join(home, "lock"), { recursive: true })
         const lock = yield* PidLock.acquire({ name: NAME, dir })
-        assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [entryNameOf(lock.owner)])
+        assert.deepStrictEqual(yield* entriesOf(fs, lock.location), [entryNameOf(lock.owner)])
       }))
 
     test("a live holder gives LockHeld naming it, and nothing is changed", ({ dir, fs, home, live }) =>
@@ -228,7 +228,7 @@ const lockSuite = (environment: Environment) =>
           const status = yield* PidLock.inspect({ name: NAME, dir })
           assert.deepStrictEqual(Option.map(status, (s) => s.verdict), Option.some(ProcessInfo.Verdict.Stale({ reason })))
           const lock = yield* PidLock.acquire({ name: NAME, dir })
-          assert.deepStrictEqual(yield* entriesOf(fs, lock.path), [entryNameOf(lock.owner)])
+          assert.deepStrictEqual(yield* entriesOf(fs, lock.location), [entryNameOf(lock.owner)])
           assert.isFalse(yield* isLink(fs, staleEntry))
           assert.strictEqual(logs.filter((line) => line.includes(`taking over`) && line.includes(`pid ${stale.pid}`) && line.includes(reason)).length, 1)
         }))
@@ -320,7 +320,7 @@ const lockSuite = (environment: Environment) =>
           assert.deepStrictEqual(yield* entriesOf(fs, Path.join(home, "lock")), [entryNameOf(lock.owner)])
           return lock
         }))
-        assert.isFalse(yield* isLink(fs, lock.entry))
+        assert.isFalse(yield* isLink(fs, Path.join(lock.location, entryNameOf(lock.owner))))
       }))
 
     test("inspect: None when free, the holder and verdict when held, and it changes nothing", ({ dir, fs, home, live }) =>
@@ -331,7 +331,7 @@ const lockSuite = (environment: Environment) =>
         const before = yield* snapshot(fs, dir)
         const status = yield* PidLock.inspect({ name: NAME, dir })
         assert.deepStrictEqual(status, Option.some({
-          path: Path.join(home, "lock"),
+          location: Path.join(home, "lock"),
           holder,
           verdict: ProcessInfo.Verdict.Alive(),
           heldByThisProcess: false

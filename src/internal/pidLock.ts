@@ -8,23 +8,22 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import * as PidLock from "../PidLock.js"
 import type * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf, isNotFound } from "./errno.js"
-import { escapeText, show } from "./text.js"
+import { makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
+import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
+import { validateCheckInterval, validateName, validateObject, validateWait } from "./options.js"
+import { show } from "./text.js"
 import { tag as posixTag } from "./posix.js"
 import { isSameProcess, tag as processInfoTag } from "./processInfo.js"
 
@@ -38,9 +37,6 @@ export const tag = Context.GenericTag<PidLock.PidLock>("effect-pidlock/PidLock")
 // Options
 // -----------------------------------------------------------------------------
 
-const NAME_MAX_LENGTH = 100
-const NAME_CHARACTER = /[A-Za-z0-9._-]/
-
 interface Paths {
   readonly name: string
   /** Where the lock home is made. */
@@ -49,30 +45,6 @@ interface Paths {
   readonly perUser: boolean
   readonly home: string
   readonly lock: string
-}
-
-const validateObject = (options: unknown): Either.Either<Record<string, unknown>, PidLock.InvalidOptions> =>
-  typeof options === "object" && options !== null
-    ? Either.right(options as Record<string, unknown>)
-    : Either.left(
-      new PidLock.InvalidOptions({ option: "options", value: options, reason: "must be an object such as { name: \"app\" }" })
-    )
-
-const validateName = (name: unknown): Either.Either<string, PidLock.InvalidOptions> => {
-  const invalid = (reason: string) => Either.left(new PidLock.InvalidOptions({ option: "name", value: name, reason }))
-  if (typeof name !== "string") return invalid("must be a string")
-  if (name.length === 0) return invalid("must not be empty")
-  if (name.length > NAME_MAX_LENGTH) {
-    return invalid(`is ${name.length} characters long; at most ${NAME_MAX_LENGTH} are allowed`)
-  }
-  for (let index = 0; index < name.length; index++) {
-    const character = name[index]!
-    if (!NAME_CHARACTER.test(character)) {
-      return invalid(`character ${show(character)} at index ${index} is not allowed; use A-Z a-z 0-9 . _ -`)
-    }
-  }
-  if (name.startsWith(".")) return invalid(`must not start with "."`)
-  return Either.right(name)
 }
 
 const validateDir = (
@@ -180,59 +152,13 @@ const isNotADirectory = hasCode("ENOTDIR")
 // is a file), does not exist.
 const isAbsent = hasCode("ENOENT", "ENOTDIR")
 
-/** @internal */
-export const describeHolder = (holder: PidLock.OwnerRecord): string => {
-  const command = holder.cmdline.join(" ")
-  return `pid ${holder.pid} on ${escapeText(holder.hostname)} since ${escapeText(holder.acquiredAt)}` +
-    (command === "" ? "" : ` (${show(command).slice(1, -1)})`)
-}
-
 // -----------------------------------------------------------------------------
 // Owner record
 // -----------------------------------------------------------------------------
 
-// The holder's socket, `<pid>.<token>.sock` in the lock home: a bare name,
-// so that a planted record cannot send a contender to connect elsewhere.
-const SOCKET_NAME = /^\d+\.[0-9a-f]+\.sock$/
-
-// Release 0.1 wrote records without `machineId` and `socket`; they still
-// decode, and are judged without them.
-const OwnerRecordSchema = Schema.Struct({
-  v: Schema.Literal(1),
-  pid: Schema.Int.pipe(Schema.positive()),
-  startTime: Schema.String.pipe(Schema.pattern(/^\d+$/)),
-  bootId: Schema.String,
-  pidNamespace: Schema.String,
-  hostname: Schema.String,
-  machineId: Schema.optional(Schema.String),
-  cmdline: Schema.Array(Schema.String),
-  acquiredAt: Schema.String,
-  token: Schema.String.pipe(Schema.pattern(/^[0-9a-f]+$/)),
-  socket: Schema.optional(Schema.String.pipe(Schema.pattern(SOCKET_NAME)))
-})
-
-const decodeRecord = Schema.decodeUnknownEither(Schema.parseJson(OwnerRecordSchema))
-
-// A symlink target is at most PATH_MAX - 1 (4095) bytes on Linux; a long
-// command line is cut to the arguments that fit, measured once each.
-const RECORD_MAX_BYTES = 3072
-
-const encodeRecord = (record: PidLock.OwnerRecord): string => {
-  let budget = RECORD_MAX_BYTES - Buffer.byteLength(JSON.stringify({ ...record, cmdline: [] }))
-  let kept = 0
-  for (const arg of record.cmdline) {
-    budget -= Buffer.byteLength(JSON.stringify(arg)) + 1
-    if (budget < 0) break
-    kept++
-  }
-  return JSON.stringify(kept === record.cmdline.length ? record : { ...record, cmdline: record.cmdline.slice(0, kept) })
-}
-
 const ENTRY_NAME = /^(\d+)\.([0-9a-f]+)$/
 
 const entryName = (record: { readonly pid: number; readonly token: string }) => `${record.pid}.${record.token}`
-
-const newToken = () => Crypto.randomBytes(8).toString("hex")
 
 interface Holder {
   /** The owner entry's path. */
@@ -575,7 +501,7 @@ const removeLitter = (resolved: Resolved, keep: string, ownSocket: string | unde
     Effect.flatMap((names) =>
       Effect.all([
         each(names.filter((name) => name !== keep && ENTRY_NAME.test(name)), removeStagingIfAbandoned),
-        each(names.filter((name) => name.endsWith(TOMBSTONE_SUFFIX)), remove),
+        each(names.filter((name) => name.endsWith(TOMBSTONE_SUFFIX) || GENERATION_PART.test(name)), remove),
         each(
           afterTakeover ? names.filter((name) => name !== ownSocket && SOCKET_NAME.test(name)) : [],
           removeSocketIfRefused
@@ -609,6 +535,7 @@ interface Taken {
   readonly owner: PidLock.OwnerRecord
   /** The owner entry's target: the encoded record. */
   readonly text: string
+  readonly generation: number
 }
 
 const take = (
@@ -655,7 +582,7 @@ const take = (
         const verdict = yield* judgeHolder(resolved, record)
         if (verdict._tag !== "Stale") {
           return yield* new PidLock.LockHeld({
-            path: paths.lock,
+            location: paths.lock,
             holder: record,
             verdict,
             heldByThisProcess: isSameProcess(record, info.self)
@@ -678,8 +605,14 @@ const take = (
     }).pipe(
       Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
     )
+    const entry = Path.join(paths.lock, name)
+    // A lock whose counter cannot be advanced is given back: a holder without
+    // a generation could not fence its writes.
+    const generation = yield* advanceGeneration(resolved, name).pipe(
+      Effect.tapError(() => Effect.ignore(removeEntry(fs, entry)))
+    )
     if (tookOver || mayHoldStaging(home)) yield* removeLitter(resolved, name, owner.socket, tookOver)
-    return { entry: Path.join(paths.lock, name), owner, text }
+    return { entry, owner, text, generation }
   }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
 
 // Removes the owner entry at `entry` (`<home>/lock/<pid>.<token>`) if it is
@@ -712,69 +645,69 @@ const removeStaging = (fs: FileSystem.FileSystem, staging: string) =>
     Effect.catchAll((error) => Effect.logWarning(`PidLock: could not remove staging directory ${staging}`, error))
   )
 
-type ReleaseError = PidLock.LockCompromised | PidLock.PermissionDenied | PlatformError
+// The counter of acquisitions in the lock home: a symbolic link whose target
+// is the last generation handed out. Only the holder writes it, through a
+// link of its own renamed over it, so that a crash leaves the old count or
+// the new one, and a link of a crashed holder's is litter.
+const GENERATION = "generation"
+const GENERATION_PART = /^generation\.\d+\.[0-9a-f]+$/
+const GENERATION_TEXT = /^(0|[1-9]\d{0,15})$/
+
+const advanceGeneration = ({ fs, paths }: Resolved, name: string): Effect.Effect<number, PidLock.CorruptLock | PlatformError> => {
+  const counter = Path.join(paths.home, GENERATION)
+  const unreadable = (detail: string) => Effect.fail(corrupt(counter, "UnreadableRecord", detail))
+  return fs.readLink(counter).pipe(
+    Effect.flatMap((text) =>
+      GENERATION_TEXT.test(text) && Number.isSafeInteger(Number(text) + 1)
+        ? Effect.succeed(Number(text))
+        : unreadable(`generation counter ${show(text)} is not a whole number`)
+    ),
+    Effect.catchIf(isNotFound, () => Effect.succeed(0)),
+    Effect.catchIf(isNotALink, () => unreadable("generation counter is not a symbolic link")),
+    Effect.flatMap((last) => {
+      const next = Path.join(paths.home, `${GENERATION}.${name}`)
+      return fs.symlink(String(last + 1), next).pipe(
+        Effect.zipRight(fs.rename(next, counter)),
+        Effect.as(last + 1)
+      )
+    })
+  )
+}
 
 const makeLock = (
   { fs, paths }: Resolved,
   taken: Taken,
   lost: Deferred.Deferred<never, PidLock.LockCompromised>
-): PidLock.PidLock => {
-  // `releasing` from the start of our own removal, so that neither `verify`
-  // nor the watchdog takes it for a loss; back to `held` after a failure
-  // other than a compromise, so that the next call (or the scope's finalizer)
-  // tries again.
-  let state: "held" | "releasing" | "released" = "held"
-  let inFlight: Deferred.Deferred<void, ReleaseError> | undefined
+): PidLock.FileLock => {
   // Made only when it happens: an error captures a stack trace, too dear to
   // pay on every acquisition.
-  const compromised = () => new PidLock.LockCompromised({ path: paths.lock, owner: taken.owner })
-  const removal = removeEntry(fs, taken.entry).pipe(
+  const compromised = () => new PidLock.LockCompromised({ location: paths.lock, owner: taken.owner })
+  const { isHeld, release } = makeReleaser(removeEntry(fs, taken.entry).pipe(
     Effect.mapError(refineError),
     Effect.flatMap((removed) => removed ? Effect.void : Effect.fail(compromised()))
-  )
-  // One removal in flight at a time, its outcome shared by every caller.
-  const release = Effect.suspend((): Effect.Effect<void, ReleaseError> => {
-    if (state === "released") return Effect.void
-    if (inFlight !== undefined) return Deferred.await(inFlight)
-    const deferred = Deferred.unsafeMake<void, ReleaseError>(FiberId.none)
-    inFlight = deferred
-    state = "releasing"
-    return removal.pipe(
-      Effect.onExit((exit) => {
-        const retryable = Exit.isFailure(exit) &&
-          !Option.exists(Cause.failureOption(exit.cause), (error) => error._tag === "LockCompromised")
-        state = retryable ? "held" : "released"
-        inFlight = undefined
-        return Deferred.done(deferred, exit)
-      })
-    )
-  }).pipe(Effect.uninterruptible)
+  ))
   const verify = Effect.suspend(() =>
-    state !== "held" ? Effect.void : fs.readLink(taken.entry).pipe(
+    !isHeld() ? Effect.void : fs.readLink(taken.entry).pipe(
       Effect.flatMap((text) => text === taken.text ? Effect.void : Effect.fail(compromised())),
       // The home or the lock directory replaced by a file is a loss too.
       Effect.catchIf(isAbsent, () => Effect.fail(compromised())),
       Effect.mapError((error) => error._tag === "LockCompromised" ? error : refineError(error)),
       // Our own release may have begun while we looked: what it removes is no loss.
-      Effect.catchAll((error) => state === "held" ? Effect.fail(error) : Effect.void)
+      Effect.catchAll((error) => isHeld() ? Effect.fail(error) : Effect.void)
     )
   )
-  return tag.of({
+  return {
     [TypeId]: TypeId,
     name: paths.name,
-    path: paths.lock,
+    location: paths.lock,
+    generation: taken.generation,
     entry: taken.entry,
     owner: taken.owner,
     release,
     verify,
     lost: Deferred.await(lost)
-  })
+  }
 }
-
-// A release that fails for a passing reason (EIO, EINTR) is tried again at
-// once: it is one rename of our own entry.
-const releaseRetried = (lock: PidLock.PidLock) =>
-  lock.release.pipe(Effect.retry({ times: 2, while: (error) => error._tag !== "LockCompromised" }))
 
 // The next change in the directory at `path`. A watch that cannot be armed
 // (the directory is gone, or no watches are left) never fires, so that the
@@ -796,39 +729,6 @@ const withWatch = <A, E, R>(
     Effect.fork(nextChange(fs, path)),
     (watch) => Effect.ensuring(body(Fiber.join(watch)), Fiber.interrupt(watch))
   )
-
-// Checks the owner entry at once, then on every change in the lock directory
-// and at least every `interval`, and completes `lost` when it is gone or
-// replaced. Nothing that its watch or a check does ends it: a round that
-// fails in any way is logged, and the next one comes after `interval`.
-const watchdog = (
-  fs: FileSystem.FileSystem,
-  lock: PidLock.PidLock,
-  lost: Deferred.Deferred<never, PidLock.LockCompromised>,
-  interval: Duration.Duration
-): Effect.Effect<void> => {
-  const round = withWatch(fs, lock.path, (change) =>
-    Effect.gen(function*() {
-      const checked = yield* Effect.either(lock.verify)
-      if (checked._tag === "Left") {
-        if (checked.left._tag === "LockCompromised") {
-          yield* Deferred.fail(lost, checked.left)
-          return false
-        }
-        yield* Effect.logWarning(`PidLock: could not check ${lock.entry}: ${checked.left.message}`)
-      }
-      yield* Effect.raceFirst(change, Effect.sleep(interval))
-      return true
-    })).pipe(
-      Effect.catchAllCause((cause) =>
-        Effect.logWarning(`PidLock: the watchdog of ${lock.entry} failed; it goes on`, cause).pipe(
-          Effect.zipRight(Effect.sleep(interval)),
-          Effect.as(true)
-        )
-      )
-    )
-  return Effect.asVoid(Effect.iterate(true, { while: (held) => held, body: () => round }))
-}
 
 const POLL_FIRST = Duration.millis(10)
 const POLL_MAX = Duration.seconds(1)
@@ -872,33 +772,6 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
   })
 }
 
-const validateWait = (
-  wait: unknown
-): Either.Either<Duration.Duration | Schedule.Schedule<unknown, PidLock.LockHeld> | undefined, PidLock.InvalidOptions> => {
-  if (wait === undefined || Schedule.isSchedule(wait)) {
-    return Either.right(wait as Schedule.Schedule<unknown, PidLock.LockHeld> | undefined)
-  }
-  return Option.match(Duration.decodeUnknown(wait), {
-    onNone: () =>
-      Either.left(new PidLock.InvalidOptions({ option: "wait", value: wait, reason: "must be a duration or a Schedule" })),
-    onSome: Either.right
-  })
-}
-
-const DEFAULT_CHECK_INTERVAL = Duration.seconds(5)
-
-const validateCheckInterval = (interval: unknown): Either.Either<Duration.Duration | false, PidLock.InvalidOptions> => {
-  if (interval === false) return Either.right(false)
-  if (interval === undefined) return Either.right(DEFAULT_CHECK_INTERVAL)
-  return Option.match(Option.filter(Duration.decodeUnknown(interval), (duration) => Duration.greaterThan(duration, Duration.zero)), {
-    onNone: () =>
-      Either.left(
-        new PidLock.InvalidOptions({ option: "checkInterval", value: interval, reason: "must be a positive duration, or false" })
-      ),
-    onSome: Either.right
-  })
-}
-
 const services: Effect.Effect<Services, never, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix> = Effect.all({
   fs: FileSystem.FileSystem,
   info: processInfoTag,
@@ -927,14 +800,15 @@ export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.O
   const lost = yield* Deferred.make<never, PidLock.LockCompromised>()
   const attempt = Effect.acquireRelease(
     Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, lost)),
-    (lock) =>
-      releaseRetried(lock).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`PidLock: release of ${lock.path} failed: ${error.message}`))
-      )
+    releaseInFinalizer
   )
   const lock = yield* wait === undefined ? attempt : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
   // Forked after the release was registered, so it is stopped before the release runs.
-  if (checkInterval !== false) yield* Effect.forkScoped(watchdog(resolved.fs, lock, lost, checkInterval))
+  if (checkInterval !== false) {
+    yield* Effect.forkScoped(
+      watchdog(lock, lost, checkInterval, (check) => withWatch(resolved.fs, resolved.paths.lock, check))
+    )
+  }
   return lock
 })
 
@@ -956,10 +830,7 @@ export const withLock = dual<
     self: Effect.Effect<A, E, R>,
     options: PidLock.Options
   ) => Effect.Effect<A, E | PidLock.PidLockError | PlatformError, Exclude<R, Scope.Scope> | Requirements>
->(2, (self, options) =>
-  Effect.scoped(
-    Effect.flatMap(acquire(options), (lock) => Effect.zipLeft(Effect.raceFirst(self, lock.lost), releaseRetried(lock)))
-  ))
+>(2, (self, options) => withLockOf(acquire(options), self))
 
 /** @internal */
 export const inspect = Effect.fn("PidLock.inspect")(function*(
@@ -979,7 +850,7 @@ export const inspect = Effect.fn("PidLock.inspect")(function*(
   const { record } = holder.value
   const verdict = yield* Effect.mapError(judgeHolder(resolved, record), refineError)
   return Option.some<PidLock.Status>({
-    path: paths.lock,
+    location: paths.lock,
     holder: record,
     verdict,
     heldByThisProcess: isSameProcess(record, info.self)
@@ -989,5 +860,5 @@ export const inspect = Effect.fn("PidLock.inspect")(function*(
 /** @internal */
 export const breakLock = Effect.fn("PidLock.breakLock")(function*(status: PidLock.Status) {
   const fs = yield* FileSystem.FileSystem
-  return yield* removeEntry(fs, Path.join(status.path, entryName(status.holder))).pipe(Effect.mapError(refineError))
+  return yield* removeEntry(fs, Path.join(status.location, entryName(status.holder))).pipe(Effect.mapError(refineError))
 })

@@ -169,7 +169,7 @@ const acquireLock = async (
   let releasing: Promise<void> | undefined
   return {
     name: lock.name,
-    path: lock.path,
+    path: lock.location,
     entry: lock.entry,
     owner: lock.owner,
     // `lost` is let go of first: the watchdog, still running until the scope

@@ -1,0 +1,121 @@
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import type * as Scope from "effect/Scope"
+import type * as PidLock from "../PidLock.js"
+
+// What both backends do with a lock once it is held: one release in flight,
+// the watchdog, and `withLock`.
+
+const isCompromised = (error: unknown): error is PidLock.LockCompromised => Predicate.isTagged(error, "LockCompromised")
+
+/** @internal */
+export interface Releaser<E> {
+  readonly release: Effect.Effect<void, PidLock.LockCompromised | E>
+  /** False from the start of our own release: what it removes is no loss. */
+  readonly isHeld: () => boolean
+}
+
+/**
+ * Runs `removal` at most once at a time, its outcome shared by every caller.
+ * The lock counts as released from the start of the removal, so that
+ * neither `verify` nor the watchdog takes it for a loss; as held again after
+ * a failure other than a compromise, so that the next call (or the scope's
+ * finalizer) tries again.
+ *
+ * @internal
+ */
+export const makeReleaser = <E>(removal: Effect.Effect<void, PidLock.LockCompromised | E>): Releaser<E> => {
+  let state: "held" | "releasing" | "released" = "held"
+  let inFlight: Deferred.Deferred<void, PidLock.LockCompromised | E> | undefined
+  const release = Effect.suspend((): Effect.Effect<void, PidLock.LockCompromised | E> => {
+    if (state === "released") return Effect.void
+    if (inFlight !== undefined) return Deferred.await(inFlight)
+    const deferred = Deferred.unsafeMake<void, PidLock.LockCompromised | E>(FiberId.none)
+    inFlight = deferred
+    state = "releasing"
+    return removal.pipe(
+      Effect.onExit((exit) => {
+        const retryable = Exit.isFailure(exit) &&
+          !Option.exists(Cause.failureOption(exit.cause), isCompromised)
+        state = retryable ? "held" : "released"
+        inFlight = undefined
+        return Deferred.done(deferred, exit)
+      })
+    )
+  }).pipe(Effect.uninterruptible)
+  return { release, isHeld: () => state === "held" }
+}
+
+// A release that fails for a passing reason (EIO, a dropped connection) is
+// tried again at once.
+/** @internal */
+export const releaseRetried = <E>(lock: PidLock.PidLock<E>) =>
+  lock.release.pipe(Effect.retry({ times: 2, while: (error) => !isCompromised(error) }))
+
+/** @internal */
+export const releaseInFinalizer = <E extends { readonly message: string }>(
+  lock: PidLock.PidLock<E>
+) =>
+  releaseRetried(lock).pipe(
+    Effect.catchAll((error) => Effect.logWarning(`PidLock: release of ${lock.location} failed: ${error.message}`))
+  )
+
+/**
+ * Checks the lock at once, then on every `change` and at least every
+ * `interval`, and completes `lost` when it is gone. Nothing that a check
+ * does ends it: a round that fails in any way is logged, and the next one
+ * comes after `interval`. `round` arms what `change` waits for before the
+ * check, so that a change made while it looks is still seen.
+ *
+ * @internal
+ */
+export const watchdog = <E extends { readonly message: string }>(
+  lock: PidLock.PidLock<E>,
+  lost: Deferred.Deferred<never, PidLock.LockCompromised>,
+  interval: Duration.Duration,
+  round: (check: (change: Effect.Effect<void>) => Effect.Effect<boolean>) => Effect.Effect<boolean>
+): Effect.Effect<void> => {
+  const check = (change: Effect.Effect<void>) =>
+    Effect.gen(function*() {
+      const checked = yield* Effect.either(lock.verify)
+      if (checked._tag === "Left") {
+        if (isCompromised(checked.left)) {
+          yield* Deferred.fail(lost, checked.left)
+          return false
+        }
+        yield* Effect.logWarning(`PidLock: could not check ${lock.location}: ${checked.left.message}`)
+      }
+      yield* Effect.raceFirst(change, Effect.sleep(interval))
+      return true
+    })
+  const guarded = round(check).pipe(
+    Effect.catchAllCause((cause) =>
+      Effect.logWarning(`PidLock: the watchdog of ${lock.location} failed; it goes on`, cause).pipe(
+        Effect.zipRight(Effect.sleep(interval)),
+        Effect.as(true)
+      )
+    )
+  )
+  return Effect.asVoid(Effect.iterate(true, { while: (held) => held, body: () => guarded }))
+}
+
+/**
+ * Runs `self` while holding the lock that `acquire` takes: a lock lost
+ * meanwhile interrupts it, and the release at the end is part of its
+ * outcome.
+ *
+ * @internal
+ */
+export const withLockOf = <EL, EA, RA, A, E, R>(
+  acquire: Effect.Effect<PidLock.PidLock<EL>, EA, RA>,
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | EA | EL | PidLock.LockCompromised, Exclude<R | RA, Scope.Scope>> =>
+  Effect.scoped(
+    Effect.flatMap(acquire, (lock) => Effect.zipLeft(Effect.raceFirst(self, lock.lost), releaseRetried(lock)))
+  )
