@@ -220,7 +220,7 @@ describe("waiting on the test clock", () => {
         Effect.flatMap((context) => Effect.provide(PidLock.PidLock, context)),
         Effect.withConfigProvider(provider)
       )
-      assert.strictEqual(lock.path, "/tmp/locks/nightly/lock")
+      assert.strictEqual(lock.location, "/tmp/locks/nightly/lock")
       const missing = yield* Effect.flip(Layer.build(PidLock.layerConfig({ name: Config.string("APP_LOCK") })).pipe(
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
       ))
