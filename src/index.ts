@@ -23,3 +23,6 @@ export * as ProcessInfo from "./ProcessInfo.js"
  * @since 0.2.0
  */
 export * as Posix from "./Posix.js"
+
+// `PgLock` is imported as `effect-pidlock/PgLock` only: its optional peer
+// dependencies (`@effect/sql`, `@effect/sql-pg`) must not load with the rest.
