@@ -8,7 +8,7 @@ import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 
 const Server = Layer.scopedDiscard(Effect.gen(function*() {
   const lock = yield* PidLock.PidLock
-  yield* Effect.log(`single instance, holding ${lock.path}`)
+  yield* Effect.log(`single instance, holding ${lock.location}`)
 }))
 
 const Main = Server.pipe(
