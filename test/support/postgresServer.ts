@@ -177,7 +177,7 @@ const runnableNative = (folder: string) =>
     if (installed._tag === "Right") return native
     const copy = Path.join(folder, "native")
     process.stderr.write(
-      `postgres: the binaries in ${native} do not run as uid ${process.getuid?.()} ` +
+      `postgres: the binaries in ${native} do not run as uid ${serverUser()?.uid ?? process.getuid?.()} ` +
         `(${installed.left.message.split("\n")[0]}); running a copy in ${copy}\n`
     )
     yield* copyNative(native, copy)
