@@ -121,7 +121,7 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export interface PidLock<E = Cause.YieldableError> {
+export interface PidLock<E = BackendError> {
   readonly [TypeId]: TypeId
   readonly name: string
   /**
@@ -157,6 +157,17 @@ export interface PidLock<E = Cause.YieldableError> {
    * guarded effect against it.
    */
   readonly lost: Effect.Effect<never, LockCompromised>
+}
+
+/**
+ * What a backend's own operations fail with, as a service that depends only
+ * on the {@link PidLock} tag sees it: a tagged error of either backend.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export interface BackendError extends Cause.YieldableError {
+  readonly _tag: string
 }
 
 /**
