@@ -2,10 +2,11 @@
 /**
  * The `effect-pidlock` command: guard a shell command with a lock, as
  * `flock -n` does (`run`), see who holds a lock (`status`), and remove a dead
- * holder's lock by hand (`break`).
+ * holder's lock by hand (`break`); on a file lock, or over PostgreSQL.
  *
  * Only deep module paths are imported: a package's root module loads all of
- * it, which costs hundreds of milliseconds at every start.
+ * it, which costs hundreds of milliseconds at every start. The PostgreSQL
+ * modules (and `pg`) are imported only when PostgreSQL is used.
  *
  * @since 0.1.0
  */
@@ -15,13 +16,17 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
+import type { PlatformError } from "@effect/platform/Error"
 import type { Teardown } from "@effect/platform/Runtime"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -30,9 +35,13 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { validateName } from "./internal/options.js"
 import { escapeText } from "./internal/text.js"
 import * as PidLock from "./PidLock.js"
 import * as Posix from "./Posix.js"
@@ -42,13 +51,18 @@ import * as ProcessInfo from "./ProcessInfo.js"
 // mistake in the call and from a broken lock.
 const EX_USAGE = 64
 const EX_DATAERR = 65
+const EX_UNAVAILABLE = 69
 const EX_SOFTWARE = 70
 const EX_IOERR = 74
 const EX_TEMPFAIL = 75
 const EX_NOPERM = 77
+const EX_CONFIG = 78
 
-const ERROR_EXIT_CODES = `Exit codes on failure: ${EX_USAGE} bad arguments (e.g. a name with "/"), ${EX_DATAERR} a corrupt ` +
-  `lock (left untouched), ${EX_NOPERM} permission denied, ${EX_IOERR} any other I/O error.`
+const ERROR_EXIT_CODES = `Exit codes on failure: ${EX_USAGE} bad arguments (e.g. a name with "/", --dir with ` +
+  `--postgres), ${EX_DATAERR} a corrupt lock (left untouched), ${EX_NOPERM} permission denied (by the file system, ` +
+  `or PostgreSQL refusing the credentials or a privilege), ${EX_IOERR} any other I/O error, ${EX_UNAVAILABLE} ` +
+  `PostgreSQL cannot be reached or fails (or @effect/sql-pg is not installed), ${EX_CONFIG} the database url is ` +
+  `not a postgresql:// url.`
 
 // Each command ends by setting `process.exitCode`; the teardown below hands it
 // to `process.exit`.
@@ -65,9 +79,23 @@ const nameOption = Options.text("name").pipe(
   Options.withDescription("The lock name: 1 to 100 characters of A-Z a-z 0-9 . _ -, not starting with \".\".")
 )
 
+const DATABASE_URL_VARIABLE = "PIDLOCK_DATABASE_URL"
+
 const dirOption = Options.text("dir").pipe(
   Options.withDescription(
-    "Where the lock lives (<dir>/<name>/lock). Default: $PIDLOCK_DIR, else /run/lock/effect-pidlock-<euid> (or /tmp/effect-pidlock-<euid>)."
+    "Where the file lock lives (<dir>/<name>/lock). Default: $PIDLOCK_DIR, else /run/lock/effect-pidlock-<euid> " +
+      `(or /tmp/effect-pidlock-<euid>). Given, it means the file lock even when $${DATABASE_URL_VARIABLE} is set; ` +
+      "it cannot be combined with --postgres."
+  ),
+  Options.optional
+)
+
+const postgresOption = Options.redacted("postgres").pipe(
+  Options.withDescription(
+    "Take the lock over PostgreSQL at this url (postgresql://user:password@host:port/database), one lock for " +
+      `every host that reaches the server, instead of a file lock. Default: $${DATABASE_URL_VARIABLE}, unless ` +
+      "--dir is given. The url is never printed; a command line is visible to other users (ps), so prefer the " +
+      "variable, or a url without the password and PGPASSWORD."
   ),
   Options.optional
 )
@@ -121,6 +149,189 @@ const conflictExitCodeOption = Options.integer("conflict-exit-code").pipe(
       : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--conflict-exit-code ${code} is not an exit code (0 to 255)`)))
   )
 )
+
+// -----------------------------------------------------------------------------
+// Backends
+// -----------------------------------------------------------------------------
+
+class ConflictingOptions extends Data.TaggedError("ConflictingOptions")<{ readonly message: string }> {}
+
+/** A database url that cannot be used; its text is never shown, only where it came from. */
+class InvalidDatabaseUrl extends Data.TaggedError("InvalidDatabaseUrl")<{
+  readonly source: string
+  readonly reason: string
+}> {
+  get message(): string {
+    return `${this.source} ${this.reason}`
+  }
+}
+
+/** PostgreSQL cannot be used: not installed, not reached, or failing. */
+class PostgresUnavailable extends Data.TaggedError("PostgresUnavailable")<{ readonly message: string }> {}
+
+/** The server refused the credentials or a privilege (SQLSTATE class 28, or 42501). */
+class PostgresRefused extends Data.TaggedError("PostgresRefused")<{ readonly message: string }> {}
+
+type BackendError =
+  | PidLock.PidLockError
+  | PlatformError
+  | ConflictingOptions
+  | InvalidDatabaseUrl
+  | PostgresUnavailable
+  | PostgresRefused
+
+/** The same three operations on a file lock or over PostgreSQL. */
+interface Backend {
+  readonly _tag: "File" | "Postgres"
+  readonly acquire: (options: {
+    readonly name: string
+    readonly wait: Duration.Duration | undefined
+  }) => Effect.Effect<PidLock.PidLock<unknown>, BackendError, Scope.Scope>
+  readonly inspect: (name: string) => Effect.Effect<Option.Option<PidLock.Status>, BackendError>
+  readonly breakLock: (status: PidLock.Status) => Effect.Effect<boolean, BackendError>
+}
+
+const fileBackend = (dir: string | undefined) =>
+  Effect.map(
+    Effect.context<FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix>(),
+    (context): Backend => ({
+      _tag: "File",
+      acquire: ({ name, wait }) => Effect.provide(PidLock.acquire({ name, dir, wait }), context),
+      inspect: (name) => Effect.provide(PidLock.inspect({ name, dir }), context),
+      breakLock: (status) => Effect.provide(PidLock.breakLock(status), context)
+    })
+  )
+
+interface DatabaseUrl {
+  readonly url: Redacted.Redacted<string>
+  /** The server and database without credentials, as the lock's location names them: what messages show. */
+  readonly server: string
+  /** What must never reach the output: the url and its password, as written and decoded. */
+  readonly secrets: ReadonlyArray<string>
+}
+
+const parseDatabaseUrl = (url: Redacted.Redacted<string>, source: string): Effect.Effect<DatabaseUrl, InvalidDatabaseUrl> =>
+  Effect.suspend(() => {
+    const invalid = (reason: string) => Effect.fail(new InvalidDatabaseUrl({ source, reason }))
+    const text = Redacted.value(url)
+    if (text.trim() === "") return invalid("is empty")
+    let parsed: URL
+    try {
+      parsed = new URL(text)
+    } catch {
+      return invalid("is not a url: write postgresql://user:password@host:port/database")
+    }
+    if (parsed.protocol !== "postgresql:" && parsed.protocol !== "postgres:") {
+      return invalid("is not a postgresql:// url: write postgresql://user:password@host:port/database")
+    }
+    let decodedPassword = parsed.password
+    try {
+      decodedPassword = decodeURIComponent(parsed.password)
+    } catch {
+      // A malformed escape: the password is used as written.
+    }
+    return Effect.succeed({
+      url,
+      server: `postgresql://${parsed.hostname}:${parsed.port || 5432}${parsed.pathname}`,
+      secrets: [text, parsed.password, decodedPassword].filter((secret) => secret !== "")
+    })
+  })
+
+const redact = (text: string, secrets: ReadonlyArray<string>) =>
+  secrets.reduce((redacted, secret) => redacted.split(secret).join("***"), text)
+
+// What went wrong, in one line. Node's connect to a name with several
+// addresses fails with an AggregateError without a message: its first error
+// says it.
+const describeCause = (cause: unknown): string => {
+  if (cause instanceof AggregateError && cause.errors.length > 0) return describeCause(cause.errors[0])
+  if (cause instanceof Error) {
+    const code = (cause as { readonly code?: unknown }).code
+    return cause.message !== "" ? cause.message : typeof code === "string" ? code : cause.name
+  }
+  return String(cause)
+}
+
+const isSqlError = (error: unknown): error is SqlError =>
+  typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "SqlError"
+
+const sqlStateOf = (cause: unknown): string | undefined => {
+  const code = typeof cause === "object" && cause !== null ? (cause as { readonly code?: unknown }).code : undefined
+  return typeof code === "string" ? code : undefined
+}
+
+// A SqlError, in words that name the server and never the url.
+const postgresFailure = (database: DatabaseUrl) =>
+(error: { readonly message: string; readonly cause?: unknown }) => {
+  const message = escapeText(redact(
+    `PostgreSQL at ${database.server}: ${error.message}: ${describeCause(error.cause)}`.replace(/\s*\n\s*/g, " "),
+    database.secrets
+  ))
+  const state = sqlStateOf(error.cause)
+  return state !== undefined && (state.startsWith("28") || state === "42501")
+    ? new PostgresRefused({ message })
+    : new PostgresUnavailable({ message })
+}
+
+// Imported here, not at the top: `pg` and the SQL modules would slow down
+// every start of the file lock.
+const loadPostgres = Effect.tryPromise({
+  try: () => Promise.all([import("./PgLock.js"), import("@effect/sql-pg/PgClient")]),
+  catch: (cause) =>
+    new PostgresUnavailable({
+      message: `cannot load PostgreSQL support (${describeCause(cause)}): install @effect/sql-pg and pg beside effect-pidlock`
+    })
+})
+
+// A client of its own for the life of the scope: its pool ends after the
+// lock's release, which is registered later in the same scope.
+const postgresBackend = (database: DatabaseUrl) =>
+  Effect.gen(function*() {
+    const [PgLock, PgClient] = yield* loadPostgres
+    const failure = postgresFailure(database)
+    const client = yield* Layer.build(PgClient.layer({ url: database.url, applicationName: "effect-pidlock" })).pipe(
+      Effect.mapError(failure)
+    )
+    const context = Context.merge(yield* Effect.context<ProcessInfo.ProcessInfo>(), client)
+    const withClient = <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) => effect.pipe(Effect.provide(context), Effect.catchIf(isSqlError, (error) => Effect.fail(failure(error))))
+    const backend: Backend = {
+      _tag: "Postgres",
+      acquire: ({ name, wait }) => withClient(PgLock.acquire({ name, wait })),
+      inspect: (name) => withClient(PgLock.inspect({ name })),
+      breakLock: (status) => withClient(PgLock.breakLock(status))
+    }
+    return backend
+  })
+
+/**
+ * The backend the options choose: --postgres; else a given --dir, the file
+ * lock; else $PIDLOCK_DATABASE_URL when set; else the file lock in its
+ * default directory. The name is checked first, so that a bad one is told
+ * before any server is reached.
+ */
+const makeBackend = (options: {
+  readonly name: string
+  readonly dir: Option.Option<string>
+  readonly postgres: Option.Option<Redacted.Redacted<string>>
+}) =>
+  Effect.gen(function*() {
+    if (Option.isSome(options.dir) && Option.isSome(options.postgres)) {
+      return yield* new ConflictingOptions({
+        message: "--dir and --postgres cannot be used together: --dir is the file lock's directory, --postgres " +
+          "the PostgreSQL server's url"
+      })
+    }
+    const fromVariable = Option.isNone(options.dir)
+      ? Option.map(Option.fromNullable(process.env[DATABASE_URL_VARIABLE]), Redacted.make)
+      : Option.none()
+    const url = Option.orElse(
+      Option.map(options.postgres, (url) => ({ url, source: "--postgres" })),
+      () => Option.map(fromVariable, (url) => ({ url, source: `$${DATABASE_URL_VARIABLE}` }))
+    )
+    if (Option.isNone(url)) return yield* fileBackend(Option.getOrUndefined(options.dir))
+    yield* validateName(options.name)
+    return yield* postgresBackend(yield* parseDatabaseUrl(url.value.url, url.value.source))
+  })
 
 // -----------------------------------------------------------------------------
 // run
@@ -276,7 +487,7 @@ const describeStatus = (status: PidLock.Status): string =>
 const statusCommand = Command.make("status", {
   name: nameOption,
   dir: dirOption,
-  json: Options.boolean("json").pipe(Options.withDescription("Print a JSON object: name, state, path, holder, verdict."))
+  json: Options.boolean("json").pipe(Options.withDescription("Print a JSON object: name, state, location, holder, verdict."))
 }, ({ dir, json, name }) =>
   Effect.gen(function*() {
     const found = yield* PidLock.inspect({ name, dir: Option.getOrUndefined(dir) })

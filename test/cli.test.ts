@@ -376,7 +376,7 @@ describe("effect-pidlock status", () => {
       const dir = yield* tempDir
       const free = yield* runCli("status", "--name", NAME, "--dir", dir, "--json")
       assert.strictEqual(free.code, 0, free.stderr)
-      assert.deepStrictEqual(JSON.parse(free.stdout), { name: NAME, state: "free", path: null, holder: null, verdict: null })
+      assert.deepStrictEqual(JSON.parse(free.stdout), { name: NAME, state: "free", location: null, holder: null, verdict: null })
 
       const holder = yield* startHolder(dir)
       const held = yield* runCli("status", "--name", NAME, "--dir", dir)
