@@ -60,13 +60,13 @@ const lockSuite = (environment: Environment) =>
           assert.strictEqual(record.machineId, info.self.machineId)
           assert.match(record.token, /^[0-9a-f]{16}$/)
           assert.strictEqual(record.socket, `${info.self.pid}.${record.socket.split(".")[1]}.sock`)
-          // The home holds the lock and, once held, our socket: nothing else.
-          assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock", record.socket].sort())
+          // The home holds the lock, its generation counter and, once held, our socket: nothing else.
+          assert.deepStrictEqual(yield* entriesOf(fs, home), ["generation", "lock", record.socket].sort())
           return lock
         }))
         assert.deepStrictEqual(yield* entriesOf(fs, lock.location), [])
         // The socket stays for the next acquisition: it is made once per process and home.
-        assert.deepStrictEqual(yield* entriesOf(fs, home), ["lock", lock.owner.socket!].sort())
+        assert.deepStrictEqual(yield* entriesOf(fs, home), ["generation", "lock", lock.owner.socket!].sort())
       }))
 
     test("the home and the lock directory are 0700, and no tombstone outlives a release", ({ dir, fs, home }) =>

@@ -195,7 +195,7 @@ describe("real processes", () => {
         const status = yield* waitForExit(holder)
         assert.deepStrictEqual(status, { code: 0, signal: null }, describeChild(holder))
         assert.deepStrictEqual(list(Path.join(home, "lock")), [])
-        assert.deepStrictEqual(list(home), ["lock"])
+        assert.deepStrictEqual(list(home), ["generation", "lock"])
       })
   )
 

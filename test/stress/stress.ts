@@ -362,9 +362,10 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
     ))
     if (Exit.isFailure(fresh)) problems.push(`stuck: a fresh acquire failed: ${String(fresh.cause)}`)
     // Stopped children removed their sockets; a killed holder's went with the
-    // takeover of its lock (the fresh acquire's, for the last one).
-    const litter = list(home).filter((name) => name !== "lock")
-    if (litter.length > 0) problems.push(`staging directories or sockets left in the lock home: ${litter.join(", ")}`)
+    // takeover of its lock (the fresh acquire's, for the last one), and so did
+    // the link of a holder killed while it advanced the generation counter.
+    const litter = list(home).filter((name) => name !== "lock" && name !== "generation")
+    if (litter.length > 0) problems.push(`staging directories, sockets or counter links left in the lock home: ${litter.join(", ")}`)
 
     return {
       fileSystem: fileSystemOf(runDir),
