@@ -6,13 +6,15 @@ import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type * as PgLock from "../PgLock.js"
 import * as PidLock from "../PidLock.js"
 import * as ProcessInfo from "../ProcessInfo.js"
@@ -89,7 +91,16 @@ FROM ${TABLE} AS t WHERE t.name = $1`
 
 const STILL_HELD = `SELECT EXISTS (${heldBy("$1::integer")} AND l.pid = pg_backend_pid()) AS held`
 
-const UNLOCK = `SELECT pg_advisory_unlock(${LOCK_CLASS}, key) AS released FROM ${TABLE} WHERE name = $1`
+// The unlock also clears the row's backend pid, so that a later lock of that
+// session (a pooled connection) by other means is not taken for ours.
+const UNLOCK = `WITH unlocked AS (
+  SELECT key, pg_advisory_unlock(${LOCK_CLASS}, key) AS released FROM ${TABLE} WHERE name = $1
+),
+cleared AS (
+  UPDATE ${TABLE} AS t SET backend_pid = NULL FROM unlocked
+  WHERE t.key = unlocked.key AND unlocked.released AND t.backend_pid = pg_backend_pid()
+)
+SELECT released FROM unlocked`
 
 // -----------------------------------------------------------------------------
 // Errors
@@ -321,7 +332,8 @@ const makeLock = (
   resolved: Resolved,
   owner: PidLock.OwnerRecord,
   { backendPid, generation, key }: Taken,
-  lost: Deferred.Deferred<never, PidLock.LockCompromised>
+  lost: Deferred.Deferred<never, PidLock.LockCompromised>,
+  giveBack: Effect.Effect<void>
 ): PidLock.PidLock<SqlError> => {
   const compromised = (detail: string) =>
     new PidLock.LockCompromised({ location: resolved.location, owner, detail })
@@ -338,7 +350,14 @@ const makeLock = (
         )
       ))
   )
-  const { isHeld, release } = makeReleaser(unlock)
+  const releaser = makeReleaser(unlock)
+  const { isHeld } = releaser
+  // Once released, the session goes back to the pool at once rather than
+  // when the scope ends.
+  const release = releaser.release.pipe(
+    Effect.onExit(() => isHeld() ? Effect.void : giveBack),
+    Effect.uninterruptible
+  )
   // Any failure of the check is a loss: the lock is only known to be ours
   // while the session that holds it answers.
   const timeout = resolved.checkInterval === false ? Duration.seconds(5) : resolved.checkInterval
@@ -392,19 +411,31 @@ export const acquire = Effect.fn("PgLock.acquire")(function*(options: PgLock.Opt
   }
   const ownerText = encodeRecord(owner)
   const lost = yield* Deferred.make<never, PidLock.LockCompromised>()
-  // A session of its own for the life of the lock: the lock is the
-  // session's, and the connection goes back to the pool only after it was
-  // given back (the reservation's finalizer runs after the release's).
-  const connection = yield* resolved.sql.reserve
-  const lock = yield* Effect.acquireRelease(
-    Effect.map(attemptOnce(connection, resolved, ownerText), (taken) => makeLock(connection, resolved, owner, taken, lost)),
-    releaseInFinalizer
+  // A scope of the lock's own inside the caller's, closed at once when the
+  // acquisition fails: a refused attempt gives its connection back now, not
+  // when the caller's scope ends.
+  const lockScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+  return yield* Effect.gen(function*() {
+    // A session of its own for the life of the lock: the lock is the
+    // session's, and the connection goes back to the pool only after it was
+    // given back (the reservation's finalizer runs after the release's).
+    const connection = yield* resolved.sql.reserve
+    const lock = yield* Effect.acquireRelease(
+      Effect.map(
+        attemptOnce(connection, resolved, ownerText),
+        (taken) => makeLock(connection, resolved, owner, taken, lost, Scope.close(lockScope, Exit.void))
+      ),
+      releaseInFinalizer
+    )
+    // Forked after the release was registered, so it is stopped before the release runs.
+    if (resolved.checkInterval !== false) {
+      yield* Effect.forkScoped(watchdog(lock, lost, resolved.checkInterval, (check) => check(Effect.never)))
+    }
+    return lock
+  }).pipe(
+    Scope.extend(lockScope),
+    Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(lockScope, exit) : Effect.void)
   )
-  // Forked after the release was registered, so it is stopped before the release runs.
-  if (resolved.checkInterval !== false) {
-    yield* Effect.forkScoped(watchdog(lock, lost, resolved.checkInterval, (check) => check(Effect.never)))
-  }
-  return lock
 })
 
 /** @internal */
