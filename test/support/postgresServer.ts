@@ -156,10 +156,12 @@ const copyNative = (native: string, target: string) =>
         }
       }
       copyTree(native, target)
-      // Paths in the list are relative to the package (`native/lib/libpq.so.5`).
-      const links: ReadonlyArray<{ readonly source: string; readonly target: string }> = JSON.parse(
-        Fs.readFileSync(Path.join(native, "pg-symlinks.json"), "utf8")
-      )
+      // Paths in the list are relative to the package (`native/lib/libpq.so.5`);
+      // packages of platforms whose symlinks survive packing have no list.
+      const list = Path.join(native, "pg-symlinks.json")
+      const links: ReadonlyArray<{ readonly source: string; readonly target: string }> = Fs.existsSync(list)
+        ? JSON.parse(Fs.readFileSync(list, "utf8"))
+        : []
       for (const link of links) {
         const file = Path.join(target, Path.relative("native", link.source))
         const name = Path.join(target, Path.relative("native", link.target))
@@ -410,8 +412,8 @@ const awaitReady = (child: ChildProcess.ChildProcess, data: string, log: string)
  * or gets a signal before the scope closes. On a signal no one else handles,
  * it is raised again so that the process still ends.
  *
- * The listeners go first: vitest's own call `process.exit()` (again, from its
- * `exit` listener), which ends the process before later listeners run.
+ * These listeners go first: vitest's call `process.exit()`, even from its
+ * `exit` listener, which ends the process before later listeners run.
  */
 const stopOnProcessExit = (child: ChildProcess.ChildProcess, folder: string) =>
   Effect.acquireRelease(
@@ -463,8 +465,9 @@ const acquireServer = Effect.gen(function*() {
 
 /**
  * Starts a new server on a free port of 127.0.0.1, with its files in a new
- * folder of `os.tmpdir()`. Prints nothing on stdout; what went wrong is in
- * the rejection.
+ * folder of `os.tmpdir()`. Prints nothing on stdout, and on stderr only why
+ * it runs a copy of the binaries when it does; what went wrong is in the
+ * rejection.
  */
 export const startPostgres = (): Promise<PostgresServer> =>
   Effect.runPromise(Effect.gen(function*() {
