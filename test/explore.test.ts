@@ -1,10 +1,15 @@
 // A bounded run of the interleaving explorer (`npm run explore` runs it at full
 // bounds), and a check that it can fail at all.
+import type * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Path from "node:path"
 import * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
+import type * as Testing from "../src/testing.js"
 import { replay, search, type SearchOptions } from "./explore/explorer.js"
+import { callTransition, dependent } from "./explore/transition.js"
+import { HOME, LOCK } from "./explore/world.js"
 
 const clean = (options: SearchOptions, atLeast: number) => {
   const report = search(options)
@@ -21,6 +26,19 @@ const everyHolderStale = (honest: ProcessInfo.ProcessInfo): ProcessInfo.ProcessI
   judge: () => Effect.succeed(ProcessInfo.Verdict.Stale({ reason: "Exited" }))
 })
 const noSocketAnswers = (honest: Posix.Posix): Posix.Posix => ({ ...honest, probe: () => Effect.succeed("Refused") })
+
+// The generation counter rewritten in place (removed, then made anew) rather
+// than by renaming a link over it: a holder that crashes in between leaves no
+// counter, and the next one counts from 0 again.
+const counterRewrittenInPlace = (honest: FileSystem.FileSystem): FileSystem.FileSystem => ({
+  ...honest,
+  rename: (oldPath, newPath) =>
+    Path.basename(newPath) !== "generation" ? honest.rename(oldPath, newPath) : honest.readLink(oldPath).pipe(
+      Effect.tap(() => honest.remove(newPath, { force: true })),
+      Effect.flatMap((text) => honest.symlink(text, newPath)),
+      Effect.zipRight(honest.remove(oldPath))
+    )
+})
 
 // A few seconds each on an idle machine: `npm run explore` runs every schedule
 // of two contenders up to the order of independent steps, and tens of
@@ -48,5 +66,72 @@ describe("interleaving explorer", () => {
     assert.isTrue(failure.messages.some((message) => message.includes("holds the lock")), failure.messages.join("; "))
     const replayed = replay(options, failure.schedule)
     assert.deepStrictEqual(replayed.violations, failure.messages)
+  })
+
+  it("finds a generation handed out twice when the counter is rewritten in place, and the printed schedule replays it", () => {
+    const options = { contenders: 2, scenario: "free", fileSystem: counterRewrittenInPlace } as const
+    const report = search({ ...options, strategy: { _tag: "reduced" }, stopAtFirst: true })
+    assert.strictEqual(report.violations, 1)
+    const [failure] = report.failures
+    assert.isDefined(failure)
+    assert.isTrue(failure.messages.some((message) => /handed generation 1, after 1$/.test(message)), failure.messages.join("; "))
+    const replayed = replay(options, failure.schedule)
+    assert.deepStrictEqual(replayed.violations, failure.messages)
+  })
+})
+
+describe("the dependency relation", () => {
+  const A = "11.00000000000000aa"
+  const B = "12.00000000000000bb"
+  const step = (contender: number, method: string, path: string, more: Partial<Testing.FileSystemCall> = {}) =>
+    callTransition(contender, 0, { index: 0, method, path, ...more }, LOCK)
+  const at = (name: string) => Path.join(HOME, name)
+  // What contender b may do while contender a advances the counter or checks the home.
+  const other = [
+    step(1, "makeDirectory", HOME),
+    step(1, "lstat", HOME),
+    step(1, "makeDirectory", at(B)),
+    step(1, "rename", at(B), { target: LOCK }),
+    step(1, "remove", at(B), { syscall: "rmdir" }),
+    step(1, "readDirectory", LOCK),
+    step(1, "rename", Path.join(LOCK, B), { target: at(`${B}.gone`) }),
+    step(1, "readLink", at("generation")),
+    step(1, "symlink", at(`generation.${B}`), { target: "2" }),
+    step(1, "rename", at(`generation.${B}`), { target: at("generation") }),
+    step(1, "readDirectory", HOME),
+    step(1, "remove", at(`generation.${A}`), { syscall: "lstat" }),
+    step(1, "remove", at(`generation.${A}`), { syscall: "unlink" })
+  ]
+  const dependsOn = (own: ReturnType<typeof step>) => other.filter((step) => dependent(own, step)).map((step) => step.label)
+  const home = "/tmp/locks/app"
+
+  it("orders each call of the generation counter with exactly the calls that touch its names", () => {
+    assert.deepStrictEqual(dependsOn(step(0, "readLink", at("generation"))), [
+      `makeDirectory ${home}`,
+      `rename ${home}/generation.12.T -> ${home}/generation`
+    ])
+    assert.deepStrictEqual(dependsOn(step(0, "symlink", at(`generation.${A}`), { target: "2" })), [
+      `makeDirectory ${home}`,
+      `readDirectory ${home}`,
+      `remove ${home}/generation.11.T`,
+      `remove ${home}/generation.11.T`
+    ])
+    assert.deepStrictEqual(dependsOn(step(0, "rename", at(`generation.${A}`), { target: at("generation") })), [
+      `makeDirectory ${home}`,
+      `readLink ${home}/generation`,
+      `rename ${home}/generation.12.T -> ${home}/generation`,
+      `readDirectory ${home}`,
+      `remove ${home}/generation.11.T`,
+      `remove ${home}/generation.11.T`
+    ])
+  })
+
+  it("orders the lstat of the home with the directories made, removed and moved in it, not with its symlinks", () => {
+    assert.deepStrictEqual(dependsOn(step(0, "lstat", HOME)), [
+      `makeDirectory ${home}`,
+      `makeDirectory ${home}/12.T`,
+      `rename ${home}/12.T -> ${home}/lock`,
+      `remove ${home}/12.T`
+    ])
   })
 })

@@ -1,7 +1,7 @@
 // Searches the schedules of a World: every one, every one up to the order of
 // independent steps (dynamic partial-order reduction), or seeded random ones.
 import { actorsOf, dependent, type Transition } from "./transition.js"
-import { type Conclusion, World, type WorldOptions } from "./world.js"
+import { type Conclusion, type Next, World, type WorldOptions } from "./world.js"
 
 /**
  * - `exhaustive`: every order of every choice, crashes included.
@@ -92,12 +92,12 @@ const record = (
   options: SearchOptions,
   world: World,
   schedule: string,
-  stuckByEnd: Map<string, string | undefined>
+  nextByEnd: Map<string, Next>
 ): boolean => {
   report.schedules++
   if (report.schedules % PROGRESS_EVERY === 0) options.onProgress?.(report)
   const conclusion: Conclusion | undefined = world.violations.length === 0 && world.finished
-    ? world.conclude(stuckByEnd)
+    ? world.conclude(nextByEnd)
     : undefined
   const violations = conclusion?.violations ?? world.violations
   const stuck = conclusion?.stuck
@@ -147,7 +147,7 @@ const CRASH_CHANCE = 0.04
 
 const sample = (options: SearchOptions, strategy: { readonly count: number; readonly seed: number }): Report => {
   const report = emptyReport()
-  const stuckByEnd = new Map<string, string | undefined>()
+  const nextByEnd = new Map<string, Next>()
   for (let run = 0; run < strategy.count; run++) {
     const next = random(strategy.seed + run)
     const world = World.make(options)
@@ -165,7 +165,7 @@ const sample = (options: SearchOptions, strategy: { readonly count: number; read
       schedule += chosen.actor
       checkLength(schedule)
     }
-    if (record(report, options, world, schedule, stuckByEnd)) break
+    if (record(report, options, world, schedule, nextByEnd)) break
   }
   return report
 }
@@ -255,7 +255,7 @@ const depthFirst = (options: SearchOptions): Report => {
     ? (a, b) => dependent(a, b) || (a.crash && b.crash)
     : dependent
   const report = emptyReport()
-  const stuckByEnd = new Map<string, string | undefined>()
+  const nextByEnd = new Map<string, Next>()
   const frames: Array<Frame> = []
   let world = World.make(options)
   for (;;) {
@@ -264,7 +264,7 @@ const depthFirst = (options: SearchOptions): Report => {
       const enabled = choices(world, options, frames.filter((frame) => frame.chosen.crash).length)
       if (enabled.length === 0 || world.violations.length > 0) {
         options.onSchedule?.(frames.map((frame) => frame.chosen))
-        if (record(report, options, world, scheduleOf(frames), stuckByEnd)) return report
+        if (record(report, options, world, scheduleOf(frames), nextByEnd)) return report
         break
       }
       if (reduce) addBacktracks(frames, enabled, depends)

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url"
 import { type Report, search, type SearchOptions } from "./explorer.js"
 import type { Scenario } from "./world.js"
 
-type Task = Omit<SearchOptions, "onProgress" | "onSchedule" | "processInfo" | "posix"> & {
+type Task = Omit<SearchOptions, "onProgress" | "onSchedule" | "processInfo" | "posix" | "fileSystem"> & {
   /** `bound`: counted in the final lines; `reference`: only seen by a reduced search, to check it with. */
   readonly purpose: "bound" | "reference"
 }

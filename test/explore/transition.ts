@@ -107,7 +107,8 @@ export const callTransition = (
   const writes = target === undefined ? [path] : [path, target]
   // The lock's only directories: its home and staging directories, made and
   // removed, and a staging directory renamed onto `lock`. Its other renames
-  // move an owner entry, a symlink.
+  // move a symlink (an owner entry to its tombstone, a link of the generation
+  // counter over the counter), which no link count counts.
   const movesDirectory = call.method === "makeDirectory" || (call.method === "remove" && call.syscall === "rmdir") ||
     (call.method === "rename" && target === canonical(lock))
   return {

@@ -25,6 +25,7 @@ export const DIR = "/tmp/locks"
 export const NAME = "app"
 export const HOME = Path.join(DIR, NAME)
 export const LOCK = Path.join(HOME, "lock")
+const COUNTER = Path.join(HOME, "generation")
 
 /**
  * Where the contenders start: `free`, no lock home yet; `stale`, the lock
@@ -40,6 +41,16 @@ export interface WorldOptions {
   readonly processInfo?: ((honest: ProcessInfo.ProcessInfo) => ProcessInfo.ProcessInfo) | undefined
   /** Replaces each contender's `Posix`, whose socket probe is the judge's other half. */
   readonly posix?: ((honest: Posix.Posix) => Posix.Posix) | undefined
+  /** Wraps the file system each contender uses: a test changes how the lock writes with it. */
+  readonly fileSystem?: ((honest: FileSystem.FileSystem) => FileSystem.FileSystem) | undefined
+}
+
+/** What one more contender, started once a run has ended, met: remembered by the end it started from. */
+export interface Next {
+  /** Why it could not take the lock at once; undefined when it could. */
+  readonly stuck: string | undefined
+  /** The generation it was handed. */
+  readonly generation: number | undefined
 }
 
 /** How a finished run ended: what went wrong, and a picture of the run to compare searches by. */
@@ -104,6 +115,8 @@ interface Contender {
   left: boolean
   /** Set by its own program: returned from acquire, and from release. */
   phase: "acquiring" | "holding" | "released"
+  /** The generation it was handed when it returned from acquire. */
+  generation: number | undefined
   crashed: boolean
   exit: Exit.Exit<void, PidLock.PidLockError | PlatformError> | undefined
 }
@@ -127,6 +140,10 @@ export class World {
   // The visible transitions so far: their order is the same in every schedule equivalent to this one.
   private readonly history: Array<string> = []
   private readonly mainFibers: Array<Fiber.RuntimeFiber<void, PidLock.PidLockError | PlatformError>> = []
+  // Holders that returned from acquire since the last check, in that order, and the highest generation handed out
+  // before them.
+  private readonly handedOut: Array<Contender> = []
+  private highestGeneration = 0
 
   private constructor(
     private readonly options: WorldOptions,
@@ -188,20 +205,23 @@ export class World {
         renamed: false,
         left: false,
         phase: "acquiring",
+        generation: undefined,
         crashed: false,
         exit: undefined
       }
       this.contenders.push(contender)
       const program = PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
-        Effect.tap(() => {
+        Effect.tap((lock) => {
           contender.phase = "holding"
+          contender.generation = lock.generation
+          this.handedOut.push(contender)
         }),
         Effect.flatMap((lock) => lock.release),
         Effect.tap(() => {
           contender.phase = "released"
         }),
         Effect.scoped,
-        Effect.provide(Context.add(context, FileSystem.FileSystem, this.fs)),
+        Effect.provide(this.withFileSystem(context)),
         Effect.locally(contenderRef, index),
         quiet
       )
@@ -213,6 +233,10 @@ export class World {
     }
     this.readLock()
     this.settle()
+  }
+
+  private withFileSystem(context: Context.Context<ProcessInfo.ProcessInfo | Posix.Posix>) {
+    return Context.add(context, FileSystem.FileSystem, this.options.fileSystem?.(this.fs) ?? this.fs)
   }
 
   // The hook, for a contender's call: stop its fiber until the scheduler lets it go.
@@ -362,49 +386,70 @@ export class World {
     for (const contender of returned) {
       if (!contender.renamed) this.violate(`${this.name(contender)} returned from acquire without its rename`)
     }
+    // Every generation handed out is greater than every one handed out before it.
+    for (const holder of this.handedOut.splice(0)) {
+      const generation = holder.generation!
+      if (generation <= this.highestGeneration) {
+        this.violate(`${this.name(holder)} was handed generation ${generation}, after ${this.highestGeneration}`)
+      }
+      this.highestGeneration = Math.max(this.highestGeneration, generation)
+    }
   }
 
   /**
    * Once every contender has finished or crashed: how each ended, what it
-   * left, and one more contender. `stuckByEnd` remembers that contender's
-   * fate by the end it started from (who crashed, and the names left in the
-   * lock home: every record in them follows from the PID in its name), so
-   * that a search runs it once per end rather than once per schedule.
+   * left, and one more contender, whose generation must be greater than every
+   * one handed out. `nextByEnd` remembers what that contender met by the end
+   * it started from (who crashed, the generations handed out, the names left
+   * in the lock home and the counter: every record in them follows from the
+   * PID in its name), so that a search runs it once per end rather than once
+   * per schedule.
    */
-  conclude(stuckByEnd?: Map<string, string | undefined>): Conclusion {
+  conclude(nextByEnd?: Map<string, Next>): Conclusion {
     const violations = [...this.violations]
     const home = this.run(Effect.orElseSucceed(this.fs.readDirectory(HOME, { recursive: true }), (): Array<string> => []))
+    const counter = this.run(Effect.orElseSucceed(this.fs.readLink(COUNTER), () => "none"))
     const outcomes = this.contenders.map((contender) => {
-      if (contender.crashed) return "crashed"
-      const exit = contender.exit!
-      // Its socket stays while it lives; nothing else of it may.
-      if (home.some((path) => path.startsWith(`${contender.pid}.`) && !path.endsWith(".sock"))) {
-        violations.push(`${this.name(contender)} returned and left its staging directory: ${home.join(", ")}`)
-      }
-      if (Exit.isSuccess(exit)) return contender.phase
-      const failure = Cause.failureOption(exit.cause)
-      if (Option.isSome(failure) && failure.value._tag === "LockHeld") return "LockHeld"
-      violations.push(`${this.name(contender)} failed: ${Cause.pretty(exit.cause)}`)
-      return "failed"
+      const ended = this.outcomeOf(contender, home, violations)
+      return contender.generation === undefined ? ended : `${ended} ${contender.generation}`
     })
-    const end = `${outcomes.join(" ")} | ${home.map(canonical).sort().join(" ")}`
-    let stuck = stuckByEnd?.get(end)
-    if (stuck === undefined && !stuckByEnd?.has(end)) {
-      stuck = this.oneMore()
-      stuckByEnd?.set(end, stuck)
+    const end = `${outcomes.join(" ")} | ${home.map(canonical).sort().join(" ")} | generation ${counter}`
+    const next = nextByEnd?.get(end) ?? this.oneMore()
+    nextByEnd?.set(end, next)
+    if (next.generation !== undefined && next.generation <= this.highestGeneration) {
+      violations.push(`one more contender was handed generation ${next.generation}, after ${this.highestGeneration}`)
     }
-    return { violations: violations.map(canonical), stuck, endState: `${this.history.join(", ")} | ${end}` }
+    return { violations: violations.map(canonical), stuck: next.stuck, endState: `${this.history.join(", ")} | ${end}` }
   }
 
-  // Why one more contender, started now, cannot take the lock at once; undefined when it can.
-  private oneMore(): string | undefined {
+  // How a contender ended; a contender that returned must have left nothing
+  // but its socket, which stays while it lives: no staging directory, no
+  // tombstone, no link of the generation counter.
+  private outcomeOf(contender: Contender, home: ReadonlyArray<string>, violations: Array<string>): string {
+    if (contender.crashed) return "crashed"
+    const exit = contender.exit!
+    const isOwn = (path: string) => path.startsWith(`${contender.pid}.`) || path.startsWith(`generation.${contender.pid}.`)
+    if (home.some((path) => isOwn(path) && !path.endsWith(".sock"))) {
+      violations.push(`${this.name(contender)} returned and left its litter: ${home.join(", ")}`)
+    }
+    if (Exit.isSuccess(exit)) return contender.phase
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure) && failure.value._tag === "LockHeld") return "LockHeld"
+    violations.push(`${this.name(contender)} failed: ${Cause.pretty(exit.cause)}`)
+    return "failed"
+  }
+
+  // One more contender, started now: whether it takes the lock at once, and with which generation.
+  private oneMore(): Next {
     const next = this.run(this.spawn)
     const exit = Effect.runSyncExit(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
-      Effect.flatMap((lock) => lock.release),
+      Effect.tap((lock) => lock.release),
       Effect.scoped,
-      Effect.provide(Context.add(next.context, FileSystem.FileSystem, this.fs)),
+      Effect.provide(this.withFileSystem(next.context)),
       quiet
     ))
-    return Exit.isFailure(exit) ? canonical(`one more contender could not take the lock: ${Cause.pretty(exit.cause)}`) : undefined
+    return Exit.isFailure(exit)
+      ? { stuck: canonical(`one more contender could not take the lock: ${Cause.pretty(exit.cause)}`), generation: undefined }
+      : { stuck: undefined, generation: exit.value.generation }
   }
 }
