@@ -1,0 +1,25 @@
+// The README's PostgreSQL example, kept here so that the type-check proves it compiles: the layer quickstart with one
+// layer swapped.
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PgLock from "effect-pidlock/PgLock"
+import * as PidLock from "effect-pidlock/PidLock"
+import * as ProcessInfo from "effect-pidlock/ProcessInfo"
+
+const Server = Layer.scopedDiscard(Effect.gen(function*() {
+  const lock = yield* PidLock.PidLock
+  yield* Effect.log(`single instance, holding ${lock.location}, generation ${lock.generation}`)
+}))
+
+const Main = Server.pipe(
+  Layer.provide(PgLock.layer({ name: "my-daemon" })), // was: PidLock.layer({ name: "my-daemon" })
+  Layer.provide(PgClient.layerConfig({ url: Config.redacted("DATABASE_URL") })),
+  Layer.provide(ProcessInfo.layer),
+  Layer.provide(NodeFileSystem.layer)
+)
+
+NodeRuntime.runMain(Layer.launch(Main))
