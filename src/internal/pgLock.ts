@@ -1,6 +1,6 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError as SqlErrorClass, type SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
@@ -316,15 +316,31 @@ const waitOnce = (
 // The held lock
 // -----------------------------------------------------------------------------
 
+const DEFAULT_ANSWER_TIMEOUT = Duration.seconds(5)
+
 const describeFailure = (error: SqlError) =>
   error.cause instanceof Error ? `${error.message}: ${error.cause.message}` : error.message
 
 // The session can no longer be trusted (a failed unlock): it is ended from
 // another connection, so that it does not go back to the pool holding the
 // lock. True when it was still there, false when it had ended already.
-const endSession = (sql: PgClient.PgClient, backendPid: number) =>
+const endSession = (sql: PgClient.PgClient, backendPid: number, timeout: Duration.Duration) =>
   sql.unsafe<{ readonly ended: boolean }>("SELECT pg_terminate_backend($1, 1000) AS ended", [backendPid]).pipe(
+    answeredWithin(timeout, "ending a session"),
     Effect.map(([row]) => row?.ended === true)
+  )
+
+// A statement that gets no answer (a network partition) fails after
+// `timeout` instead of hanging. The client's cancel of it goes on in the
+// background: it needs the server too.
+const answeredWithin = (timeout: Duration.Duration, what: string) =>
+<A>(statement: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+  statement.pipe(
+    Effect.disconnect,
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () => new SqlErrorClass({ message: `${what}: no answer from the server within ${Duration.format(timeout)}` })
+    })
   )
 
 const makeLock = (
@@ -337,12 +353,15 @@ const makeLock = (
 ): PidLock.PidLock<SqlError> => {
   const compromised = (detail: string) =>
     new PidLock.LockCompromised({ location: resolved.location, owner, detail })
+  // How long the server may take to answer the lock's own questions.
+  const timeout = resolved.checkInterval === false ? DEFAULT_ANSWER_TIMEOUT : resolved.checkInterval
   const unlock = run(connection, UNLOCK, [resolved.name]).pipe(
+    answeredWithin(timeout, "releasing the lock"),
     Effect.flatMap(([row]) =>
       row?.released === true ? Effect.void : Effect.fail(compromised("its session no longer held it"))
     ),
     Effect.catchTag("SqlError", (error) =>
-      endSession(resolved.sql, backendPid).pipe(
+      endSession(resolved.sql, backendPid, timeout).pipe(
         Effect.flatMap((ended) =>
           ended
             ? Effect.void
@@ -360,13 +379,9 @@ const makeLock = (
   )
   // Any failure of the check is a loss: the lock is only known to be ours
   // while the session that holds it answers.
-  const timeout = resolved.checkInterval === false ? Duration.seconds(5) : resolved.checkInterval
   const verify = Effect.suspend(() =>
     !isHeld() ? Effect.void : run(connection, STILL_HELD, [key]).pipe(
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () => compromised(`its session did not answer within ${Duration.format(timeout)}`)
-      }),
+      answeredWithin(timeout, "checking the lock"),
       Effect.flatMap(([row]) => row?.held === true ? Effect.void : Effect.fail(compromised("its session no longer holds it"))),
       Effect.catchTag("SqlError", (error) => Effect.fail(compromised(`its session failed: ${describeFailure(error)}`))),
       Effect.catchAll((error) => isHeld() ? Effect.fail(error) : Effect.void)
@@ -477,5 +492,5 @@ export const breakLock = Effect.fn("PgLock.breakLock")(function*(status: PidLock
   // Only the very holder that `inspect` found: its token tells its life apart
   // from a holder that moved in since.
   if (Option.isNone(holder) || holder.value.record.token !== status.holder.token) return false
-  return yield* endSession(resolved.sql, holder.value.backendPid)
+  return yield* endSession(resolved.sql, holder.value.backendPid, DEFAULT_ANSWER_TIMEOUT)
 })
