@@ -91,6 +91,7 @@ const dirOption = Options.text("dir").pipe(
 )
 
 const postgresOption = Options.redacted("postgres").pipe(
+  Options.withPseudoName("url"),
   Options.withDescription(
     "Take the lock over PostgreSQL at this url (postgresql://user:password@host:port/database), one lock for " +
       `every host that reaches the server, instead of a file lock. Default: $${DATABASE_URL_VARIABLE}, unless ` +
@@ -210,7 +211,10 @@ interface DatabaseUrl {
   readonly secrets: ReadonlyArray<string>
 }
 
-const parseDatabaseUrl = (url: Redacted.Redacted<string>, source: string): Effect.Effect<DatabaseUrl, InvalidDatabaseUrl> =>
+const parseDatabaseUrl = (
+  url: Redacted.Redacted<string>,
+  source: string
+): Effect.Effect<DatabaseUrl, InvalidDatabaseUrl> =>
   Effect.suspend(() => {
     const invalid = (reason: string) => Effect.fail(new InvalidDatabaseUrl({ source, reason }))
     const text = Redacted.value(url)
@@ -279,7 +283,8 @@ const loadPostgres = Effect.tryPromise({
   try: () => Promise.all([import("./PgLock.js"), import("@effect/sql-pg/PgClient")]),
   catch: (cause) =>
     new PostgresUnavailable({
-      message: `cannot load PostgreSQL support (${describeCause(cause)}): install @effect/sql-pg and pg beside effect-pidlock`
+      message: `cannot load PostgreSQL support (${describeCause(cause)}): ` +
+        "install @effect/sql and @effect/sql-pg beside effect-pidlock"
     })
 })
 
@@ -292,8 +297,14 @@ const postgresBackend = (database: DatabaseUrl) =>
     const client = yield* Layer.build(PgClient.layer({ url: database.url, applicationName: "effect-pidlock" })).pipe(
       Effect.mapError(failure)
     )
-    const context = Context.merge(yield* Effect.context<ProcessInfo.ProcessInfo>(), client)
-    const withClient = <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) => effect.pipe(Effect.provide(context), Effect.catchIf(isSqlError, (error) => Effect.fail(failure(error))))
+    // The owner record shows this process's command line to whoever reads
+    // the lock: the url given with --postgres, or its password anywhere in
+    // it, is left out.
+    const info = yield* ProcessInfo.ProcessInfo
+    const self = { ...info.self, cmdline: info.self.cmdline.map((arg) => redact(arg, database.secrets)) }
+    const context = Context.add(client, ProcessInfo.ProcessInfo, { ...info, self })
+    const withClient = <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) =>
+      effect.pipe(Effect.provide(context), Effect.catchIf(isSqlError, (error) => Effect.fail(failure(error))))
     const backend: Backend = {
       _tag: "Postgres",
       acquire: ({ name, wait }) => withClient(PgLock.acquire({ name, wait })),
@@ -392,23 +403,43 @@ const forward = (fs: FileSystem.FileSystem, child: ChildProcess.ChildProcess) =>
       })
     )
 
-// Runs the command with `stdio`, forwards it the signals that arrive
-// meanwhile, in order, and sets its status as our exit code.
+// How long a command told to stop because the lock was lost has before it is
+// killed: past that, it would run on unguarded.
+const LOST_GRACE = Duration.seconds(10)
+
+// The lock was lost while the command ran (its owner entry removed, its
+// database session ended): the command is told to stop, since another holder
+// may be running already, and killed if it has not within LOST_GRACE.
+const stopOnLoss = (child: ChildProcess.ChildProcess, loss: Ref.Ref<boolean>) => (error: PidLock.LockCompromised) =>
+  Effect.gen(function*() {
+    yield* Ref.set(loss, true)
+    yield* Console.error(`effect-pidlock: ${error.message}; stopping the command (SIGTERM)`)
+    yield* Effect.sync(() => child.kill("SIGTERM"))
+    yield* Effect.sleep(LOST_GRACE)
+    yield* Console.error(`effect-pidlock: the command still runs ${Duration.format(LOST_GRACE)} later: SIGKILL`)
+    yield* Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+// Runs the command with `options`, forwards it the signals that arrive
+// meanwhile, in order, stops it if the lock is lost, and sets its status as
+// our exit code (EX_IOERR after a loss, whatever its status).
 // Uninterruptible: `runMain` interrupts the program on SIGINT and SIGTERM,
 // and the lock must stay held until the command has exited.
 const runChild = (
   command: readonly [string, ...Array<string>],
-  stdio: ChildProcess.StdioOptions,
-  signals: Queue.Dequeue<NodeJS.Signals>
+  options: ChildProcess.SpawnOptions,
+  signals: Queue.Dequeue<NodeJS.Signals>,
+  lock: PidLock.PidLock<unknown>
 ) =>
   Effect.uninterruptible(Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const exited = yield* Deferred.make<number>()
+    const loss = yield* Ref.make(false)
     // The listeners are added in the same step as the spawn: its events must
     // not be missed. A command that cannot be started at all: 127 and 126, as
     // a shell says.
     const child = yield* Effect.sync(() => {
-      const child = ChildProcess.spawn(command[0], command.slice(1), { stdio })
+      const child = ChildProcess.spawn(command[0], command.slice(1), options)
       child.once("error", (error: NodeJS.ErrnoException) =>
         Deferred.unsafeDone(
           exited,
@@ -420,50 +451,71 @@ const runChild = (
       child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed(statusOf(code, signal))))
       return child
     })
-    // In the scope, not a child of this fiber: `runMain`'s interruption on
+    // In the scope, not children of this fiber: `runMain`'s interruption on
     // SIGINT or SIGTERM reaches a fiber's children at once, and the very
-    // signal must still be forwarded.
+    // signal must still be forwarded, and a loss still acted upon.
     yield* Effect.forkScoped(
       Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(signals), forward(fs, child))))
     )
-    yield* exitWith(yield* Deferred.await(exited))
+    yield* Effect.forkScoped(Effect.interruptible(Effect.catchAll(lock.lost, stopOnLoss(child, loss))))
+    const status = yield* Deferred.await(exited)
+    if (yield* Ref.get(loss)) {
+      // Given back at once, so that the scope's release does not warn of
+      // the loss a second time.
+      yield* Effect.ignore(lock.release)
+      return yield* exitWith(EX_IOERR)
+    }
+    yield* exitWith(status)
   }))
 
 const runCommand = Command.make("run", {
   name: nameOption,
   dir: dirOption,
+  postgres: postgresOption,
   wait: waitOption,
   conflictExitCode: conflictExitCodeOption,
   command: Args.text({ name: "command" }).pipe(
     Args.withDescription("The command and its arguments, after --."),
     Args.atLeast(1)
   )
-}, ({ command, conflictExitCode, dir, name, wait }) =>
+}, ({ command, conflictExitCode, dir, name, postgres, wait }) =>
   Effect.scoped(Effect.gen(function*() {
     const signals = yield* trapSignals
-    const lock = yield* PidLock.acquire({ name, dir: Option.getOrUndefined(dir), wait: Option.getOrUndefined(wait) })
-      .pipe(Effect.raceFirst(Effect.flatMap(Queue.take(signals), endBy)))
-    // The holder's socket, named in the owner record, is the command's fd 3,
-    // as flock's command inherits its lock: a contender that finds this
-    // process dead still finds the lock held while the command lives.
+    const { backend, lock } = yield* Effect.gen(function*() {
+      const backend = yield* makeBackend({ name, dir, postgres })
+      return { backend, lock: yield* backend.acquire({ name, wait: Option.getOrUndefined(wait) }) }
+    }).pipe(Effect.raceFirst(Effect.flatMap(Queue.take(signals), endBy)))
+    // The file lock's holder socket, named in the owner record, is the
+    // command's fd 3, as flock's command inherits its lock: a contender that
+    // finds this process dead still finds the lock held while the command
+    // lives. A lock over PostgreSQL is this process's database session, which
+    // no child can inherit.
     const posix = yield* Posix.Posix
-    const socket = lock.owner.socket === undefined
-      ? Option.none<number>()
-      : (yield* posix.listen(Path.dirname(lock.location))).descriptor
+    const socket = backend._tag === "File" && lock.owner.socket !== undefined
+      ? (yield* posix.listen(Path.dirname(lock.location))).descriptor
+      : Option.none<number>()
     const stdio: ChildProcess.StdioOptions = Option.match(socket, {
       onNone: () => "inherit",
       onSome: (fd) => ["inherit", "inherit", "inherit", fd]
     })
-    yield* runChild(command, stdio, signals)
+    // The generation, for the command to stamp its writes with: a store that
+    // has seen a higher one refuses them (a fencing token).
+    const env = { ...process.env, PIDLOCK_GENERATION: String(lock.generation) }
+    yield* runChild(command, { stdio, env }, signals, lock)
   })).pipe(
     Effect.catchTag("LockHeld", (error) => exitWithMessage(error.message, conflictExitCode))
   )).pipe(
     Command.withDescription(
       `Run a command while holding the lock, like flock -n; exit with its exit code (128 + the signal number if a ` +
-        `signal killed it). The command gets the lock's socket as file descriptor 3: should this wrapper be killed, ` +
-        `the lock stays held as long as the command (or whatever inherited that descriptor from it) runs. ` +
+        `signal killed it). The command gets the lock's generation, which grows with every acquisition, as ` +
+        `$PIDLOCK_GENERATION. On a file lock, it gets the lock's socket as file descriptor 3: should this wrapper ` +
+        `be killed, the lock stays held as long as the command (or whatever inherited that descriptor from it) ` +
+        `runs. Over PostgreSQL, the lock is this wrapper's database session: should the wrapper be killed, the lock ` +
+        `is free at once while the command may run on (the next holder's higher generation fences it). ` +
         `SIGHUP, SIGINT, SIGQUIT and SIGTERM are forwarded to it, except a SIGINT or SIGQUIT from the terminal, ` +
         `which reached it already; while waiting for the lock, they end the wait with 128 + the signal number. ` +
+        `If the lock is lost while the command runs (its owner entry removed, its database session ended), the ` +
+        `command gets SIGTERM (SIGKILL ${Duration.format(LOST_GRACE)} later) and run exits ${EX_IOERR}. ` +
         `When the lock is held, say who holds it and exit with the conflict exit code (${EX_TEMPFAIL}). ` +
         `${ERROR_EXIT_CODES} A command that cannot be started: 127 or 126.`
     )
@@ -487,10 +539,14 @@ const describeStatus = (status: PidLock.Status): string =>
 const statusCommand = Command.make("status", {
   name: nameOption,
   dir: dirOption,
-  json: Options.boolean("json").pipe(Options.withDescription("Print a JSON object: name, state, location, holder, verdict."))
-}, ({ dir, json, name }) =>
-  Effect.gen(function*() {
-    const found = yield* PidLock.inspect({ name, dir: Option.getOrUndefined(dir) })
+  postgres: postgresOption,
+  json: Options.boolean("json").pipe(
+    Options.withDescription("Print a JSON object: name, state, location, holder, verdict.")
+  )
+}, ({ dir, json, name, postgres }) =>
+  Effect.scoped(Effect.gen(function*() {
+    const backend = yield* makeBackend({ name, dir, postgres })
+    const found = yield* backend.inspect(name)
     const state = Option.match(found, {
       onNone: () => "free" as const,
       onSome: (status) => status.verdict._tag === "Stale" ? "stale" as const : "held" as const
@@ -511,10 +567,11 @@ const statusCommand = Command.make("status", {
       yield* Console.log(Option.match(found, { onNone: () => `${name} is free`, onSome: describeStatus }))
     }
     yield* exitWith({ free: STATUS_FREE, held: STATUS_HELD, stale: STATUS_STALE }[state])
-  })).pipe(
+  }))).pipe(
     Command.withDescription(
       `Say who holds the lock and whether they are alive, without touching it. Exit ${STATUS_FREE} when free, ` +
-        `${STATUS_HELD} when held, ${STATUS_STALE} when the holder is gone. ${ERROR_EXIT_CODES}`
+        `${STATUS_HELD} when held, ${STATUS_STALE} when the holder is gone (never over PostgreSQL: the server frees ` +
+        `a lock when its session ends). ${ERROR_EXIT_CODES}`
     )
   )
 
@@ -527,15 +584,38 @@ const BREAK_REFUSED = 1
 const breakCommand = Command.make("break", {
   name: nameOption,
   dir: dirOption,
+  postgres: postgresOption,
   force: Options.boolean("force").pipe(
-    Options.withDescription("Also break the lock of a holder on another host or in another pid namespace.")
+    Options.withDescription(
+      "Also break the lock of a holder on another host or in another pid namespace, or over PostgreSQL."
+    )
   )
-}, ({ dir, force, name }) =>
-  Effect.gen(function*() {
-    const found = yield* PidLock.inspect({ name, dir: Option.getOrUndefined(dir) })
+}, ({ dir, force, name, postgres }) =>
+  Effect.scoped(Effect.gen(function*() {
+    const backend = yield* makeBackend({ name, dir, postgres })
+    const found = yield* backend.inspect(name)
     if (Option.isNone(found)) return yield* Console.log(`${name} is free: nothing to break`)
     const status = found.value
     const { verdict } = status
+    if (backend._tag === "Postgres") {
+      // The server holds no lock of a session that ended: its holder's
+      // session is there, whether or not that holder still works (a host
+      // that vanished leaves it open until TCP gives up on it).
+      if (!force) {
+        return yield* exitWithMessage(
+          `refusing to break: ${describeStatus(status)}; its database session is alive: pass --force to end it`,
+          BREAK_REFUSED
+        )
+      }
+      // Only the session of the holder judged above is ended: one that
+      // moved in since has another token, left alone.
+      const ended = yield* backend.breakLock(status)
+      return yield* Console.log(
+        ended
+          ? `broke ${status.location}: ended its holder's database session (${describeStatus(status)})`
+          : `${status.location}: its holder's session had already ended`
+      )
+    }
     if (verdict._tag === "Alive") {
       return yield* exitWithMessage(`refusing to break a live holder's lock: ${describeStatus(status)}`, BREAK_REFUSED)
     }
@@ -549,16 +629,18 @@ const breakCommand = Command.make("break", {
     // judged above is removed. If it is gone, someone broke the lock first,
     // and a holder who moved in since has another entry name, left alone.
     const entry = Path.join(status.location, `${status.holder.pid}.${status.holder.token}`)
-    const removed = yield* PidLock.breakLock(status)
+    const removed = yield* backend.breakLock(status)
     yield* Console.log(
       removed
         ? `broke ${status.location}: removed ${entry} (${describeStatus(status)})`
         : `${status.location}: ${entry} was already removed by someone else`
     )
-  })).pipe(
+  }))).pipe(
     Command.withDescription(
       `Remove the lock of a holder that is gone. Refuses (exit ${BREAK_REFUSED}) a live holder on this machine, and ` +
-        `a holder on another host or in another pid namespace unless --force. ${ERROR_EXIT_CODES}`
+        `a holder on another host or in another pid namespace unless --force. Over PostgreSQL, where every holder's ` +
+        `session is alive, --force ends that session (pg_terminate_backend), which frees the lock; its wrapper then ` +
+        `stops its command. ${ERROR_EXIT_CODES}`
     )
   )
 
@@ -577,10 +659,16 @@ const cli = Command.run(
 const exitCodeOf = (error: { readonly _tag: string }): number => {
   switch (error._tag) {
     case "InvalidOptions":
+    case "ConflictingOptions":
       return EX_USAGE
+    case "InvalidDatabaseUrl":
+      return EX_CONFIG
+    case "PostgresUnavailable":
+      return EX_UNAVAILABLE
     case "CorruptLock":
       return EX_DATAERR
     case "PermissionDenied":
+    case "PostgresRefused":
       return EX_NOPERM
     default:
       return EX_IOERR

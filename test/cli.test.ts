@@ -370,6 +370,41 @@ process.stdin.resume()`
     }))
 })
 
+describe("effect-pidlock run: the lock's generation, and its loss", () => {
+  it.scopedLive("the command sees the lock's generation as PIDLOCK_GENERATION, growing with each acquisition", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const command = ["sh", "-c", "echo $PIDLOCK_GENERATION"]
+      const first = yield* runCli("run", "--name", NAME, "--dir", dir, "--", ...command)
+      assert.strictEqual(first.code, 0, first.stderr)
+      assert.strictEqual(first.stdout, "1\n")
+      const second = yield* runCli("run", "--name", NAME, "--dir", dir, "--", ...command)
+      assert.strictEqual(second.code, 0, second.stderr)
+      assert.strictEqual(second.stdout, "2\n")
+    }))
+
+  it.scopedLive("a lock lost while the command runs stops it (SIGTERM) and exits 74", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const cli = yield* startCli([
+        "run", "--name", NAME, "--dir", dir, "--", "sh", "-c",
+        `trap 'echo stopped; exit 0' TERM
+echo holding
+while :; do sleep 1 >/dev/null 3>&- & wait $!; done`
+      ])
+      yield* waitForOutput(cli, /holding/)
+      // What a temporary-file cleaner or a wrong break would do.
+      const [entry] = lockEntries(dir)
+      Fs.unlinkSync(Path.join(dir, NAME, "lock", entry!))
+      const result = yield* finished(cli)
+      assert.strictEqual(result.code, 74, result.stderr)
+      assert.include(result.stderr, `${Path.join(dir, NAME, "lock")} was lost`)
+      assert.include(result.stderr, "stopping the command")
+      assert.include(result.stdout, "stopped")
+      assertNoStackTrace(result)
+    }))
+})
+
 describe("effect-pidlock status", () => {
   it.scopedLive("exits 0 when free, 1 when held, 2 when the holder is gone; --json", () =>
     Effect.gen(function*() {
