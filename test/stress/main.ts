@@ -10,20 +10,33 @@
 // namespace of its own (needs root and util-linux's unshare).
 //
 // The children load the package from dist/: run `npm run build` after changing src/.
+//
+// `--backend postgres` runs the stress run over PostgreSQL instead, with
+// options of its own: see pgMain.ts.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Os from "node:os"
 import { parseArgs } from "node:util"
+import { postgresStress } from "./pgMain.js"
 import { formatReport, runStress } from "./stress.js"
 
+const { backend = "file" } = parseArgs({ options: { backend: { type: "string" } }, strict: false }).values
+if (backend !== "file" && backend !== "postgres") {
+  process.stderr.write(`stress: --backend ${JSON.stringify(backend)} is neither file nor postgres\n`)
+  process.exit(2)
+}
+
 const { values } = parseArgs({
+  // The postgres run parses its own.
+  args: backend === "file" ? process.argv.slice(2) : [],
   options: {
     dir: { type: "string", multiple: true },
     processes: { type: "string", default: "16" },
     acquisitions: { type: "string", default: "5000" },
     "kill-probability": { type: "string", default: "0.2" },
     "pause-ms": { type: "string", default: "100-300" },
-    "pid-namespaces": { type: "string", multiple: true }
+    "pid-namespaces": { type: "string", multiple: true },
+    backend: { type: "string" }
   }
 })
 
@@ -68,4 +81,4 @@ const program = Effect.forEach(runs, (run) =>
     if (report.problems.length > 0) process.exitCode = 1
   }))
 
-NodeRuntime.runMain(program)
+NodeRuntime.runMain(backend === "postgres" ? postgresStress : program)
