@@ -74,6 +74,22 @@ const scenarios: ReadonlyArray<{
 
 const ERRNOS: ReadonlyArray<Testing.Errno> = ["EIO", "ENOSPC", "EACCES", "EROFS", "EPERM"]
 
+const COUNTER = Path.join(HOME, "generation")
+// A holder's link to the next generation, `generation.<pid>.<token>`, before it is renamed over the counter.
+const COUNTER_LINK = /\/generation\.\d+\.[0-9a-f]+$/
+
+// From the first call that `matches` on, process `pid` is dead and every call
+// fails without effect, as if the process had been killed right there.
+const crashAt = (processes: Testing.ProcessTable, pid: number, matches: (call: Testing.FileSystemCall) => boolean): Testing.Hook => {
+  let crashed = false
+  return (call) => {
+    if (!crashed && !matches(call)) return Effect.void
+    const exit = crashed ? Effect.void : processes.exit(pid)
+    crashed = true
+    return Effect.zipRight(exit, Effect.fail(Testing.systemError(call.method, call.path, "EIO")))
+  }
+}
+
 describe("faults", () => {
   for (const scenario of scenarios) {
     it.effect(`a fault at any call of acquire or release, from ${scenario.name}, leaves no staging directory and no second holder`, () =>
@@ -123,6 +139,7 @@ describe("faults", () => {
             const ours = `${me.process.pid}.`
             const isStaging = (name: string) => /^\d+\.[0-9a-f]+$/.test(name)
             assert.deepStrictEqual(home.filter((name) => name.startsWith(ours) && isStaging(name)), [], label)
+            assert.deepStrictEqual(home.filter((name) => name.startsWith(`generation.${ours}`)), [], label)
             assert.deepStrictEqual(home.filter((name) => isStaging(name) && !plantedStaging.includes(name)), [], label)
             // At most one entry, and never ours: the scope has closed.
             const entries = yield* Effect.orDie(world.fs.readDirectory(LOCK).pipe(Effect.catchAll(() => Effect.succeed([]))))
@@ -136,6 +153,81 @@ describe("faults", () => {
         }
       }))
   }
+
+  // The three calls that advance the counter, each failing once, after an
+  // earlier holder was handed generation 1: the lock is given back, and
+  // nothing is left of ours but our socket. From a dead holder's lock, the
+  // link it died before renaming stays (no takeover collected it).
+  const counterCalls = [
+    { call: "the read of the counter", method: "readLink", path: COUNTER },
+    { call: "the link to the next generation", method: "symlink", path: COUNTER_LINK },
+    { call: "the rename of that link over the counter", method: "rename", path: COUNTER_LINK }
+  ] as const
+  for (const { call, method, path } of counterCalls) {
+    for (const deadHolder of [false, true]) {
+      for (const errno of ["EIO", "EACCES"] as const) {
+        const from = deadHolder ? "a dead holder's lock" : "a free lock"
+        it.effect(`${errno} at ${call}, from ${from}: no entry held, nothing of ours left, and the next contender gets generation 2`, () =>
+          Effect.gen(function*() {
+            const world = yield* makeWorld
+            const other = yield* world.contender()
+            const me = yield* world.contender()
+            const earlier = yield* Effect.orDie(other.run(Effect.scoped(PidLock.acquire({ name: NAME, dir: DIR }))))
+            assert.strictEqual(earlier.generation, 1)
+            const deadLink = deadHolder
+              ? yield* Effect.orDie(Effect.gen(function*() {
+                const dead = yield* world.dead
+                yield* plantHolder(world.fs, HOME, dead)
+                const link = `generation.${dead.pid}.${dead.token}`
+                yield* world.fs.symlink("2", Path.join(HOME, link))
+                return [link]
+              }))
+              : []
+            yield* world.memory.setHook(Testing.failMatching({ method, path, errno, times: 1 }))
+            const error = yield* Effect.flip(me.run(acquireAndRelease))
+            assert.strictEqual(error._tag, errno === "EIO" ? "SystemError" : "PermissionDenied", error.message)
+            yield* world.memory.setHook(Testing.noFaults)
+
+            assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [])
+            assert.strictEqual(yield* Effect.orDie(world.fs.readLink(COUNTER)), "1")
+            const mySocket = new RegExp(`^${me.process.pid}\\.[0-9a-f]+\\.sock$`)
+            const home = (yield* Effect.orDie(world.fs.readDirectory(HOME))).sort()
+            assert.strictEqual(home.filter((name) => mySocket.test(name)).length, 1, home.join(", "))
+            assert.deepStrictEqual(
+              home.filter((name) => !mySocket.test(name)),
+              ["generation", "lock", earlier.owner.socket!, ...deadLink].sort()
+            )
+            const next = yield* Effect.orDie(other.run(Effect.scoped(PidLock.acquire({ name: NAME, dir: DIR }))))
+            assert.strictEqual(next.generation, 2)
+          }))
+      }
+    }
+  }
+
+  it.effect("a holder killed between its link to the next generation and the rename leaves that link; the takeover collects it", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const other = yield* world.contender()
+      const me = yield* world.contender()
+      yield* Effect.orDie(other.run(Effect.scoped(PidLock.acquire({ name: NAME, dir: DIR }))))
+      yield* world.memory.setHook(
+        crashAt(world.processes, me.process.pid, (call) => call.method === "rename" && COUNTER_LINK.test(call.path))
+      )
+      yield* Effect.flip(me.run(acquireAndRelease))
+      yield* world.memory.setHook(Testing.noFaults)
+      // Killed holding the lock, its link to generation 2 made and never renamed.
+      const [entry] = yield* Effect.orDie(world.fs.readDirectory(LOCK))
+      assert.match(entry!, new RegExp(`^${me.process.pid}\\.`))
+      const link = `generation.${entry}`
+      assert.strictEqual(yield* Effect.orDie(world.fs.readLink(Path.join(HOME, link))), "2")
+      assert.strictEqual(yield* Effect.orDie(world.fs.readLink(COUNTER)), "1")
+
+      const next = yield* Effect.orDie(other.run(Effect.scoped(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(next.generation, 2)
+      assert.strictEqual(next.owner.pid, other.process.pid)
+      // Its entry, its link and its socket went with the takeover.
+      assert.deepStrictEqual((yield* Effect.orDie(world.fs.readDirectory(HOME))).sort(), ["generation", "lock", next.owner.socket!].sort())
+    }))
 
   it.effect("when the rename fails and so does the first removal of the staging directory, the removal is tried again", () =>
     Effect.gen(function*() {

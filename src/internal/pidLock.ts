@@ -609,7 +609,7 @@ const take = (
     // A lock whose counter cannot be advanced is given back: a holder without
     // a generation could not fence its writes.
     const generation = yield* advanceGeneration(resolved, name).pipe(
-      Effect.tapError(() => Effect.ignore(removeEntry(fs, entry)))
+      Effect.tapError(() => giveBack(fs, entry))
     )
     if (tookOver || mayHoldStaging(home)) yield* removeLitter(resolved, name, owner.socket, tookOver)
     return { entry, owner, text, generation }
@@ -660,19 +660,32 @@ const advanceGeneration = ({ fs, paths }: Resolved, name: string): Effect.Effect
     Effect.flatMap((text) =>
       GENERATION_TEXT.test(text) && Number.isSafeInteger(Number(text) + 1)
         ? Effect.succeed(Number(text))
-        : unreadable(`generation counter ${show(text)} is not a whole number`)
+        : unreadable(`generation counter ${show(text)} is not a whole number below ${Number.MAX_SAFE_INTEGER}`)
     ),
     Effect.catchIf(isNotFound, () => Effect.succeed(0)),
     Effect.catchIf(isNotALink, () => unreadable("generation counter is not a symbolic link")),
     Effect.flatMap((last) => {
       const next = Path.join(paths.home, `${GENERATION}.${name}`)
       return fs.symlink(String(last + 1), next).pipe(
-        Effect.zipRight(fs.rename(next, counter)),
+        // A link that was not renamed is removed at once: a contender that
+        // gives the lock back leaves nothing of its own in the home.
+        Effect.zipRight(fs.rename(next, counter).pipe(
+          Effect.tapError(() => Effect.ignore(fs.remove(next, { force: true })))
+        )),
         Effect.as(last + 1)
       )
     })
   )
 }
+
+// Gives back a lock just taken, tried again as a release is: an entry left
+// by a transient error would be held by a live process that does not know it
+// holds it, and refuse everyone else until that process exits.
+const giveBack = (fs: FileSystem.FileSystem, entry: string) =>
+  removeEntry(fs, entry).pipe(
+    Effect.retry({ times: 2 }),
+    Effect.catchAll((error) => Effect.logWarning(`PidLock: could not give back ${entry}`, error))
+  )
 
 const makeLock = (
   { fs, paths }: Resolved,
