@@ -59,6 +59,13 @@ const plantRecordText = (text: string, entry = "12.ab") => ({ fs, home }: Contex
 const validRecord = (changes: object) =>
   Effect.map(ProcessInfo.ProcessInfo, ({ self }) => JSON.stringify({ ...recordOf({ ...self, pid: 12 }, "ab"), ...changes }))
 
+// A lock home used before (its lock free) whose generation counter `plant`
+// makes: the lock is taken, found unable to hand out a generation, and given
+// back, so that nothing is changed but our socket.
+const COUNTER = (home: string) => Path.join(home, "generation")
+const plantCounter = (plant: (counter: string, context: Context) => Effect.Effect<unknown, unknown>) => (context: Context) =>
+  Effect.zipRight(context.fs.makeDirectory(LOCK(context.home), { recursive: true }), plant(COUNTER(context.home), context))
+
 // A holder of this very host but another boot, with `changes` to its record.
 const otherBoot = (changes: object) => (context: Context) =>
   Effect.flatMap(
@@ -238,6 +245,44 @@ const rows: ReadonlyArray<Row> = [
     input: "owner record whose socket is a path",
     setup: (context) => Effect.flatMap(validRecord({ socket: "../../elsewhere/1.ab.sock" }), (text) => plantRecordText(text)(context)),
     expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
+  // the generation counter
+  {
+    input: "generation counter is a regular file",
+    setup: plantCounter((counter, { fs }) => fs.writeFileString(counter, "7")),
+    expected: corrupt("UnreadableRecord", COUNTER)
+  },
+  {
+    input: "generation counter is a directory",
+    setup: plantCounter((counter, { fs }) =>
+      Effect.zipRight(fs.makeDirectory(counter), fs.writeFileString(Path.join(counter, "precious"), "keep"))),
+    expected: corrupt("UnreadableRecord", COUNTER)
+  },
+  {
+    input: "generation counter not a number (a symlink to a path)",
+    setup: plantCounter((counter, { fs }) => fs.symlink("../victim", counter)),
+    expected: corrupt("UnreadableRecord", COUNTER)
+  },
+  {
+    input: "generation counter with leading zeros",
+    setup: plantCounter((counter, { fs }) => fs.symlink("007", counter)),
+    expected: corrupt("UnreadableRecord", COUNTER)
+  },
+  {
+    // 2^53: the next one would not be a safe integer.
+    input: "generation counter of 9007199254740992 (a huge number)",
+    setup: plantCounter((counter, { fs }) => fs.symlink("9007199254740992", counter)),
+    expected: corrupt("UnreadableRecord", COUNTER)
+  },
+  {
+    input: "generation counter of 20 digits",
+    setup: plantCounter((counter, { fs }) => fs.symlink("99999999999999999999", counter)),
+    expected: corrupt("UnreadableRecord", COUNTER)
+  },
+  {
+    input: "generation counter of 9007199254740990 (the next is the largest safe integer)",
+    setup: plantCounter((counter, { fs }) => fs.symlink("9007199254740990", counter)),
+    expected: { acquired: true }
   },
   // another boot: a reboot only on this very machine
   {
