@@ -69,6 +69,35 @@ const lockSuite = (environment: Environment) =>
         assert.deepStrictEqual(yield* entriesOf(fs, home), ["generation", "lock", lock.owner.socket!].sort())
       }))
 
+    test("the first acquisition of a name is generation 1, and every later one is one more; the counter says the last", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const first = yield* PidLock.acquire({ name: NAME, dir })
+        assert.strictEqual(first.generation, 1)
+        yield* first.release
+        const second = yield* Effect.scoped(PidLock.acquire({ name: NAME, dir }))
+        const third = yield* Effect.scoped(
+          Effect.flatMap(Layer.build(PidLock.layer({ name: NAME, dir })), (context) => Effect.provide(PidLock.PidLock, context))
+        )
+        assert.deepStrictEqual([second.generation, third.generation], [2, 3])
+        assert.strictEqual(yield* fs.readLink(Path.join(home, "generation")), "3")
+        // Each name counts its own.
+        assert.strictEqual((yield* PidLock.acquire({ name: "other", dir })).generation, 1)
+      }))
+
+    test("a takeover is handed the generation after the last one, and collects the link its dead holder did not rename", ({ dir, exited, fs, home }) =>
+      Effect.gen(function*() {
+        const dead = recordOf(yield* exited)
+        yield* plantHolder(fs, home, dead)
+        // 41 was the last generation handed out; the dead holder died between
+        // making its link to 42 and renaming it over the counter.
+        yield* fs.symlink("41", Path.join(home, "generation"))
+        yield* fs.symlink("42", Path.join(home, `generation.${entryNameOf(dead)}`))
+        const lock = yield* PidLock.acquire({ name: NAME, dir })
+        assert.strictEqual(lock.generation, 42)
+        assert.strictEqual(yield* fs.readLink(Path.join(home, "generation")), "42")
+        assert.deepStrictEqual(yield* entriesOf(fs, home), ["generation", "lock", lock.owner.socket!].sort())
+      }))
+
     test("the home and the lock directory are 0700, and no tombstone outlives a release", ({ dir, fs, home }) =>
       Effect.gen(function*() {
         const posix = yield* Posix.Posix

@@ -27,7 +27,7 @@ const waitingSuite = (environment: Environment) =>
     const test = (name: string, body: Parameters<typeof withFixture<void, unknown>>[1]) =>
       it.scopedLive(name, () => withFixture(environment, body))
 
-    test("a waiter gets the lock once its holder releases it", ({ dir }) =>
+    test("a waiter gets the lock once its holder releases it, with the next generation", ({ dir }) =>
       Effect.gen(function*() {
         const holder = yield* PidLock.acquire({ name: NAME, dir })
         const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir, wait: "20 seconds" })))
@@ -36,6 +36,7 @@ const waitingSuite = (environment: Environment) =>
         yield* holder.release
         const lock = yield* Fiber.join(waiter)
         assert.notStrictEqual(lock.entry, holder.entry)
+        assert.strictEqual(lock.generation, holder.generation + 1)
       }))
 
     test("a waiter takes over when the holder dies while it waits", ({ dir, fs, home, kill, live }) =>
@@ -77,8 +78,11 @@ const waitingSuite = (environment: Environment) =>
         assert.strictEqual((yield* Effect.flip(lock.verify))._tag, "LockCompromised")
 
         const guarded = yield* Effect.fork(Effect.never.pipe(PidLock.withLock({ name: "other", dir })))
-        yield* Effect.sleep("50 millis")
-        const [entry] = yield* fs.readDirectory(Path.join(dir, "other", "lock"))
+        // Once the guarded effect runs, its lock holds its entry.
+        const [entry] = yield* fs.readDirectory(Path.join(dir, "other", "lock")).pipe(
+          Effect.filterOrFail((entries) => entries.length === 1),
+          Effect.retry(Schedule.spaced("10 millis"))
+        )
         yield* fs.remove(Path.join(dir, "other", "lock", entry!))
         const exit = yield* Fiber.await(guarded)
         assert.isTrue(Exit.isFailure(exit))
