@@ -245,6 +245,19 @@ describe("faults", () => {
       assert.deepStrictEqual(home.filter((name) => !name.endsWith(".sock")), [])
     }))
 
+  it.effect("when the counter cannot be advanced and so the lock is given back, a failed give-back is tried again", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      yield* world.memory.setHook(Testing.combineHooks(
+        Testing.failMatching({ method: "readLink", path: COUNTER, errno: "EIO", times: 1 }),
+        Testing.failMatching({ method: "rename", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 })
+      ))
+      const error = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
+      assert.strictEqual(error._tag, "SystemError")
+      assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [])
+    }))
+
   it.effect("a failed release is tried again by the scope's finalizer", () =>
     Effect.gen(function*() {
       const world = yield* makeWorld
