@@ -1,5 +1,6 @@
 // A lock client driven by JSON lines on stdin, for the process-level figures
 // (takeover, hand-off). Usage: node agent.mjs <effect-pidlock|proper-lockfile> <dir> <name>
+//                          or: node agent.mjs pglock <database url> <name>
 // Commands: {"op":"acquire","wait":true|false,"stale":ms} → {"ok":true|false,"t":…,"tag":…}
 //           {"op":"release"} → {"released":true,"t0":…,"t1":…} (just before and after the release)
 // Before it says it is ready, it takes and releases another lock once, so that
@@ -16,20 +17,22 @@ import properLockfile from "proper-lockfile"
 import * as Path from "node:path"
 import { now, onLines, send } from "./common.mjs"
 
+// A directory for the file locks, a database url for pglock.
 const [impl, dir, name] = process.argv.slice(2)
 
 // proper-lockfile waits with the same pace as effect-pidlock's poll: 10 ms,
 // doubling up to 1 s.
 const PROPER_RETRIES = { retries: 100_000, minTimeout: 10, maxTimeout: 1000, factor: 2 }
 
-const effectClient = () => {
-  const runtime = ManagedRuntime.make(ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)))
+// `lockAcquire(options)`: PidLock.acquire or PgLock.acquire, run on `layer`.
+const effectClient = (layer, lockAcquire) => {
+  const runtime = ManagedRuntime.make(layer)
   let scope
   return {
     acquire: async (name, { wait }) => {
       const next = await runtime.runPromise(Scope.make())
       const exit = await runtime.runPromiseExit(
-        Scope.extend(PidLock.acquire({ name, dir, ...(wait ? { wait: "60 seconds" } : {}) }), next)
+        Scope.extend(lockAcquire({ name, ...(wait ? { wait: "60 seconds" } : {}) }), next)
       )
       if (Exit.isSuccess(exit)) {
         scope = next
@@ -62,10 +65,43 @@ const properClient = () => {
   }
 }
 
-const client = impl === "effect-pidlock" ? effectClient() : properClient()
+const fileLockClient = () =>
+  effectClient(
+    ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)),
+    (options) => PidLock.acquire({ ...options, dir })
+  )
+
+// Loaded for pglock only: the file-lock agents load what they did before.
+const pgLockClient = async () => {
+  const [PgClient, Redacted, PgLock] = await Promise.all([
+    import("@effect/sql-pg/PgClient"),
+    import("effect/Redacted"),
+    import("effect-pidlock/PgLock")
+  ])
+  return effectClient(
+    Layer.mergeAll(
+      ProcessInfo.layer.pipe(Layer.provide(NodeFileSystem.layer)),
+      PgClient.layer({ url: Redacted.make(dir) })
+    ),
+    PgLock.acquire
+  )
+}
+
+const client = impl === "effect-pidlock"
+  ? fileLockClient()
+  : impl === "pglock"
+  ? await pgLockClient()
+  : properClient()
 const warmUp = await client.acquire(`${name}-warm-up-${process.pid}`, {})
 if (!warmUp.ok) throw new Error(`warm-up: ${warmUp.tag}`)
 await client.release()
+if (impl === "pglock") {
+  // Its waiting acquisition sends other statements (the lock_timeout, the
+  // blocking lock): they run once too, on a free lock.
+  const waitingWarmUp = await client.acquire(`${name}-warm-up-${process.pid}`, { wait: true })
+  if (!waitingWarmUp.ok) throw new Error(`warm-up: ${waitingWarmUp.tag}`)
+  await client.release()
+}
 onLines(async (line) => {
   const command = JSON.parse(line)
   if (command.op === "acquire") {

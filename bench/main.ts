@@ -1,22 +1,28 @@
 /**
  * `npm run bench [-- --quick] [--dir <lock directory>] [--only takeover,…]`: effect-pidlock
  * against a raw `node:fs/promises` floor and the anchors (proper-lockfile,
- * lockfile, the original pidlock), side by side in one run. Every figure is
- * measured in child `node` processes that import the built package (`dist/`),
- * and printed as one line, followed by whether its target is met.
+ * lockfile, the original pidlock), side by side in one run; and PgLock
+ * against the same statements sent with `pg` alone, on a PostgreSQL server
+ * that the run starts (test/support/postgresServer.ts) when a pg_ figure is
+ * asked for. Every figure is measured in child `node` processes that import
+ * the built package (`dist/`), and printed as one line, followed by whether
+ * its target is met.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { Client } from "pg"
+import { createDatabase, type PostgresServer, startPostgres } from "../test/support/postgresServer.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const dirFlag = args.indexOf("--dir")
 const root = Path.resolve(dirFlag === -1 ? Os.tmpdir() : args[dirFlag + 1]!)
-// `--only takeover,handoff`: some of the figures (cycle, takeover, handoff, contention, import, heap).
+// `--only takeover,handoff`: some of the figures (cycle, takeover, handoff, contention, import, heap,
+// pg_cycle, pg_takeover, pg_handoff).
 const onlyFlag = args.indexOf("--only")
 const only = onlyFlag === -1 ? undefined : args[onlyFlag + 1]!.split(",")
 const base = Fs.mkdtempSync(Path.join(root, "pidlock-bench-"))
@@ -330,6 +336,212 @@ const heap = () => {
 }
 
 // -----------------------------------------------------------------------------
+// 7. PgLock, on a PostgreSQL server of the bench's own
+// -----------------------------------------------------------------------------
+
+interface Database {
+  readonly server: PostgresServer
+  /** The bench's database on it, where PgLock makes its registry. */
+  readonly url: string
+  /** The driver's own session, to see from the server that a waiter waits. */
+  readonly client: Client
+}
+
+// Started by the first figure that needs it, stopped at the end of the run.
+let database: Promise<Database> | undefined
+const postgres = () =>
+  database ??= (async () => {
+    const startedAt = now()
+    const server = await startPostgres()
+    const url = await createDatabase(server.url, "pidlock_bench")
+    const client = new Client({ connectionString: url })
+    await client.connect()
+    const { rows: [version] } = await client.query<{ server_version: string }>("SHOW server_version")
+    console.log(
+      `# postgres ${version!.server_version} started in ${fixed((now() - startedAt) / 1000)} s on 127.0.0.1:${server.port} (TCP), ` +
+        `fsync=off and synchronous_commit=off (test/support/postgresServer.ts): a commit does not wait for the disk`
+    )
+    return { server, url, client }
+  })()
+
+const stopPostgres = async () => {
+  if (database === undefined) return
+  const { client, server } = await database
+  await client.end()
+  await server.stop()
+}
+
+/** Resolves once a session waits in the server for an advisory lock: the waiter has sent its blocking lock. */
+const waiterBlocked = async ({ client }: Database) => {
+  const deadline = now() + 30_000
+  for (;;) {
+    const { rows: [row] } = await client.query<{ waiting: number }>(
+      "SELECT count(*)::int AS waiting FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    )
+    if (row!.waiting > 0) return
+    if (now() > deadline) throw new Error("no session waits for the lock after 30 s")
+    await sleep(1)
+  }
+}
+
+const PG_IMPLS = ["effect-pidlock", "raw-pg", "effect-pidlock-watchdog", "raw-pg-pool", "effect-sql"] as const
+
+const pgCycle = async () => {
+  const { url } = await postgres()
+  const [rounds, batch] = quick ? [3, 100] : [20, 150]
+  const { cpu, phases, samples, statements, statementsPerCycle } = runJson<{
+    samples: Record<(typeof PG_IMPLS)[number], Array<number>>
+    phases: Record<(typeof PG_IMPLS)[number], Array<Array<number>>>
+    cpu: Record<(typeof PG_IMPLS)[number], number>
+    statementsPerCycle: Record<(typeof PG_IMPLS)[number], number>
+    statements: Array<{ text: string; values: number }>
+  }>("pgCycle.mjs", [url, String(rounds), String(batch), PG_IMPLS.join(",")])
+  const m = Object.fromEntries(PG_IMPLS.map((impl) => [impl, median(samples[impl])])) as Record<
+    (typeof PG_IMPLS)[number],
+    number
+  >
+  const ratio = m["effect-pidlock"] / m["raw-pg"]
+  console.log(
+    `pg_cycle: effect-pidlock=${fixed(m["effect-pidlock"], 0)} raw_pg=${fixed(m["raw-pg"], 0)} ratio=${fixed(ratio, 2)}` +
+      verdict(ratio <= 1.3, "ratio ≤ 1.3")
+  )
+  // The statements named by what they call: the lock's, with the owner record, and the unlock.
+  const named = statements.map(({ text, values }) =>
+    `${/pg_try_advisory_lock|pg_advisory_unlock/.exec(text)?.[0] ?? text.slice(0, 20)} (${values} values)`
+  )
+  console.log(
+    `#   median µs over ${rounds * batch} cycles each; effect-pidlock with checkInterval: false (no watchdog), raw_pg the statements of its cycle (${
+      named.join(", ")
+    }), same texts and values, through one pg.Client connected once`
+  )
+  console.log(
+    `#   effect-pidlock with the watchdog (checkInterval 5 s)=${fixed(m["effect-pidlock-watchdog"], 0)} (ratio=${
+      fixed(m["effect-pidlock-watchdog"] / m["raw-pg"], 2)
+    }); raw through a pg.Pool, a client taken and given back per cycle=${
+      fixed(m["raw-pg-pool"], 0)
+    }; through @effect/sql-pg, a connection reserved per cycle in a bare Effect.gen=${fixed(m["effect-sql"], 0)}`
+  )
+  // A cycle of two statements: sent, answered, sent, answered, ended.
+  const split = (impl: (typeof PG_IMPLS)[number]) => {
+    const cycles = phases[impl].filter((marks) => marks.length === 5)
+    const gap = (from: number, to: number) =>
+      fixed(median(cycles.map((marks) => marks[to]! - (from < 0 ? 0 : marks[from]!))), 0)
+    return `${impl}=${gap(-1, 0)}/${gap(0, 1)}/${gap(1, 2)}/${gap(2, 3)}/${gap(3, 4)}`
+  }
+  console.log(
+    `#   where a cycle's time goes, medians in µs of: before the lock statement/its round trip/between/the unlock's round trip/after: ${
+      (["effect-pidlock", "effect-sql", "raw-pg-pool", "raw-pg"] as const).map(split).join(" ")
+    }`
+  )
+  console.log(
+    `#   statements sent per cycle: ${
+      PG_IMPLS.map((impl) => `${impl}=${fixed(statementsPerCycle[impl], 2)}`).join(" ")
+    }; CPU µs per cycle (all threads): ${PG_IMPLS.map((impl) => `${impl}=${fixed(cpu[impl], 0)}`).join(" ")}`
+  )
+}
+
+// The clock: `now()` (performance.timeOrigin + performance.now(), µs
+// resolution) in the driver and in the agents, which all read the same
+// system clock. An agent's report reaches the driver over its stdout pipe;
+// the delay from the agent's timestamp to the driver's receipt is printed
+// as a check: it is never negative if the clocks agree.
+
+/**
+ * A holder is SIGKILLed while a waiter (another process, `wait: "60
+ * seconds"`) waits in the server for its lock. Times from the kill: to the
+ * holder's reaping, and to the waiter holding the lock.
+ */
+const pgTakeoverOnce = async (db: Database) => {
+  const holder = start("agent.mjs", ["pglock", db.url, "takeover"])
+  const waiter = start("agent.mjs", ["pglock", db.url, "takeover"])
+  await Promise.all([holder.next(), waiter.next()])
+  // Waiting: the previous run's holder may not have left the server yet.
+  holder.send({ op: "acquire", wait: true })
+  const held = await holder.next()
+  if (!held.ok) throw new Error(`pg takeover: the holder did not get the lock: ${JSON.stringify(held)}`)
+  waiter.send({ op: "acquire", wait: true })
+  await waiterBlocked(db)
+  const reaped = new Promise<number>((resolve) => holder.process.once("exit", () => resolve(now())))
+  const killedAt = now()
+  holder.process.kill("SIGKILL")
+  const took = await waiter.next()
+  const receivedAt = now()
+  const reapedAt = await reaped
+  await stop(waiter)
+  if (!took.ok) throw new Error(`pg takeover: the waiter failed: ${JSON.stringify(took)}`)
+  return { total: took.t - killedAt, reaped: reapedAt - killedAt, report: receivedAt - took.t }
+}
+
+const pgTakeover = async () => {
+  const db = await postgres()
+  const runs = quick ? 3 : 15
+  const results: Array<{ total: number; reaped: number; report: number }> = []
+  for (let i = 0; i < runs; i++) results.push(await pgTakeoverOnce(db))
+  const m = median(results.map((run) => run.total))
+  console.log(`pg_takeover_ms: effect-pidlock=${fixed(m)} n=${runs}` + verdict(m <= 100, "≤ 100 ms"))
+  console.log(
+    `#   from the SIGKILL of the holder to the waiter (another process, blocked in the server) holding the lock; median: kill to reaped ${
+      fixed(median(results.map((run) => run.reaped)))
+    } (the kernel tearing the process down, its socket closed on the way), max ${fixed(Math.max(...results.map((run) => run.total)))}`
+  )
+  console.log(
+    `#   times from now() (timeOrigin + performance.now()) in the driver and the agents; the waiter's report reached the driver ${
+      fixed(median(results.map((run) => run.report)), 2)
+    } ms (median; min ${fixed(Math.min(...results.map((run) => run.report)), 2)}) after its timestamp`
+  )
+}
+
+/**
+ * A holder releases while a waiter (another process, `wait: "60 seconds"`)
+ * waits in the server for its lock. Times from the start and from the end
+ * of the holder's release to the waiter holding the lock.
+ */
+const pgHandoff = async () => {
+  const db = await postgres()
+  const count = quick ? 20 : 100
+  const holder = start("agent.mjs", ["pglock", db.url, "handoff"])
+  const waiter = start("agent.mjs", ["pglock", db.url, "handoff"])
+  await Promise.all([holder.next(), waiter.next()])
+  const fromStart: Array<number> = []
+  const fromEnd: Array<number> = []
+  const releases: Array<number> = []
+  const reports: Array<number> = []
+  for (let i = 0; i < count; i++) {
+    holder.send({ op: "acquire" })
+    const held = await holder.next()
+    if (!held.ok) throw new Error(`pg hand-off: the holder did not get the lock: ${JSON.stringify(held)}`)
+    waiter.send({ op: "acquire", wait: true })
+    await waiterBlocked(db)
+    holder.send({ op: "release" })
+    const released = await holder.next()
+    const acquired = await waiter.next()
+    reports.push(now() - acquired.t)
+    if (!acquired.ok) throw new Error(`pg hand-off: the waiter failed: ${JSON.stringify(acquired)}`)
+    fromStart.push(acquired.t - released.t0)
+    fromEnd.push(acquired.t - released.t1)
+    releases.push(released.t1 - released.t0)
+    waiter.send({ op: "release" })
+    await waiter.next()
+  }
+  await Promise.all([stop(holder), stop(waiter)])
+  const m = median(fromStart)
+  console.log(
+    `pg_handoff_ms: effect-pidlock=${fixed(m)} (p99 ${fixed(quantile(fromStart, 0.99))}) n=${count}` +
+      verdict(m <= 10, "median ≤ 10 ms")
+  )
+  console.log(
+    `#   from the start of the holder's release (its unlock frees the lock in the server before the reply comes back) to the waiter (another process, blocked in the server) holding it; from the end of the release: ${
+      fixed(median(fromEnd))
+    } (p99 ${fixed(quantile(fromEnd, 0.99))}); the release itself took ${fixed(median(releases))}`
+  )
+  console.log(
+    `#   times from now() in the agents; the waiter's report reached the driver ${fixed(median(reports), 2)} ms (median; min ${
+      fixed(Math.min(...reports), 2)
+    }) after its timestamp`
+  )
+}
+
+// -----------------------------------------------------------------------------
 
 const fileSystemOf = (path: string): string => {
   try {
@@ -346,7 +558,17 @@ const main = async () => {
       fileSystemOf(base)
     }); load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`
   )
-  const figures: Record<string, () => void | Promise<void>> = { cycle, takeover, handoff, contention, import: importCost, heap }
+  const figures: Record<string, () => void | Promise<void>> = {
+    cycle,
+    takeover,
+    handoff,
+    contention,
+    import: importCost,
+    heap,
+    pg_cycle: pgCycle,
+    pg_takeover: pgTakeover,
+    pg_handoff: pgHandoff
+  }
   try {
     const took: Array<string> = []
     for (const [name, figure] of Object.entries(figures)) {
@@ -358,6 +580,7 @@ const main = async () => {
     console.log(`# took: ${took.join(", ")}`)
   } finally {
     Fs.rmSync(base, { recursive: true, force: true })
+    await stopPostgres()
   }
   console.log(`# done in ${fixed((now() - began) / 1000)} s; load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`)
 }
