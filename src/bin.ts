@@ -268,7 +268,9 @@ const sqlStateOf = (cause: unknown): string | undefined => {
 const postgresFailure = (database: DatabaseUrl) =>
 (error: { readonly message: string; readonly cause?: unknown }) => {
   const message = escapeText(redact(
-    `PostgreSQL at ${database.server}: ${error.message}: ${describeCause(error.cause)}`.replace(/\s*\n\s*/g, " "),
+    `PostgreSQL at ${database.server}: ${error.message}${
+      error.cause === undefined ? "" : `: ${describeCause(error.cause)}`
+    }`.replace(/\s*\n\s*/g, " "),
     database.secrets
   ))
   const state = sqlStateOf(error.cause)

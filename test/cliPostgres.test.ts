@@ -194,6 +194,22 @@ describe("effect-pidlock run --postgres", () => {
       assert.strictEqual(result.stdout, "ran\n")
     }), 60_000)
 
+  it.scopedLive("SIGTERM while waiting in the server: exits 143, the holder's lock untouched", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase
+      const holder = yield* startHolder(url)
+      const waiter = yield* startCli(["run", "--postgres", url, "--name", NAME, "--wait", "30s", "--", "echo", "ran"])
+      yield* waitUntilWaitingInServer(url)
+      waiter.process.kill("SIGTERM")
+      const result = yield* finished(waiter)
+      assert.strictEqual(result.code, 143, result.stderr)
+      assert.strictEqual(result.stdout, "", "the command did not run")
+      assert.isTrue(holder.isRunning())
+      const status = yield* runCli(["status", "--postgres", url, "--name", NAME])
+      assert.strictEqual(status.code, 1, status.stderr)
+      assert.include(status.stdout, `is held by pid ${holder.pid} on `)
+    }), 60_000)
+
   // The limit the README states: the lock is the wrapper's session, which
   // ends with it; the command runs on, and the next holder's generation is
   // higher than the one it was given.
