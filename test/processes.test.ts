@@ -144,13 +144,39 @@ describe("real processes", () => {
           pidNamespaces
         })
         console.log(formatReport(report))
-        assert.deepStrictEqual(report.problems, [], "overlaps, stuck locks, leftovers or failed children")
+        assert.deepStrictEqual(report.problems, [], "overlaps, stuck locks, leftovers, generations or failed children")
         assert.strictEqual(report.overlaps, 0)
         assert.strictEqual(report.stuck, 0)
+        assert.strictEqual(report.generationsNotIncreasing, 0)
+        assert.strictEqual(report.generations?.[0], 1)
         assert.isAtLeast(report.kills, 3, "holders SIGKILLed while holding, and taken over")
         assert.isAtLeast(report.acquisitions, 100)
       }), 60_000)
   }
+
+  it.scopedLive("processes taking the lock in turn are handed generations 1, 2, 3, …: a takeover of a killed holder's lock included", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const generations: Array<unknown> = []
+      const tryOnce = Effect.gen(function*() {
+        const child = yield* spawnHolder(["try", "--dir", dir, "--name", NAME])
+        generations.push((yield* waitForLine(child, "acquired")).generation)
+        yield* waitForExit(child)
+      })
+      yield* tryOnce
+      yield* tryOnce
+      const killed = yield* spawnHolder(["hold", "--dir", dir, "--name", NAME])
+      generations.push((yield* waitForLine(killed, "ready")).generation)
+      killed.process.kill("SIGKILL")
+      yield* waitForExit(killed)
+      yield* tryOnce
+      const repeating = yield* spawnHolder(["repeat", "--dir", dir, "--name", NAME, "--count", "3"])
+      yield* waitForLine(repeating, "done")
+      const attempts = repeating.lines.filter((line) => line.startsWith("attempt ")).map((line) => JSON.parse(line.slice(8)))
+      generations.push(...attempts.map((attempt) => attempt.generation))
+      assert.deepStrictEqual(generations, [1, 2, 3, 4, 5, 6, 7], describeChild(repeating))
+      assert.strictEqual(Fs.readlinkSync(Path.join(dir, NAME, "generation")), "7")
+    }), 60_000)
 
   it.scopedLive("a holder that set process.title is still alive: the next contender gets LockHeld (fault 3)", () =>
     Effect.gen(function*() {

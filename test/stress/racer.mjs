@@ -3,11 +3,11 @@
 //
 //   node racer.mjs --dir D --name N --log F [--pause-ms MIN-MAX]
 //
-// After each acquisition it appends `enter <pid> <token>` to F, prints
-// `hold {pid, token}` and holds until a line arrives on stdin (or stdin ends),
-// then appends `exit <pid> <token>` and releases. After each try, held or
-// LockHeld, it pauses a random MIN to MAX milliseconds (20-80 by default). Any
-// other error ends it with exit code 1.
+// After each acquisition it appends `enter <pid> <token> <generation>` to F,
+// prints `hold {pid, token}` and holds until a line arrives on stdin (or stdin
+// ends), then appends `exit <pid> <token>` and releases. After each try, held
+// or LockHeld, it pauses a random MIN to MAX milliseconds (20-80 by default).
+// Any other error ends it with exit code 1.
 //
 // The runner loads it from a V8 start-up snapshot, so that the modules are
 // evaluated once per run instead of once per process: `main` runs when the
@@ -57,7 +57,7 @@ const race = (args) => {
   })
   const once = Effect.scoped(Effect.gen(function*() {
     const lock = yield* PidLock.acquire(options)
-    append(`enter ${process.pid} ${lock.owner.token}`)
+    append(`enter ${process.pid} ${lock.owner.token} ${lock.generation}`)
     print("hold", { pid: process.pid, token: lock.owner.token })
     yield* awaitAnswer
     append(`exit ${process.pid} ${lock.owner.token}`)

@@ -6,9 +6,10 @@
 // to one O_APPEND log and announces every hold on stdout. The runner decides
 // each hold: with probability `killProbability` it appends `kill <pid>` to the
 // log, SIGKILLs the holder and starts a replacement; otherwise it tells the
-// holder to release. Afterwards the log is replayed for overlapping holdings
-// and killed holders whose lock nobody took, and a fresh acquire must take the
-// lock at once.
+// holder to release. Afterwards the log is replayed for overlapping holdings,
+// killed holders whose lock nobody took, and generations that do not grow
+// from one acquisition to the next, and a fresh acquire must take the lock at
+// once, with a generation greater than every one before.
 //
 // A fifth of the children are replacements for killed ones, so their start-up
 // sets the pace: the racer and all it imports are bundled into one script and
@@ -69,6 +70,10 @@ export interface StressReport {
   readonly overlaps: number
   /** 1 if nobody could take the lock during the run (or after the last kill), plus 1 if a fresh acquire at the end failed. */
   readonly stuck: number
+  /** The first and the last generation handed out, the fresh acquire's at the end included. */
+  readonly generations: readonly [number, number] | undefined
+  /** Acquisitions handed a generation not greater than the one before them, in the order of the log. */
+  readonly generationsNotIncreasing: number
   readonly seconds: number
   /** One line for each overlap, stuck lock, leftover, warning and failed child: empty when all went well. */
   readonly problems: ReadonlyArray<string>
@@ -76,7 +81,8 @@ export interface StressReport {
 
 export const formatReport = (report: StressReport) =>
   `stress: processes=${report.processes} acquisitions=${report.acquisitions} kills=${report.kills} ` +
-  `overlaps=${report.overlaps} stuck=${report.stuck} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}` +
+  `overlaps=${report.overlaps} stuck=${report.stuck} generations=${report.generations?.join("..") ?? "none"} ` +
+  `not-increasing=${report.generationsNotIncreasing} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}` +
   (report.pidNamespaces ? " pid-namespaces=separate" : "")
 
 // -----------------------------------------------------------------------------
@@ -91,6 +97,8 @@ interface LogAnalysis {
   readonly strayKills: ReadonlyArray<string>
   /** The last killed holder, when no later enter took its lock. */
   readonly untakenKill: string | undefined
+  /** The generation of each enter, in the order of the log. */
+  readonly generations: ReadonlyArray<number>
 }
 
 /**
@@ -99,7 +107,8 @@ interface LogAnalysis {
  * in separate pid namespaces every child is PID 1). Children log `enter` after acquiring and
  * `exit` before releasing, and the runner logs `kill` before sending SIGKILL,
  * so every logged holding lies inside the real one: two logged holdings that
- * overlap prove two real holders at once.
+ * overlap prove two real holders at once. For the same reason the enters are
+ * in the order of the acquisitions, and so must their generations be.
  */
 const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
   let current: { pid: number; token: string; line: number; killedAt?: number } | undefined
@@ -107,12 +116,14 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
   let holderKills = 0
   const overlaps: Array<string> = []
   const strayKills: Array<string> = []
+  const generations: Array<number> = []
   lines.forEach((text, index) => {
     const line = index + 1
-    const [word, pidText, token] = text.split(" ")
+    const [word, pidText, token, generation] = text.split(" ")
     const pid = Number(pidText)
     if (word === "enter") {
       enters++
+      generations.push(Number(generation))
       if (current?.killedAt !== undefined) holderKills++
       else if (current !== undefined) {
         overlaps.push(`log line ${line}: ${text} while ${current.pid} ${current.token} holds (since line ${current.line})`)
@@ -135,9 +146,18 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
     strayKills,
     untakenKill: current?.killedAt !== undefined
       ? `log line ${current.killedAt}: kill ${current.pid} (holder since line ${current.line}), and no later enter`
-      : undefined
+      : undefined,
+    generations
   }
 }
+
+// Where a generation is not greater than the one handed out before it.
+const notIncreasing = (generations: ReadonlyArray<number>): ReadonlyArray<string> =>
+  generations.flatMap((generation, index) =>
+    index > 0 && !(generation > generations[index - 1]!)
+      ? [`acquisition ${index + 1} was handed generation ${generation}, after ${generations[index - 1]}`]
+      : []
+  )
 
 // -----------------------------------------------------------------------------
 // The children
@@ -361,9 +381,12 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       Effect.provide(nodeLayer)
     ))
     if (Exit.isFailure(fresh)) problems.push(`stuck: a fresh acquire failed: ${String(fresh.cause)}`)
+    const generations = Exit.isSuccess(fresh) ? [...analysis.generations, fresh.value.generation] : analysis.generations
+    const generationProblems = notIncreasing(generations)
+    problems.push(...generationProblems)
     // Stopped children removed their sockets; a killed holder's went with the
-    // takeover of its lock (the fresh acquire's, for the last one), and so did
-    // the link of a holder killed while it advanced the generation counter.
+    // takeover of its lock (the fresh acquire's, for the last one). The
+    // generation counter stays.
     const litter = list(home).filter((name) => name !== "lock" && name !== "generation")
     if (litter.length > 0) problems.push(`staging directories, sockets or counter links left in the lock home: ${litter.join(", ")}`)
 
@@ -375,6 +398,8 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       kills: analysis.holderKills,
       overlaps: analysis.overlaps.length + ownerMismatches,
       stuck: (stalled || analysis.untakenKill !== undefined ? 1 : 0) + (Exit.isFailure(fresh) ? 1 : 0),
+      generations: generations.length === 0 ? undefined : [generations[0]!, generations[generations.length - 1]!],
+      generationsNotIncreasing: generationProblems.length,
       seconds,
       problems
     }
