@@ -15,7 +15,7 @@ import * as PidLock from "../src/PidLock.js"
 import * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import * as Testing from "../src/testing.js"
-import { plantHolder, plantStaging, recordOf } from "./support/environment.js"
+import { entryNameOf, plantHolder, plantStaging, recordOf } from "./support/environment.js"
 
 const DIR = "/tmp/locks"
 const NAME = "app"
@@ -178,7 +178,7 @@ describe("faults", () => {
               ? yield* Effect.orDie(Effect.gen(function*() {
                 const dead = yield* world.dead
                 yield* plantHolder(world.fs, HOME, dead)
-                const link = `generation.${dead.pid}.${dead.token}`
+                const link = `generation.${entryNameOf(dead)}`
                 yield* world.fs.symlink("2", Path.join(HOME, link))
                 return [link]
               }))
