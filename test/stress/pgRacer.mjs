@@ -32,7 +32,7 @@ const { values: args } = parseArgs({
     log: { type: "string" },
     "pause-ms": { type: "string", default: "20-80" },
     "wait-ms": { type: "string" },
-    "check-interval": { type: "string", default: "250" }
+    "check-interval": { type: "string", default: "2000" }
   }
 })
 
