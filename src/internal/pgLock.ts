@@ -220,9 +220,11 @@ const lockOnce = (
 
 // How long a lock may be seen held by a session whose stamp is not visible
 // yet (the stamp commits a moment after the lock is taken) before the holder
-// counts as one that did not use this package.
+// counts as one that did not use this package: pauses from 5 ms doubling up
+// to 200 ms, about 3 s in all, so that a holder stalled by a busy machine
+// between its lock and its commit is still seen as the holder it is.
 const UNSTAMPED_ROUNDS = 20
-const UNSTAMPED_PAUSE = Duration.millis(5)
+const unstampedPause = (round: number) => Duration.millis(Math.min(5 * 2 ** round, 200))
 
 interface Holder {
   readonly record: PidLock.OwnerRecord
@@ -261,7 +263,7 @@ const readHolder = (
           }, which left no owner record: a session that does not use this package`
         })
       }
-      yield* Effect.sleep(UNSTAMPED_PAUSE)
+      yield* Effect.sleep(unstampedPause(round))
     }
   })
 
