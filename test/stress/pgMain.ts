@@ -1,6 +1,6 @@
 // `npm run stress -- --backend postgres`: the stress run of pgStress.ts on a
 // PostgreSQL server of its own, printing one line, e.g.
-//   stress: processes=8 acquisitions=2000 kills=400 terminations=200 overlaps=0 fenced=30 stuck=0 seconds=120.0 backend=postgres
+//   stress: processes=8 acquisitions=2004 kills=407 terminations=202 overlaps=0 fenced=202 stuck=0 seconds=159.0 backend=postgres
 // preceded by a line for each problem found. Exit code 1 if it found one.
 //
 //   vite-node test/stress/main.ts --backend postgres [--processes 8] [--acquisitions 2000]
