@@ -16,7 +16,9 @@
  * the lock `<dir>/<name>/lock/` (held iff non-empty), staging directories
  * `<dir>/<name>/<pid>.<token>/`, and the owner entry
  * `<dir>/<name>/lock/<pid>.<token>`, a symlink whose target text is the JSON
- * {@link OwnerRecord}.
+ * {@link OwnerRecord}; beside them the generation counter
+ * `<dir>/<name>/generation`, a symlink whose target is the last generation
+ * handed out.
  *
  * @since 0.1.0
  */
@@ -307,7 +309,9 @@ export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
  * - `ForeignOwner`: the lock home belongs to another user.
  * - `MultipleEntries`: the lock directory holds more than one entry.
  * - `UnexpectedEntry`: an entry that is not an owner entry.
- * - `UnreadableRecord`: an owner record that is not valid.
+ * - `UnreadableRecord`: an owner record that is not valid, or a generation
+ *   counter that is not a symbolic link to a whole number below 2^53 (the lock
+ *   is given back).
  * - `InsecureMode`: the lock home or the lock directory is writable by other
  *   users (who could remove the owner entry), or the per-user default
  *   directory is open to them at all.
