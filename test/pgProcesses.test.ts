@@ -8,15 +8,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
-import * as ChildProcess from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { formatPgReport, runPgStress } from "./stress/pgStress.js"
+import { type Child, describeChild, lineOf, spawnNode, waitForExit, waitForLine, waitUntil } from "./support/children.js"
 import { freshDatabase, layerPgClient } from "./support/postgres.js"
 
 const PG_HOLDER = fileURLToPath(new URL("./fixtures/pgHolder.mjs", import.meta.url))
 const TCP_PROXY = fileURLToPath(new URL("./fixtures/tcpProxy.mjs", import.meta.url))
-const REPO = fileURLToPath(new URL("..", import.meta.url))
 const NAME = "app"
 const CHECK_INTERVAL_MS = 500
 /** Catches a stuck lock, not a slow one: the machine may be busy. */
@@ -34,107 +32,8 @@ const KEEPALIVE_DEADLINE_MS = 3_000
 // Helpers
 // -----------------------------------------------------------------------------
 
-interface Child {
-  readonly process: ChildProcess.ChildProcess
-  readonly pid: number
-  /** Lines printed on stdout so far. */
-  readonly lines: Array<string>
-  readonly stderr: () => string
-  /** Set once the process has exited and its output is closed. */
-  readonly status: () => { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
-  readonly closed: Promise<void>
-}
-
-/** Runs `node script ...args`; SIGKILLed (if still running) and awaited when the scope closes. */
-const spawnChild = (script: string, args: ReadonlyArray<string>) =>
-  Effect.acquireRelease(
-    Effect.sync((): Child => {
-      const child = ChildProcess.spawn(process.execPath, [script, ...args], { cwd: REPO, stdio: ["pipe", "pipe", "pipe"] })
-      const lines: Array<string> = []
-      let partial = ""
-      let stderr = ""
-      let status: { code: number | null; signal: NodeJS.Signals | null } | undefined
-      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-        const parts = (partial + chunk).split("\n")
-        partial = parts.pop()!
-        lines.push(...parts)
-      })
-      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
-      child.stdin!.on("error", () => {}) // a child that died has closed it
-      const closed = new Promise<void>((resolve) => {
-        child.once("close", (code, signal) => {
-          status = { code, signal }
-          resolve()
-        })
-        child.once("error", (error) => {
-          stderr += String(error)
-          status = { code: null, signal: null }
-          resolve()
-        })
-      })
-      return { process: child, pid: child.pid ?? -1, lines, stderr: () => stderr, status: () => status, closed }
-    }),
-    (child) =>
-      Effect.promise(() => {
-        // SIGKILL ends a stopped process too.
-        if (child.status() === undefined) child.process.kill("SIGKILL")
-        return child.closed
-      })
-  )
-
 const spawnHolder = (url: string, ...options: ReadonlyArray<string>) =>
-  spawnChild(PG_HOLDER, ["--url", url, "--name", NAME, ...options])
-
-const pending = Symbol("pending")
-
-/**
- * Polls `check` every 10 ms until it returns something other than
- * `undefined`; fails with what it throws, or after `seconds`.
- */
-const waitUntil = <A, E, R>(
-  what: string,
-  check: Effect.Effect<A | undefined, E, R>,
-  seconds = 20
-): Effect.Effect<A, E | Error, R> =>
-  check.pipe(
-    Effect.flatMap((value) => value === undefined ? Effect.fail(pending) : Effect.succeed(value)),
-    Effect.retry({ schedule: Schedule.spaced("10 millis"), while: (error) => error === pending }),
-    Effect.timeoutFail({
-      duration: `${seconds} seconds`,
-      onTimeout: () => new Error(`timed out after ${seconds} s waiting for ${what}`)
-    }),
-    Effect.catchIf((error): error is typeof pending => error === pending, () => Effect.die("unreachable"))
-  )
-
-const describeChild = (child: Child) =>
-  `child ${child.pid} (status ${JSON.stringify(child.status())}; stdout ${JSON.stringify(child.lines.slice(-20))}; ` +
-  `stderr ${JSON.stringify(child.stderr())})`
-
-interface Line {
-  readonly [key: string]: unknown
-  readonly at: number
-}
-
-/** The child's first line `<word> <json>`, parsed; `undefined` if there is none yet. */
-const lineOf = (child: Child, word: string): Line | undefined => {
-  const line = child.lines.find((line) => line.startsWith(`${word} `))
-  return line === undefined ? undefined : JSON.parse(line.slice(word.length + 1))
-}
-
-/** Waits for the child's first line `<word> <json>` and returns the JSON. */
-const waitForLine = (child: Child, word: string, seconds = 20) =>
-  waitUntil(
-    `"${word}" from ${child.pid}`,
-    Effect.try({
-      try: () => {
-        const line = lineOf(child, word)
-        if (line === undefined && child.status() !== undefined) throw new Error(`no "${word}" line from ${describeChild(child)}`)
-        return line
-      },
-      catch: (error) => error as Error
-    }),
-    seconds
-  )
+  spawnNode(PG_HOLDER, ["--url", url, "--name", NAME, ...options])
 
 /** Waits for the first line of the child that is one of `words`. */
 const waitForOneOf = (child: Child, words: ReadonlyArray<string>, seconds = 20) =>
@@ -152,9 +51,6 @@ const waitForOneOf = (child: Child, words: ReadonlyArray<string>, seconds = 20) 
     }),
     seconds
   )
-
-const waitForExit = (child: Child, seconds = 20) =>
-  waitUntil(`exit of ${child.pid}`, Effect.sync(() => child.status()), seconds)
 
 /** Runs `body` with a new database's url and a `PgClient` on it. */
 const onFreshDatabase = <A, E, R>(body: (url: string) => Effect.Effect<A, E, R>) =>
@@ -183,7 +79,7 @@ const throughPort = (url: string, port: number, options: string) => {
 /** A TCP proxy to the server of `url`, in a process of its own; its port. */
 const startProxy = (url: string) =>
   Effect.gen(function*() {
-    const proxy = yield* spawnChild(TCP_PROXY, ["--target-port", new URL(url).port])
+    const proxy = yield* spawnNode(TCP_PROXY, ["--target-port", new URL(url).port])
     const { port } = yield* waitForLine(proxy, "listening")
     return { proxy, port: port as number }
   })

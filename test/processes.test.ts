@@ -3,18 +3,17 @@
 // would. `npm test` builds first; after changing src/, run `npm run build`.
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as PidLock from "../src/PidLock.js"
+import { describeChild, spawnNode, waitForExit, waitForLine } from "./support/children.js"
 import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
 import { formatReport, runStress } from "./stress/stress.js"
 
 const HOLDER = fileURLToPath(new URL("./fixtures/holder.mjs", import.meta.url))
-const REPO = fileURLToPath(new URL("..", import.meta.url))
 const NAME = "app"
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
@@ -24,99 +23,9 @@ const isRoot = process.getuid?.() === 0
 // Helpers
 // -----------------------------------------------------------------------------
 
-interface Child {
-  readonly process: ChildProcess.ChildProcess
-  readonly pid: number
-  /** Lines printed on stdout so far. */
-  readonly lines: Array<string>
-  readonly stderr: () => string
-  /** Set once the process has exited and its output is closed. */
-  readonly status: () => { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
-  readonly closed: Promise<void>
-}
-
-/**
- * Runs `holder.mjs` with `args`. The process is SIGKILLed (if still running)
- * and awaited when the scope closes, whether the test passed or not.
- */
+/** Runs `holder.mjs` with `args`. */
 const spawnHolder = (args: ReadonlyArray<string>, options: ChildProcess.SpawnOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.sync((): Child => {
-      const child = ChildProcess.spawn(process.execPath, [HOLDER, ...args], {
-        cwd: REPO,
-        stdio: ["pipe", "pipe", "pipe"],
-        ...options
-      })
-      const lines: Array<string> = []
-      let partial = ""
-      let stderr = ""
-      let status: { code: number | null; signal: NodeJS.Signals | null } | undefined
-      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-        const parts = (partial + chunk).split("\n")
-        partial = parts.pop()!
-        lines.push(...parts)
-      })
-      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
-      const closed = new Promise<void>((resolve) => {
-        child.once("close", (code, signal) => {
-          status = { code, signal }
-          resolve()
-        })
-        child.once("error", (error) => {
-          stderr += String(error)
-          status = { code: null, signal: null }
-          resolve()
-        })
-      })
-      return {
-        process: child,
-        pid: child.pid ?? -1,
-        lines,
-        stderr: () => stderr,
-        status: () => status,
-        closed
-      }
-    }),
-    (child) =>
-      Effect.promise(() => {
-        if (child.status() === undefined) child.process.kill("SIGKILL")
-        return child.closed
-      })
-  )
-
-const pending = Symbol("pending")
-
-/**
- * Polls `check` every 10 ms until it returns something other than
- * `undefined`; fails with what it throws, or after `seconds`.
- */
-const waitUntil = <A>(what: string, check: () => A | undefined, seconds = 20): Effect.Effect<A, Error> =>
-  Effect.try({ try: check, catch: (error) => error as Error }).pipe(
-    Effect.flatMap((value) => value === undefined ? Effect.fail(pending) : Effect.succeed(value)),
-    Effect.retry({ schedule: Schedule.spaced("10 millis"), while: (error) => error === pending }),
-    Effect.timeoutFail({
-      duration: `${seconds} seconds`,
-      onTimeout: () => new Error(`timed out after ${seconds} s waiting for ${what}`)
-    }),
-    Effect.catchIf((error): error is typeof pending => error === pending, () => Effect.die("unreachable"))
-  )
-
-const describeChild = (child: Child) =>
-  `child ${child.pid} (status ${JSON.stringify(child.status())}; stdout ${JSON.stringify(child.lines)}; stderr ${
-    JSON.stringify(child.stderr())
-  })`
-
-/** Waits for the child's first line `<word> <json>` and returns the JSON. */
-const waitForLine = (child: Child, word: string, seconds = 20) =>
-  waitUntil(`"${word}" from ${child.pid}`, () => {
-    const line = child.lines.find((line) => line.startsWith(`${word} `))
-    if (line !== undefined) return JSON.parse(line.slice(word.length + 1)) as Record<string, unknown>
-    if (child.status() !== undefined) throw new Error(`no "${word}" line from ${describeChild(child)}`)
-    return undefined
-  }, seconds)
-
-const waitForExit = (child: Child, seconds = 20) =>
-  waitUntil(`exit of ${child.pid}`, () => child.status(), seconds)
+  spawnNode(HOLDER, args, options)
 
 const list = (path: string) => Fs.readdirSync(path).sort()
 
