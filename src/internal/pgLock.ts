@@ -211,7 +211,11 @@ const lockOnce = (
       if (row.taken !== true) return { _tag: "Held" } as const
       return {
         _tag: "Taken",
-        generation: yield* parseGeneration(row.generation, resolved.location),
+        // The lock is this session's by now: a failure gives it back, or the
+        // connection would go back to the pool holding it.
+        generation: yield* parseGeneration(row.generation, resolved.location).pipe(
+          Effect.tapError(() => Effect.ignore(run(connection, "SELECT pg_advisory_unlock_all()")))
+        ),
         key: String(row.key),
         backendPid: Number(row.backend_pid)
       } as const
