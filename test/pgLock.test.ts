@@ -139,6 +139,17 @@ describe("PgLock", () => {
       assert.strictEqual((yield* advisoryLocks(sql)).length, 1)
     }))
 
+  it.scopedLive("a generation past 2^53 is CorruptLock, and the lock just taken is given back", () =>
+    Effect.gen(function*() {
+      const { context, sql } = yield* database(1)
+      yield* Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context))
+      yield* sql`UPDATE effect_pidlock SET generation = 9007199254740992 WHERE name = ${NAME}`
+      const error = yield* Effect.flip(Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context)))
+      assert.deepStrictEqual([error._tag, error._tag === "CorruptLock" ? error.reason : ""], ["CorruptLock", "UnreadableRecord"])
+      // One connection in the pool: the session that took the lock holds nothing now.
+      assert.deepStrictEqual(yield* advisoryLocks(sql), [])
+    }))
+
   it.scopedLive("breakLock ends the found holder's session, whose lost fires; a holder found earlier is not broken", () =>
     Effect.gen(function*() {
       const { context } = yield* database()

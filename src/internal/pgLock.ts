@@ -182,7 +182,7 @@ interface Taken {
 
 type Attempt = Taken | { readonly _tag: "Held" }
 
-const parseGeneration = (text: unknown, location: string) => {
+const parseGeneration = (text: unknown, location: string): Effect.Effect<number, PidLock.CorruptLock> => {
   const generation = Number(text)
   return typeof text === "string" && Number.isSafeInteger(generation) && generation > 0
     ? Effect.succeed(generation)
@@ -209,13 +209,12 @@ const lockOnce = (
         continue
       }
       if (row.taken !== true) return { _tag: "Held" } as const
+      // The lock is this session's by now: a failure gives it back, or the
+      // connection would go back to the pool holding it.
+      const unlockAll: Effect.Effect<void> = Effect.ignore(run(connection, "SELECT pg_advisory_unlock_all()"))
       return {
         _tag: "Taken",
-        // The lock is this session's by now: a failure gives it back, or the
-        // connection would go back to the pool holding it.
-        generation: yield* parseGeneration(row.generation, resolved.location).pipe(
-          Effect.tapError(() => Effect.ignore(run(connection, "SELECT pg_advisory_unlock_all()")))
-        ),
+        generation: yield* parseGeneration(row.generation, resolved.location).pipe(Effect.tapError(() => unlockAll)),
         key: String(row.key),
         backendPid: Number(row.backend_pid)
       } as const
