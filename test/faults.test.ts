@@ -14,7 +14,7 @@ import * as Path from "node:path"
 import * as PidLock from "../src/PidLock.js"
 import * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
-import * as Testing from "../src/testing.js"
+import * as Testing from "../src/testing/index.js"
 import { entryNameOf, plantHolder, plantStaging, recordOf } from "./support/environment.js"
 
 const DIR = "/tmp/locks"

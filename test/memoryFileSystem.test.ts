@@ -16,7 +16,7 @@ import * as NFS from "node:fs"
 import * as Path from "node:path"
 import * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
-import * as Testing from "../src/testing.js"
+import * as Testing from "../src/testing/index.js"
 
 // =============================================================================
 // Conformance: every case runs on the Node layer (real disk) and on the memory

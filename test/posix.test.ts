@@ -18,7 +18,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Posix from "../src/Posix.js"
-import * as Testing from "../src/testing.js"
+import * as Testing from "../src/testing/index.js"
 
 const LISTENER = fileURLToPath(new URL("./fixtures/listener.mjs", import.meta.url))
 const DIST_POSIX = fileURLToPath(new URL("../dist/Posix.js", import.meta.url))

@@ -5,7 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as ProcessInfo from "../src/ProcessInfo.js"
-import * as Testing from "../src/testing.js"
+import * as Testing from "../src/testing/index.js"
 
 // A process table served by one memory file system, and the ProcessInfo of any of its processes.
 const makeMachine = (options?: Testing.ProcessTableOptions) =>

@@ -2,7 +2,7 @@
 import { assert, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as PidLock from "../src/PidLock.js"
-import * as Testing from "../src/testing.js"
+import * as Testing from "../src/testing/index.js"
 
 it.effect("a second instance is refused", () =>
   Effect.gen(function*() {

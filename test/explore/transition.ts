@@ -1,6 +1,6 @@
 // What one scheduling choice does to the shared state, and when two choices
 // commute: the independence relation behind the partial-order reduction.
-import type * as Testing from "../../src/testing.js"
+import type * as Testing from "../../src/testing/index.js"
 
 /**
  * One choice the scheduler can make: let a fiber of a contender make the

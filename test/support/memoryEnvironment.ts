@@ -2,7 +2,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ProcessInfo from "../../src/ProcessInfo.js"
-import * as Testing from "../../src/testing.js"
+import * as Testing from "../../src/testing/index.js"
 import type { Environment } from "./environment.js"
 
 /** The in-memory `FileSystem` with a fake process table: this process and others are fake processes. */

@@ -11,7 +11,7 @@ import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
-import type * as Testing from "../testing.js"
+import type * as Testing from "./index.js"
 import * as ProcessTable from "./processTable.js"
 
 // =============================================================================

@@ -2,7 +2,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Crypto from "node:crypto"
-import type * as Testing from "../testing.js"
+import type * as Testing from "./index.js"
 
 /** @internal */
 export const TypeId: Testing.ProcessTableTypeId = Symbol.for("effect-pidlock/testing/ProcessTable") as Testing.ProcessTableTypeId
