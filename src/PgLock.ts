@@ -29,7 +29,6 @@ import type * as PgClient from "@effect/sql-pg/PgClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
@@ -52,14 +51,14 @@ export interface Options {
    * holder releases or its session ends; or retry on the given `Schedule`.
    * Default: fail fast.
    */
-  readonly wait?: Duration.DurationInput | Schedule.Schedule<unknown, PidLock.LockHeld> | undefined
+  readonly wait?: PidLock.DurationInput | Schedule.Schedule<unknown, PidLock.LockHeld> | undefined
   /**
    * How often the watchdog asks the server that the lock is still this
    * session's, each question under a timeout of the same length; `false`
    * turns it off. A failed or unanswered question completes
    * {@link PidLock.PidLock.lost}. Default: 5 seconds.
    */
-  readonly checkInterval?: Duration.DurationInput | false | undefined
+  readonly checkInterval?: PidLock.DurationInput | false | undefined
 }
 
 /**

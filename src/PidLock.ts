@@ -78,6 +78,16 @@ export interface OwnerRecord extends ProcessInfo.Identity {
 }
 
 /**
+ * A duration as the options take it: any `Duration.DurationInput`, or the
+ * short form the CLI takes (`"30s"`, `"500ms"`, `"2m"`, `"1.5h"`). A string
+ * that is neither fails with {@link InvalidOptions}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type DurationInput = Duration.DurationInput | `${number}${"ms" | "s" | "m" | "h"}`
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -104,13 +114,13 @@ export interface Options {
    * (then {@link LockHeld}), waking as soon as the holder releases; or retry
    * on the given `Schedule`. Default: fail fast.
    */
-  readonly wait?: Duration.DurationInput | Schedule.Schedule<unknown, LockHeld> | undefined
+  readonly wait?: DurationInput | Schedule.Schedule<unknown, LockHeld> | undefined
   /**
    * How often the watchdog checks that the lock is still ours, besides on
    * every change in the lock directory; `false` turns it off. Default: 5
    * seconds.
    */
-  readonly checkInterval?: Duration.DurationInput | false | undefined
+  readonly checkInterval?: DurationInput | false | undefined
 }
 
 /**

@@ -3,6 +3,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as PidLock from "../PidLock.js"
+import { decodeDuration, DURATION_EXAMPLES } from "./duration.js"
 import { show } from "./text.js"
 
 // The options both backends share, checked before anything is touched.
@@ -44,9 +45,15 @@ export const validateWait = (wait: unknown): Either.Either<Wait | undefined, Pid
   if (wait === undefined || Schedule.isSchedule(wait)) {
     return Either.right(wait as Schedule.Schedule<unknown, PidLock.LockHeld> | undefined)
   }
-  return Option.match(Duration.decodeUnknown(wait), {
+  return Option.match(decodeDuration(wait), {
     onNone: () =>
-      Either.left(new PidLock.InvalidOptions({ option: "wait", value: wait, reason: "must be a duration or a Schedule" })),
+      Either.left(
+        new PidLock.InvalidOptions({
+          option: "wait",
+          value: wait,
+          reason: `must be a duration (${DURATION_EXAMPLES}) or a Schedule`
+        })
+      ),
     onSome: Either.right
   })
 }
@@ -60,14 +67,14 @@ export const validateCheckInterval = (
   if (interval === false) return Either.right(false)
   if (interval === undefined) return Either.right(DEFAULT_CHECK_INTERVAL)
   return Option.match(
-    Option.filter(Duration.decodeUnknown(interval), (duration) => Duration.greaterThan(duration, Duration.zero)),
+    Option.filter(decodeDuration(interval), (duration) => Duration.greaterThan(duration, Duration.zero)),
     {
       onNone: () =>
         Either.left(
           new PidLock.InvalidOptions({
             option: "checkInterval",
             value: interval,
-            reason: "must be a positive duration, or false"
+            reason: `must be a positive duration (${DURATION_EXAMPLES}), or false`
           })
         ),
       onSome: Either.right
