@@ -1,0 +1,49 @@
+// Bundles the CLI (src/cli/main.ts) into dist/cli/bin.js and its chunks, so
+// that it starts like a shell tool and needs nothing at run time but what it
+// ships: one copy of effect and the modules the lock uses, minified. The
+// PostgreSQL support (PgLock, @effect/sql-pg, @effect/sql) is a chunk of its
+// own, loaded only when PostgreSQL is used; `pg` is left out, to be found
+// beside effect-pidlock, as @effect/sql-pg brings it.
+import * as esbuild from "esbuild"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
+const outdir = Path.join(root, "dist", "cli")
+
+Fs.rmSync(outdir, { recursive: true, force: true })
+
+const result = await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: { bin: "src/cli/main.ts" },
+  outdir,
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  minify: true,
+  chunkNames: "chunks/[name]-[hash]",
+  external: ["pg"],
+  // The CommonJS modules bundled with @effect/sql-pg (pg-cursor,
+  // pg-connection-string) call `require`, which an ES module lacks.
+  banner: { js: "import{createRequire as __cr}from\"node:module\";const require=__cr(import.meta.url);" },
+  metafile: true,
+  logLevel: "warning"
+})
+
+// One copy of effect, whatever imports it: two would be two runtimes, whose
+// fibers and services do not mix.
+const copies = new Set(
+  Object.keys(result.metafile.inputs)
+    .map((input) => /^(.*node_modules\/effect)\//.exec(input)?.[1])
+    .filter((copy) => copy !== undefined)
+)
+if (copies.size > 1) {
+  throw new Error(`the CLI bundle holds ${copies.size} copies of effect: ${[...copies].join(", ")}`)
+}
+const cjs = Object.keys(result.metafile.inputs).filter((input) => /node_modules\/effect\/dist\/cjs\//.test(input))
+if (cjs.length > 0) throw new Error(`the CLI bundle holds effect's CommonJS build as well: ${cjs[0]}`)
+
+Fs.chmodSync(Path.join(outdir, "bin.js"), 0o755)
