@@ -1,4 +1,4 @@
-// The built CLI (dist/bin.js) run as real processes on a real disk. `npm test`
+// The built CLI (dist/cli/bin.js, the bundle) run as real processes on a real disk. `npm test`
 // builds first; after changing src/, run `npm run build`.
 import { assert, describe, it } from "@effect/vitest"
 import * as FileSystem from "@effect/platform/FileSystem"
@@ -13,7 +13,7 @@ import * as ProcessInfo from "../src/ProcessInfo.js"
 import { entryNameOf, plantHolder, recordOf } from "./support/environment.js"
 import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
 
-const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url))
+const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url))
 const NAME = "app"
 
 interface Finished {
@@ -34,6 +34,9 @@ interface Cli {
   readonly isRunning: () => boolean
 }
 
+// The tests' own settings of these would change what the CLI does.
+const { NO_COLOR: _noColor, PIDLOCK_DATABASE_URL: _url, PIDLOCK_DIR: _dir, ...cliEnvironment } = process.env
+
 /**
  * Starts `effect-pidlock ...args` (under `tracer`, if given) in a session of
  * its own, without a terminal, whatever terminal runs the tests; when the
@@ -46,7 +49,8 @@ const startCli = (args: ReadonlyArray<string>, tracer: ReadonlyArray<string> = [
       const [command, ...rest] = [...tracer, process.execPath, BIN, ...args]
       const child = ChildProcess.spawn(command!, rest, {
         stdio: ["pipe", "pipe", "pipe"],
-        detached: true
+        detached: true,
+        env: cliEnvironment
       })
       let stdout = ""
       let stderr = ""
@@ -182,16 +186,17 @@ interface Terminal {
 
 /**
  * Runs `args` in a session of its own on a pseudo-terminal, in the
- * terminal's foreground process group (`script`); what is written to
+ * terminal's foreground process group (`script`), with `env` over the CLI's
+ * environment; what is written to
  * `process.stdin` is typed on that terminal. Killed, if still running, when
  * the scope closes.
  */
-const startInTerminal = (args: ReadonlyArray<string>) =>
+const startInTerminal = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) =>
   Effect.acquireRelease(
     Effect.sync((): Terminal => {
       const child = ChildProcess.spawn("script", ["-qefc", `exec ${args.map(shellQuote).join(" ")}`, "/dev/null"], {
         stdio: ["pipe", "pipe", "inherit"],
-        env: { ...process.env, SHELL: "/bin/sh" }
+        env: { ...cliEnvironment, SHELL: "/bin/sh", ...env }
       })
       let output = ""
       child.stdout!.setEncoding("utf8").on("data", (chunk: string) => void (output += chunk))
@@ -253,6 +258,19 @@ describe("effect-pidlock run", () => {
       const result = yield* finished(waiter)
       assert.strictEqual(result.code, 0, result.stderr)
       assert.strictEqual(result.stdout, "ran\n")
+      assert.strictEqual(result.stderr.split(`waiting for pid ${holder.pid} on `).length - 1, 1, result.stderr)
+      assert.include(result.stderr, "read line", "the holder's command line")
+    }))
+
+  it.scopedLive("a --wait that runs out says how long it waited, and exits 75", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const holder = yield* startHolder(dir)
+      const result = yield* runCli("run", "--name", NAME, "--dir", dir, "--wait", "300ms", "--", "echo", "ran")
+      assert.strictEqual(result.code, 75, result.stderr)
+      assert.strictEqual(result.stdout, "", "the command did not run")
+      assert.include(result.stderr, `waiting for pid ${holder.pid} on `)
+      assert.include(result.stderr, `still held after waiting 300ms: ${Path.join(dir, NAME, "lock")} is held by pid ${holder.pid}`)
     }))
 })
 
@@ -411,7 +429,8 @@ describe("effect-pidlock status", () => {
       const dir = yield* tempDir
       const free = yield* runCli("status", "--name", NAME, "--dir", dir, "--json")
       assert.strictEqual(free.code, 0, free.stderr)
-      assert.deepStrictEqual(JSON.parse(free.stdout), { name: NAME, state: "free", location: null, holder: null, verdict: null })
+      const location = Path.join(dir, NAME, "lock")
+      assert.deepStrictEqual(JSON.parse(free.stdout), { name: NAME, state: "free", location, holder: null, verdict: null })
 
       const holder = yield* startHolder(dir)
       const held = yield* runCli("status", "--name", NAME, "--dir", dir)
@@ -568,5 +587,192 @@ describe("bad input", () => {
       assert.include(badWait.stderr, "--wait \"soon\" is not a duration")
       assertNoStackTrace(badWait)
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing was made")
+    }))
+})
+
+describe("diagnostics on stderr", () => {
+  it.scopedLive("a takeover is told on stderr; stdout is the command's alone", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const dead = yield* plantDeadHolder(dir)
+      const result = yield* runCli("run", "--name", NAME, "--dir", dir, "--", "echo", "ran")
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(result.stdout, "ran\n")
+      assert.match(result.stderr, new RegExp(`^effect-pidlock: PidLock: taking over [^\\n]* from pid ${dead.pid} `))
+      assertNoStackTrace(result)
+    }))
+
+  it.scopedLive("--quiet and --log-level before or after the command; after -- they are the command's", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const takeOver = (...args: ReadonlyArray<string>) =>
+        Effect.zipRight(plantDeadHolder(dir), runCli(...args, "--", "echo", "ran", "--quiet", "--log-level", "debug"))
+      for (
+        const args of [
+          ["--quiet", "run", "--name", NAME, "--dir", dir],
+          ["run", "--name", NAME, "-q", "--dir", dir],
+          ["--log-level", "warning", "run", "--name", NAME, "--dir", dir],
+          ["run", "--name", NAME, "--dir", dir, "--log-level=error"]
+        ]
+      ) {
+        const result = yield* takeOver(...args)
+        assert.strictEqual(result.code, 0, result.stderr)
+        assert.strictEqual(result.stdout, "ran --quiet --log-level debug\n", args.join(" "))
+        assert.strictEqual(result.stderr, "", args.join(" "))
+      }
+      const told = yield* takeOver("run", "--name", NAME, "--dir", dir, "--log-level", "info")
+      assert.include(told.stderr, "taking over")
+    }))
+
+  it.scopedLive("--quiet: a held lock is told by the exit code alone; errors are still said", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      yield* startHolder(dir)
+      const refused = yield* runCli("--quiet", "run", "--name", NAME, "--dir", dir, "--", "true")
+      assert.strictEqual(refused.code, 75)
+      assert.strictEqual(refused.stderr, "")
+      const badName = yield* runCli("--quiet", "run", "--name", "a/b", "--dir", dir, "--", "true")
+      assert.strictEqual(badName.code, 64)
+      assert.include(badName.stderr, "invalid option name=\"a/b\"")
+    }))
+
+  // A takeover's line is the one diagnostic of a run that succeeds.
+  const ANSI = /\x1b\[[0-9;]*m/
+
+  it.scopedLive("colours on a terminal; none with NO_COLOR, nor in a stderr that is no terminal", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const inTerminal = (env: Readonly<Record<string, string>>, redirect: string = "") =>
+        Effect.gen(function*() {
+          yield* plantDeadHolder(dir)
+          const terminal = yield* startInTerminal([
+            "sh", "-c", `exec "$@"${redirect}`, "sh", process.execPath, BIN, "run", "--name", NAME, "--dir", dir, "--",
+            "echo", "ran"
+          ], env)
+          assert.strictEqual(yield* Effect.promise(() => terminal.finished), 0, terminal.output())
+          return terminal.output()
+        })
+      const colored = yield* inTerminal({})
+      assert.include(colored, "taking over")
+      assert.match(colored, ANSI, "the terminal's output")
+      const noColor = yield* inTerminal({ NO_COLOR: "1" })
+      assert.include(noColor, "taking over")
+      assert.notMatch(noColor, ANSI, "the terminal's output with NO_COLOR")
+      const file = Path.join(dir, "stderr")
+      const onTerminal = yield* inTerminal({}, ` 2>${file}`)
+      assert.include(onTerminal, "ran")
+      const redirected = Fs.readFileSync(file, "utf8")
+      assert.include(redirected, "taking over")
+      assert.notMatch(redirected, ANSI, "stderr in a file, stdout on a terminal")
+    }))
+})
+
+describe("help and usage", () => {
+  it.scopedLive("--help, of the CLI and of each command: what it does, its options and exit codes, on stdout", () =>
+    Effect.gen(function*() {
+      for (
+        const [args, says] of [
+          [["--help"], "run     run a command while holding the lock"],
+          [["-h"], "status  say who holds the lock"],
+          [["run", "--help"], "--conflict-exit-code"],
+          [["status", "--name", NAME, "--help"], "0 free, 1 held, 2 the holder is gone"],
+          [["--help", "break"], "--force"]
+        ] as const
+      ) {
+        const result = yield* runCli(...args)
+        assert.strictEqual(result.code, 0, result.stderr)
+        assert.strictEqual(result.stderr, "")
+        assert.include(result.stdout, says, args.join(" "))
+        assert.include(result.stdout, "64  bad arguments", args.join(" "))
+        assert.notMatch(result.stdout, /wizard|completions/, args.join(" "))
+      }
+    }))
+
+  it.scopedLive("no arguments, an unknown command or option, a missing value: exit 64, the usage on stderr", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      for (
+        const [args, says] of [
+          [[], "a command is needed"],
+          [["start", "--name", NAME], "unknown command \"start\""],
+          [["status", "--name", NAME, "--verbose"], "unknown option \"--verbose\""],
+          [["status", "--name"], "--name needs a value"],
+          [["status", "--dir", dir], "status needs --name <name>"],
+          [["status", "--name", NAME, "--wait", "1s"], "status does not take --wait"],
+          [["run", "--name", NAME, "--dir", dir, "echo", "ran"], "unexpected argument \"echo\": put the command to run after --"],
+          [["run", "--name", NAME, "--dir", dir, "--"], "run needs a command to run"],
+          [["--log-level", "loud", "status", "--name", NAME], "--log-level \"loud\" is not a level"],
+          [["run", "--name", NAME, "--conflict-exit-code", "256", "--", "true"], "is not an exit code"]
+        ] as const
+      ) {
+        const result = yield* runCli(...args)
+        assert.strictEqual(result.code, 64, `${args.join(" ")}: ${result.stderr}`)
+        assert.strictEqual(result.stdout, "", args.join(" "))
+        assert.include(result.stderr, `effect-pidlock: ${says}`, args.join(" "))
+        assert.include(result.stderr, "usage:", args.join(" "))
+      }
+      assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing was made")
+    }))
+})
+
+describe("status --json", () => {
+  it.scopedLive("answers in JSON even when it fails: state error, the error's tag and message, its exit code", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const badName = yield* runCli("status", "--name", "a/b", "--dir", dir, "--json")
+      assert.strictEqual(badName.code, 64, badName.stderr)
+      const report = JSON.parse(badName.stdout)
+      assert.strictEqual(report.name, "a/b")
+      assert.strictEqual(report.state, "error")
+      assert.strictEqual(report.error._tag, "InvalidOptions")
+      assert.include(report.error.message, "invalid option name=\"a/b\"")
+      assert.include(badName.stderr, "invalid option name=\"a/b\"", "and said on stderr")
+
+      const noName = yield* runCli("status", "--json", "--dir", dir)
+      assert.strictEqual(noName.code, 64, noName.stderr)
+      assert.deepStrictEqual(JSON.parse(noName.stdout), {
+        name: null,
+        state: "error",
+        location: null,
+        holder: null,
+        verdict: null,
+        error: { _tag: "UsageError", message: "status needs --name <name>" }
+      })
+
+      // A file where the lock home would be: no directory to look in.
+      Fs.writeFileSync(Path.join(dir, NAME), "")
+      const corrupt = yield* runCli("status", "--name", NAME, "--dir", dir, "--json")
+      assert.strictEqual(corrupt.code, 65, corrupt.stderr)
+      assert.strictEqual(JSON.parse(corrupt.stdout).error._tag, "CorruptLock")
+    }))
+
+  it.scopedLive("a free lock's location: where the lock would live, $PIDLOCK_DIR's when set", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const result = ChildProcess.spawnSync(process.execPath, [BIN, "status", "--name", NAME, "--json"], {
+        env: { ...cliEnvironment, PIDLOCK_DIR: dir },
+        encoding: "utf8"
+      })
+      assert.strictEqual(result.status, 0, result.stderr)
+      assert.strictEqual(JSON.parse(result.stdout).location, Path.join(dir, NAME, "lock"))
+    }))
+})
+
+describe("a lock home of another user's", () => {
+  const NOBODY = 65534
+  it.scopedLive.skipIf(process.geteuid?.() !== 0)("is a name clash: exit 73, nothing touched", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const home = Path.join(dir, NAME)
+      Fs.mkdirSync(home, { mode: 0o700 })
+      Fs.chownSync(home, NOBODY, NOBODY)
+      for (const args of [["status"], ["run", "--", "echo", "ran"], ["break"]]) {
+        const [command, ...rest] = args
+        const result = yield* runCli(command!, "--name", NAME, "--dir", dir, ...rest)
+        assert.strictEqual(result.code, 73, `${command}: ${result.stderr}`)
+        assert.strictEqual(result.stdout, "", command)
+        assert.include(result.stderr, `belongs to uid ${NOBODY}`, command)
+      }
+      assert.deepStrictEqual(Fs.readdirSync(home), [])
     }))
 })

@@ -1,4 +1,4 @@
-// The built CLI (dist/bin.js) over PostgreSQL, run as real processes against
+// The built CLI (dist/cli/bin.js, the bundle) over PostgreSQL, run as real processes against
 // the run's server (test/support/postgres.ts), each test on a database of its
 // own. `npm test` builds first; after changing src/, run `npm run build`.
 import { assert, describe, it } from "@effect/vitest"
@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 import { freshDatabase, layerPgClient, postgresUrl } from "./support/postgres.js"
 import { tempDir } from "./support/nodeEnvironment.js"
 
-const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url))
+const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url))
 const NAME = "app"
 const VARIABLE = "PIDLOCK_DATABASE_URL"
 
@@ -295,7 +295,7 @@ describe("effect-pidlock status and break --postgres", () => {
       assert.deepStrictEqual(JSON.parse(free.stdout), {
         name: NAME,
         state: "free",
-        location: null,
+        location: locationAt(url),
         holder: null,
         verdict: null
       })
@@ -376,6 +376,14 @@ describe("effect-pidlock: a bad database url", () => {
         assertOneLineError(result)
         assert.notInclude(result.stderr, "hunter2", "the password")
         assertNoSecret(result, postgresUrl())
+        // The same failure in JSON, on stdout: its message, as safe.
+        const json = yield* runCli(["status", "--name", NAME, "--json", ...args], env)
+        assert.strictEqual(json.code, code, `${says} --json: ${json.stderr}`)
+        const report = JSON.parse(json.stdout)
+        assert.strictEqual(report.state, "error")
+        assert.include(report.error.message, says)
+        assert.notInclude(json.stdout, "hunter2", "the password")
+        assertNoSecret(json, postgresUrl())
       }
     }), 90_000)
 })

@@ -190,7 +190,7 @@ export const run = (args: RunArgs, verbosity: Verbosity) =>
       verbosity.quiet ? exitWith(args.conflictExitCode) : failWith(
         Option.match(args.wait, {
           onNone: () => error.message,
-          onSome: (wait) => `${error.message}; still held after waiting ${Duration.format(wait)}`
+          onSome: (wait) => `still held after waiting ${Duration.format(wait)}: ${error.message}`
         }),
         args.conflictExitCode
       ))
