@@ -1,42 +1,88 @@
 /**
- * The lock for Node programs that do not use Effect: Promises and callbacks,
- * rejecting with the same error classes as `effect-pidlock/PidLock`.
+ * The lock for Node programs that do not use Effect: Promises and callbacks.
+ * They reject with the error classes of `effect-pidlock/PidLock`, exported
+ * here too, so that `error instanceof LockHeld` works without Effect.
  *
+ * Everything runs on one Effect runtime with the Node file system, built on
+ * first use.
+ *
+ * **The life of the process.**
+ * - A lock taken by {@link acquire} or {@link withLock} keeps the process
+ *   alive until it is released, whatever `checkInterval` says. The lock of
+ *   {@link guard} does not: the process exits when its work is done.
+ * - A lock still held when the process exits (the event loop ran dry,
+ *   `process.exit()`, an uncaught exception) is removed on `exit`.
+ * - On `SIGINT`, `SIGTERM` or `SIGHUP`, when the program does not listen for
+ *   that signal itself, the held locks are removed and the process then ends
+ *   by the signal, as it would without this package (a shell reports 130 for
+ *   `SIGINT`). A program that listens for the signal handles it: release the
+ *   lock in the handler, or call `process.exit()`, which removes it.
+ * - After `SIGKILL`, or another signal's default action, the lock is left
+ *   stale, and the next contender takes it over at once.
+ *
+ * **Logs** are logfmt lines on stderr, never on stdout: a takeover of a dead
+ * holder's lock at `info`, a failure the lock works around (a check or a
+ * release that failed) at `warning`. The `log` option of {@link acquire} and
+ * {@link withLock} sets the least severe level written, or `false` for none.
+ *
+ * @example
  * ```ts
- * import { acquire } from "effect-pidlock/promise"
+ * import { acquire, LockHeld } from "effect-pidlock/promise"
+ *
+ * const run = async () => console.log("the only copy running")
  *
  * try {
- *   const lock = await acquire({ name: "nightly-report" })
+ *   const lock = await acquire({ name: "promise-module-example", wait: "10s" })
  *   try {
  *     await run()
  *   } finally {
  *     await lock.release()
  *   }
- * } catch (e) {
- *   if (e._tag === "LockHeld") console.warn(e.message)
- *   else throw e
+ * } catch (error) {
+ *   if (!(error instanceof LockHeld)) throw error
+ *   console.error(`another copy runs: ${error.message}`)
  * }
  * ```
- *
- * Everything runs on one Effect runtime with the Node file system, built on
- * first use. While a lock taken by {@link acquire} or {@link withLock} is
- * held, its watchdog (see `checkInterval`) keeps the event loop alive:
- * release the lock to let the process exit. The lock of {@link guard} does not
- * keep the process alive. A lock still held when the process exits (the
- * event loop ran dry, `process.exit()`, an uncaught exception) is removed on
- * `exit`; after a signal's default action or `SIGKILL` it is left stale, and
- * the next contender takes it over.
  *
  * @since 0.1.0
  */
 import type { PlatformError } from "@effect/platform/Error"
 import * as internal from "./internal/promise.js"
-import type * as PidLock from "./PidLock.js"
+import * as PidLock from "./PidLock.js"
+
+// -----------------------------------------------------------------------------
+// models
+// -----------------------------------------------------------------------------
+
+/**
+ * The least severe level of the lock's logs that is written to stderr.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type LogLevel = "error" | "warning" | "info" | "debug"
+
+/**
+ * The options of {@link acquire} and {@link withLock}: those of
+ * `PidLock.Options`, where a duration (`wait`, `checkInterval`) may also be
+ * written `"30s"`, `"500ms"`, `"2m"`, `"1.5h"` or `"30 seconds"`, and `log`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options extends PidLock.Options {
+  /**
+   * The least severe level of the lock's logs written to stderr (never to
+   * stdout), or `false` for none. Default: `"info"`, which writes one line
+   * for a takeover of a dead holder's lock and one for each failure the lock
+   * works around.
+   */
+  readonly log?: false | LogLevel | undefined
+}
 
 /**
  * A held lock. It stays held until {@link Lock.release}, or until the process
- * exits: it is then removed on `exit`, or, after a signal or `SIGKILL`, taken
- * over by the next contender.
+ * ends (see the module's documentation for what an exit or a signal does).
  *
  * @since 0.1.0
  * @category models
@@ -47,6 +93,11 @@ export interface Lock {
   readonly path: string
   /** The owner entry, `<dir>/<name>/lock/<pid>.<token>`. */
   readonly entry: string
+  /**
+   * Grows with every acquisition of this name (1 for the first): a fencing
+   * token to stamp the holder's writes with (since 0.2.0).
+   */
+  readonly generation: number
   readonly owner: PidLock.OwnerRecord
   /**
    * Release the lock and stop its watchdog. Calling it again, even while the
@@ -80,21 +131,177 @@ export interface Lock {
 export type GuardCallback = (
   ...args:
     | [error: null, lock: Lock, cleanup: () => Promise<void>]
-    | [error: PidLock.PidLockError | PlatformError, lock: undefined, cleanup: () => Promise<void>]
+    | [error: PidLockError | PlatformError, lock: undefined, cleanup: () => Promise<void>]
 ) => void
 
 /**
- * Take the lock; it is held until {@link Lock.release}.
+ * What a holder writes into its owner entry: its process's identity, when it
+ * took the lock and its token.
  *
- * Rejects with the error itself, never wrapped: `LockHeld` when a live
+ * @since 0.2.0
+ * @category models
+ */
+export type OwnerRecord = PidLock.OwnerRecord
+
+/**
+ * What {@link inspect} finds in a held lock: where it lives, its holder's
+ * owner record, the verdict on the holder, and whether it is this process.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Status = PidLock.Status
+
+// -----------------------------------------------------------------------------
+// errors
+// -----------------------------------------------------------------------------
+
+/**
+ * Every error the lock rejects with, besides a `PlatformError` for another
+ * failure of the file system.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type PidLockError = PidLock.PidLockError
+
+/**
+ * A live process holds the lock (`holder`), or one on another host or in
+ * another pid namespace that cannot be checked; `heldByThisProcess` when it
+ * is this very process (the lock is not re-entrant).
+ *
+ * @example
+ * ```ts
+ * import { acquire, LockHeld } from "effect-pidlock/promise"
+ *
+ * const first = await acquire({ name: "promise-lockheld-example" })
+ * try {
+ *   const second = await acquire({ name: "promise-lockheld-example" })
+ *   await second.release()
+ * } catch (error) {
+ *   if (!(error instanceof LockHeld)) throw error
+ *   console.error(`held by pid ${error.holder.pid}, this process: ${error.heldByThisProcess}`)
+ * } finally {
+ *   await first.release()
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const LockHeld: typeof PidLock.LockHeld = PidLock.LockHeld
+
+/**
+ * @since 0.2.0
+ * @category errors
+ */
+export type LockHeld = PidLock.LockHeld
+
+/**
+ * The holder is gone, and `onStale: "fail"` asked not to take its lock over.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const StaleLock: typeof PidLock.StaleLock = PidLock.StaleLock
+
+/**
+ * @since 0.2.0
+ * @category errors
+ */
+export type StaleLock = PidLock.StaleLock
+
+/**
+ * The operating system refused an operation on the lock (`EACCES`, `EPERM`,
+ * `EROFS`).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const PermissionDenied: typeof PidLock.PermissionDenied = PidLock.PermissionDenied
+
+/**
+ * @since 0.2.0
+ * @category errors
+ */
+export type PermissionDenied = PidLock.PermissionDenied
+
+/**
+ * An option was not valid (`option`, `value`, `reason`); nothing was touched.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const InvalidOptions: typeof PidLock.InvalidOptions = PidLock.InvalidOptions
+
+/**
+ * @since 0.2.0
+ * @category errors
+ */
+export type InvalidOptions = PidLock.InvalidOptions
+
+/**
+ * The lock's files are not what the lock makes; they are left as they are.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const CorruptLock: typeof PidLock.CorruptLock = PidLock.CorruptLock
+
+/**
+ * @since 0.2.0
+ * @category errors
+ */
+export type CorruptLock = PidLock.CorruptLock
+
+/**
+ * The lock was lost while held: someone removed the owner entry.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const LockCompromised: typeof PidLock.LockCompromised = PidLock.LockCompromised
+
+/**
+ * @since 0.2.0
+ * @category errors
+ */
+export type LockCompromised = PidLock.LockCompromised
+
+// -----------------------------------------------------------------------------
+// constructors
+// -----------------------------------------------------------------------------
+
+/**
+ * Take the lock; it is held, and keeps the process alive, until
+ * {@link Lock.release}.
+ *
+ * Rejects with the error itself, never wrapped: {@link LockHeld} when a live
  * process holds the lock (after waiting for at most `wait`, if given),
- * `StaleLock`, `PermissionDenied`, `InvalidOptions` (option `"options"` when
- * `options` is not an object), `CorruptLock`, or a `PlatformError`.
+ * {@link StaleLock}, {@link PermissionDenied}, {@link InvalidOptions} (option
+ * `"options"` when `options` is not an object), {@link CorruptLock}, or a
+ * `PlatformError`.
+ *
+ * @example
+ * ```ts
+ * import { acquire } from "effect-pidlock/promise"
+ *
+ * const lock = await acquire({ name: "promise-acquire-example", wait: "30s", checkInterval: "2s" })
+ * try {
+ *   console.log(`holding ${lock.path} as generation ${lock.generation}`)
+ * } finally {
+ *   await lock.release()
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const acquire: (options: PidLock.Options) => Promise<Lock> = internal.acquire
+export const acquire: (options: Options) => Promise<Lock> = internal.acquire
+
+// -----------------------------------------------------------------------------
+// combinators
+// -----------------------------------------------------------------------------
 
 /**
  * Take the lock, run `body`, and release the lock when `body` settles,
@@ -102,20 +309,32 @@ export const acquire: (options: PidLock.Options) => Promise<Lock> = internal.acq
  *
  * `body` cannot be interrupted: when the lock is lost meanwhile, it is still
  * awaited to its end, and then the result is a rejection with
- * `LockCompromised`.
+ * {@link LockCompromised}.
+ *
+ * @example
+ * ```ts
+ * import { withLock } from "effect-pidlock/promise"
+ *
+ * const applied = await withLock({ name: "promise-withlock-example", wait: "2m", log: "debug" }, async (lock) => {
+ *   console.log(`migrating as generation ${lock.generation}`)
+ *   return 3
+ * })
+ * console.log(`${applied} migrations applied`)
+ * ```
  *
  * @since 0.1.0
  * @category combinators
  */
-export const withLock: <A>(options: PidLock.Options, body: (lock: Lock) => A | PromiseLike<A>) => Promise<A> =
+export const withLock: <A>(options: Options, body: (lock: Lock) => A | PromiseLike<A>) => Promise<A> =
   internal.withLock
 
 /**
  * The original `pidlock.guard`: take lock `key` in directory `dir` and call
  * `callback(null, lock, cleanup)`, or `callback(error, undefined, cleanup)`
- * when it cannot be taken (`LockHeld` when another instance runs), without
- * waiting. `cleanup()` releases the lock; it need not be awaited, calling it
- * again does nothing more, and without a lock it does nothing and resolves.
+ * when it cannot be taken ({@link LockHeld} when another instance runs),
+ * without waiting. `cleanup()` releases the lock; it need not be awaited,
+ * calling it again does nothing more, and without a lock it does nothing and
+ * resolves. It logs as {@link acquire} does by default.
  *
  * As with the original, the lock does not keep the process alive: the process
  * exits when its work is done, and the lock is removed on exit even if
@@ -125,7 +344,47 @@ export const withLock: <A>(options: PidLock.Options, body: (lock: Lock) => A | P
  * ends unless an `uncaughtException` handler is installed, and the lock is
  * removed on exit.
  *
+ * @example
+ * ```ts
+ * import { guard } from "effect-pidlock/promise"
+ * import * as Os from "node:os"
+ *
+ * guard(Os.tmpdir(), "promise-guard-example", (error, _lock, cleanup) => {
+ *   if (error) {
+ *     console.error(`not running: ${error.message}`)
+ *     return
+ *   }
+ *   console.log("the only copy running")
+ *   void cleanup()
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category combinators
  */
 export const guard: (dir: string, key: string, callback: GuardCallback) => void = internal.guard
+
+// -----------------------------------------------------------------------------
+// accessors
+// -----------------------------------------------------------------------------
+
+/**
+ * Who holds the lock and whether they are alive, without touching it; the
+ * promise resolves with `undefined` when the lock is free, as `guard` passes
+ * `undefined` for a lock it did not get. Rejects with {@link InvalidOptions},
+ * {@link CorruptLock}, {@link PermissionDenied} or a `PlatformError`.
+ *
+ * @example
+ * ```ts
+ * import { inspect } from "effect-pidlock/promise"
+ *
+ * const status = await inspect({ name: "promise-inspect-example" })
+ * if (status === undefined) console.log("free")
+ * else console.log(`held by pid ${status.holder.pid} (${status.verdict._tag})`)
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const inspect: (options: { readonly name: string; readonly dir?: string | undefined }) => Promise<Status | undefined> =
+  internal.inspect

@@ -14,8 +14,9 @@ import * as PidLock from "../src/PidLock.js"
 import * as PromiseLock from "../src/promise.js"
 
 const NAME = "promise-test"
-// Short, so that a lost lock is found at once even where no watch event comes.
-const CHECK_INTERVAL = "50 millis"
+// Short, so that a lost lock is found at once even where no watch event comes;
+// in the short form the CLI takes.
+const CHECK_INTERVAL = "50ms"
 
 let dir: string
 beforeEach(() => {
@@ -33,7 +34,12 @@ interface Child {
   readonly line: (word: string) => Promise<any>
   /** Every word printed on stdout so far. */
   readonly words: () => Array<string>
-  readonly exited: Promise<{ readonly code: number | null; readonly stderr: string }>
+  readonly exited: Promise<{
+    readonly code: number | null
+    readonly signal: NodeJS.Signals | null
+    readonly stdout: string
+    readonly stderr: string
+  }>
 }
 
 const children: Array<ChildProcess.ChildProcess> = []
@@ -45,13 +51,15 @@ afterEach(() => {
   }
 })
 
-const spawnChild = (mode: string): Child => {
-  const child = ChildProcess.spawn(process.execPath, [CHILD_FIXTURE, mode, dir, NAME], { stdio: "pipe" })
+const spawnChild = (mode: string, ...args: ReadonlyArray<string>): Child => {
+  const child = ChildProcess.spawn(process.execPath, [CHILD_FIXTURE, mode, dir, NAME, ...args], { stdio: "pipe" })
   children.push(child)
   const lines: Array<[string, unknown]> = []
   let partial = ""
+  let stdout = ""
   let stderr = ""
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk
     const parts = (partial + chunk).split("\n")
     partial = parts.pop()!
     for (const part of parts) {
@@ -60,8 +68,8 @@ const spawnChild = (mode: string): Child => {
     }
   })
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
-  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) =>
-    child.once("close", (code) => resolve({ code, stderr }))
+  const exited = new Promise<Awaited<Child["exited"]>>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr }))
   )
   const find = (word: string) => lines.find(([printed]) => printed === word)
   const line = (word: string) =>
@@ -100,41 +108,98 @@ describe("effect-pidlock/promise", () => {
     const lock = await PromiseLock.acquire({ name: NAME, dir })
     assert.deepStrictEqual(Fs.readdirSync(lock.path), [Path.basename(lock.entry)])
     assert.strictEqual(lock.owner.pid, process.pid)
+    assert.strictEqual(lock.generation, 1)
     await lock.verify()
     await lock.release()
     assert.deepStrictEqual(Fs.readdirSync(lock.path), [])
     await lock.release()
     const again = await PromiseLock.acquire({ name: NAME, dir })
+    assert.strictEqual(again.generation, 2)
     await again.release()
+  })
+
+  it("exports the error classes of effect-pidlock/PidLock themselves", () => {
+    const names = [
+      "LockHeld",
+      "StaleLock",
+      "PermissionDenied",
+      "InvalidOptions",
+      "CorruptLock",
+      "LockCompromised"
+    ] as const
+    for (const name of names) assert.strictEqual(PromiseLock[name], PidLock[name], name)
   })
 
   it("rejects a second acquire with the LockHeld error itself", async () => {
     const lock = await PromiseLock.acquire({ name: NAME, dir })
     const error = await rejection(PromiseLock.acquire({ name: NAME, dir }))
-    assert.instanceOf(error, PidLock.LockHeld)
+    assert.instanceOf(error, PromiseLock.LockHeld)
     assert.strictEqual(error._tag, "LockHeld")
+    assert.strictEqual(error.location, lock.path)
     assert.isTrue(error.heldByThisProcess)
     assert.strictEqual(error.holder.token, lock.owner.token)
+    assert.strictEqual(error.verdict._tag, "Alive")
     await lock.release()
+  })
+
+  it("inspect resolves with undefined while the lock is free, and with its holder while it is held", async () => {
+    assert.isUndefined(await PromiseLock.inspect({ name: NAME, dir }))
+    const lock = await PromiseLock.acquire({ name: NAME, dir })
+    const status = await PromiseLock.inspect({ name: NAME, dir })
+    assert.strictEqual(status?.location, lock.path)
+    assert.strictEqual(status?.holder.token, lock.owner.token)
+    assert.strictEqual(status?.verdict._tag, "Alive")
+    assert.isTrue(status?.heldByThisProcess)
+    await lock.release()
+    assert.isUndefined(await PromiseLock.inspect({ name: NAME, dir }))
+    const error = await rejection(PromiseLock.inspect({ name: "a/b", dir }))
+    assert.instanceOf(error, PromiseLock.InvalidOptions)
+    assert.strictEqual(error.option, "name")
   })
 
   it("rejects an invalid name with InvalidOptions and touches nothing", async () => {
     const error = await rejection(PromiseLock.acquire({ name: "a/b", dir }))
-    assert.instanceOf(error, PidLock.InvalidOptions)
+    assert.instanceOf(error, PromiseLock.InvalidOptions)
     assert.strictEqual(error.option, "name")
+    assert.deepStrictEqual(Fs.readdirSync(dir), [])
+  })
+
+  for (const option of ["wait", "checkInterval"] as const) {
+    it(`rejects a ${option} that is no duration with InvalidOptions saying what is allowed`, async () => {
+      for (const value of ["30 parsecs", "", "-1s", "abc"]) {
+        const options = { name: NAME, dir, [option]: value } as unknown as PromiseLock.Options
+        const error = await rejection(PromiseLock.acquire(options))
+        assert.instanceOf(error, PromiseLock.InvalidOptions)
+        assert.strictEqual(error.option, option)
+        assert.strictEqual(error.value, value)
+        assert.include(error.reason, "30s")
+      }
+      assert.deepStrictEqual(Fs.readdirSync(dir), [])
+    })
+  }
+
+  it("rejects a log that is neither false nor a level with InvalidOptions, and touches nothing", async () => {
+    for (const log of [true, "verbose", "INFO"]) {
+      const options = { name: NAME, dir, log } as unknown as PromiseLock.Options
+      const error = await rejection(PromiseLock.withLock(options, () => assert.fail("the body ran")))
+      assert.instanceOf(error, PromiseLock.InvalidOptions)
+      assert.strictEqual(error.option, "log")
+      assert.strictEqual(error.value, log)
+      assert.include(error.reason, `"debug"`)
+    }
     assert.deepStrictEqual(Fs.readdirSync(dir), [])
   })
 
   it("rejects options that are not an object with InvalidOptions, not a TypeError", async () => {
     for (const options of [null, undefined, "x"]) {
-      const acquired = await rejection(PromiseLock.acquire(options as unknown as PidLock.Options))
-      assert.instanceOf(acquired, PidLock.InvalidOptions)
+      const acquired = await rejection(PromiseLock.acquire(options as unknown as PromiseLock.Options))
+      assert.instanceOf(acquired, PromiseLock.InvalidOptions)
       assert.strictEqual(acquired.option, "options")
       let ran = false
-      const locked = await rejection(PromiseLock.withLock(options as unknown as PidLock.Options, () => {
+      const locked = await rejection(PromiseLock.withLock(options as unknown as PromiseLock.Options, () => {
         ran = true
       }))
-      assert.instanceOf(locked, PidLock.InvalidOptions)
+      assert.instanceOf(locked, PromiseLock.InvalidOptions)
       assert.strictEqual(locked.option, "options")
       assert.isFalse(ran)
     }
@@ -155,13 +220,13 @@ describe("effect-pidlock/promise", () => {
     const [first, second] = (await Promise.allSettled([compromised.release(), compromised.release()])).map(
       (outcome) => outcome.status === "rejected" ? outcome.reason : "fulfilled"
     )
-    assert.instanceOf(first, PidLock.LockCompromised)
+    assert.instanceOf(first, PromiseLock.LockCompromised)
     assert.strictEqual(second, first)
   })
 
   it("a waiter gets the lock once its holder releases it", async () => {
     const holder = await PromiseLock.acquire({ name: NAME, dir })
-    const waiting = PromiseLock.acquire({ name: NAME, dir, wait: "20 seconds" })
+    const waiting = PromiseLock.acquire({ name: NAME, dir, wait: "20s" })
     await holder.release()
     const waiter = await waiting
     assert.notStrictEqual(waiter.entry, holder.entry)
@@ -192,8 +257,8 @@ describe("effect-pidlock/promise", () => {
     const lock = await PromiseLock.acquire({ name: NAME, dir, checkInterval: CHECK_INTERVAL })
     Fs.rmSync(lock.entry)
     const error = await rejection(lock.lost)
-    assert.instanceOf(error, PidLock.LockCompromised)
-    assert.instanceOf(await rejection(lock.release()), PidLock.LockCompromised)
+    assert.instanceOf(error, PromiseLock.LockCompromised)
+    assert.instanceOf(await rejection(lock.release()), PromiseLock.LockCompromised)
   })
 
   it("an unobserved lost lock is never an unhandled rejection", async () => {
@@ -214,13 +279,13 @@ describe("effect-pidlock/promise", () => {
   })
 
   it("withLock rejects with LockCompromised when the lock is lost while the body runs", async () => {
-    const options: PidLock.Options = { name: NAME, dir, checkInterval: CHECK_INTERVAL }
+    const options: PromiseLock.Options = { name: NAME, dir, checkInterval: CHECK_INTERVAL }
     const error = await rejection(PromiseLock.withLock(options, async (lock) => {
       Fs.rmSync(lock.entry)
       await rejection(lock.lost)
       return "finished"
     }))
-    assert.instanceOf(error, PidLock.LockCompromised)
+    assert.instanceOf(error, PromiseLock.LockCompromised)
   })
 
   describe("guard runs the original pidlock README example", () => {
@@ -274,7 +339,7 @@ pidlock.guard('/tmp', 'supercalifragilisticexpialidocious', function(error, data
       )
       let runs = 0
       const [error] = await runReadmeSynopsis(() => runs++)
-      assert.instanceOf(error, PidLock.LockHeld)
+      assert.instanceOf(error, PromiseLock.LockHeld)
       assert.strictEqual(runs, 0)
       await firstCleanup()
       await firstCleanup()
@@ -286,7 +351,7 @@ pidlock.guard('/tmp', 'supercalifragilisticexpialidocious', function(error, data
       const [error, lock, cleanup] = await new Promise<Call>((resolve) =>
         PromiseLock.guard(dir, KEY, (...call) => resolve(call))
       )
-      assert.instanceOf(error, PidLock.LockHeld)
+      assert.instanceOf(error, PromiseLock.LockHeld)
       assert.isUndefined(lock)
       assert.isUndefined(await cleanup())
       assert.deepStrictEqual(Fs.readdirSync(holder.path), [Path.basename(holder.entry)])
@@ -311,7 +376,7 @@ pidlock.guard('/tmp', 'supercalifragilisticexpialidocious', function(error, data
       const child = spawnChild("hold")
       const { entry } = await child.line("guarded")
       const error = await rejection(PromiseLock.acquire({ name: NAME, dir }))
-      assert.instanceOf(error, PidLock.LockHeld)
+      assert.instanceOf(error, PromiseLock.LockHeld)
       assert.strictEqual(error.holder.pid, child.process.pid)
       assert.deepStrictEqual(Fs.readdirSync(lockPath()), [Path.basename(entry)])
       child.process.stdin!.end("done\n")
@@ -354,6 +419,70 @@ pidlock.guard('/tmp', 'supercalifragilisticexpialidocious', function(error, data
       const { code, stderr } = await child.exited
       assert.strictEqual(code, 0, stderr)
       assert.deepStrictEqual(Fs.readdirSync(lockPath()), [])
+    })
+
+    // Leaves the lock of a holder killed with SIGKILL, and returns its pid.
+    const killedHolder = async (): Promise<number> => {
+      const child = spawnChild("keep")
+      await child.line("acquired")
+      child.process.kill("SIGKILL")
+      const { signal } = await child.exited
+      assert.strictEqual(signal, "SIGKILL")
+      return child.process.pid!
+    }
+
+    it("acquire: a dead holder's lock is StaleLock under onStale: \"fail\", with its holder and reason", async () => {
+      const pid = await killedHolder()
+      const error = await rejection(PromiseLock.acquire({ name: NAME, dir, onStale: "fail" }))
+      assert.instanceOf(error, PromiseLock.StaleLock)
+      assert.strictEqual(error.path, lockPath())
+      assert.strictEqual(error.holder.pid, pid)
+      assert.strictEqual(error.reason, "Exited")
+    })
+
+    it("acquire: a takeover is one line on stderr by default, and stdout stays empty", async () => {
+      const pid = await killedHolder()
+      const { code, stderr, stdout } = await spawnChild("quiet").exited
+      assert.strictEqual(code, 0, stderr)
+      assert.strictEqual(stdout, "")
+      const lines = stderr.trimEnd().split("\n")
+      assert.lengthOf(lines, 1, stderr)
+      assert.match(lines[0]!, /level=INFO .*taking over/)
+      assert.include(lines[0], `holderPid=${pid}`)
+    })
+
+    it("acquire: log: false writes nothing on either stream", async () => {
+      await killedHolder()
+      const { code, stderr, stdout } = await spawnChild("quiet", "false").exited
+      assert.strictEqual(code, 0, stderr)
+      assert.strictEqual(stdout, "")
+      assert.strictEqual(stderr, "")
+      assert.deepStrictEqual(Fs.readdirSync(lockPath()), [])
+    })
+
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      it(`acquire: the lock keeps the process alive, without a watchdog too; ${signal} frees it and ends the process`, async () => {
+        const child = spawnChild("keep")
+        const { entry } = await child.line("acquired")
+        const status = await PromiseLock.inspect({ name: NAME, dir })
+        assert.strictEqual(status?.holder.pid, child.process.pid)
+        child.process.kill(signal)
+        const exited = await child.exited
+        assert.deepStrictEqual([exited.code, exited.signal], [null, signal], exited.stderr)
+        assert.notInclude(child.words(), "drained", "the event loop ran dry while the lock was held")
+        assert.isFalse(Fs.existsSync(entry))
+        assert.isUndefined(await PromiseLock.inspect({ name: NAME, dir }))
+      })
+    }
+
+    it("acquire: a program that handles SIGINT itself releases the lock in its handler", async () => {
+      const child = spawnChild("trap")
+      await child.line("acquired")
+      child.process.kill("SIGINT")
+      assert.deepStrictEqual(await child.line("released"), {})
+      const { code, stderr } = await child.exited
+      assert.strictEqual(code, 0, stderr)
+      assert.isUndefined(await PromiseLock.inspect({ name: NAME, dir }))
     })
   })
 })

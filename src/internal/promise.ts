@@ -5,18 +5,28 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as PidLock from "../PidLock.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import type * as Promised from "../promise.js"
+import { validateObject } from "./options.js"
 
-const makeRuntime = () => ManagedRuntime.make(ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)))
+// A library must leave stdout to its program: the lock's logs (a takeover, a
+// failed check) are logfmt lines on stderr, never Effect's default console.log.
+const stderrLogger = Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))
+
+const makeRuntime = () =>
+  ManagedRuntime.make(Layer.merge(ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)), stderrLogger))
 
 // Built on first use, so that importing the module costs nothing, and shared
 // by every lock of the process.
@@ -55,7 +65,38 @@ const handledRejection = <E>() => {
 }
 
 // -----------------------------------------------------------------------------
-// Released on exit
+// Options
+// -----------------------------------------------------------------------------
+
+const LOG_LEVELS: Readonly<Record<Promised.LogLevel, LogLevel.LogLevel>> = {
+  error: LogLevel.Error,
+  warning: LogLevel.Warning,
+  info: LogLevel.Info,
+  debug: LogLevel.Debug
+}
+
+const isLogLevel = (log: unknown): log is Promised.LogLevel => typeof log === "string" && Object.hasOwn(LOG_LEVELS, log)
+
+// The least severe level logged under `options.log`; checked before anything
+// is touched, as the lock's own options are.
+const minimumLogLevel = (options: unknown): Either.Either<LogLevel.LogLevel, PidLock.InvalidOptions> =>
+  Either.flatMap(validateObject(options), ({ log }) => {
+    if (log === undefined) return Either.right(LogLevel.Info)
+    if (log === false) return Either.right(LogLevel.None)
+    if (isLogLevel(log)) return Either.right(LOG_LEVELS[log])
+    return Either.left(
+      new PidLock.InvalidOptions({
+        option: "log",
+        value: log,
+        reason: `must be false (no logs) or the least severe level written: ${
+          Object.keys(LOG_LEVELS).map((level) => JSON.stringify(level)).join(", ")
+        }`
+      })
+    )
+  })
+
+// -----------------------------------------------------------------------------
+// Released on exit and on a signal
 // -----------------------------------------------------------------------------
 
 // The owner entries of the locks this process holds. Like the original
@@ -65,6 +106,10 @@ const handledRejection = <E>() => {
 // runs once `exit` is emitted, hence the synchronous unlink: by the entry's
 // exact name, unique to this holder's life, so it never touches another's.
 const heldEntries = new Set<string>()
+
+// The signals whose default action ends the process without `exit`, leaving
+// its locks stale.
+const TERMINATING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
 
 const unlinkHeldEntries = () => {
   for (const entry of heldEntries) {
@@ -77,14 +122,35 @@ const unlinkHeldEntries = () => {
   }
 }
 
+// A listener of ours must not keep the signal from ending the process, as it
+// would without this package. When it is the only one, the locks are removed
+// and the signal raised again, now with its default action: the process ends
+// by the signal, with the status a shell reports for it (130 for SIGINT).
+// When the program listens too, the signal is the program's to handle: it may
+// release its locks itself, and `process.exit()` removes those it did not.
+const onTerminatingSignal = (signal: NodeJS.Signals) => {
+  if (process.listenerCount(signal) > 1) return
+  unlinkHeldEntries()
+  heldEntries.clear()
+  stopListening()
+  process.kill(process.pid, signal)
+}
+
+const stopListening = () => {
+  process.off("exit", unlinkHeldEntries)
+  for (const signal of TERMINATING_SIGNALS) process.off(signal, onTerminatingSignal)
+}
+
 const releaseOnExit = (entry: string) => {
-  if (heldEntries.size === 0) process.on("exit", unlinkHeldEntries)
+  if (heldEntries.size === 0) {
+    process.on("exit", unlinkHeldEntries)
+    for (const signal of TERMINATING_SIGNALS) process.on(signal, onTerminatingSignal)
+  }
   heldEntries.add(entry)
 }
 
 const forgetOnExit = (entry: string) => {
-  heldEntries.delete(entry)
-  if (heldEntries.size === 0) process.off("exit", unlinkHeldEntries)
+  if (heldEntries.delete(entry) && heldEntries.size === 0) stopListening()
 }
 
 // -----------------------------------------------------------------------------
@@ -145,13 +211,27 @@ const withoutKeepingAlive = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 // The API
 // -----------------------------------------------------------------------------
 
+// Holds the event loop open until the returned function is called: while a
+// lock of `acquire` is held, whatever `checkInterval` says (the watchdog's
+// timers and watch would, but there is none with `checkInterval: false`).
+const keepProcessAlive = (): () => void => {
+  const timer = setInterval(() => {}, MAX_TIMER_MILLIS)
+  return () => clearInterval(timer)
+}
+
 const acquireLock = async (
-  options: PidLock.Options,
+  options: Promised.Options,
   { keepAlive }: { readonly keepAlive: boolean }
 ): Promise<Promised.Lock> => {
+  const logLevel = minimumLogLevel(options)
+  if (Either.isLeft(logLevel)) throw logLevel.left
+  // Every effect of this lock logs at its level; the fibers they fork (the
+  // watchdog) inherit it.
+  const runLogged = <A, E>(effect: Effect.Effect<A, E, Services>) =>
+    run(Logger.withMinimumLogLevel(effect, logLevel.right))
   const scope = Scope.make().pipe(Effect.runSync)
   const lost = handledRejection<PidLock.LockCompromised>()
-  const { forwardLost, lock } = await run(
+  const { forwardLost, lock } = await runLogged(
     Effect.gen(function*() {
       const lock = yield* (keepAlive ? PidLock.acquire(options) : withoutKeepingAlive(PidLock.acquire(options)))
       const forwardLost = yield* Effect.forkScoped(
@@ -164,6 +244,7 @@ const acquireLock = async (
     )
   )
   releaseOnExit(lock.entry)
+  const stopKeepingAlive = keepAlive ? keepProcessAlive() : () => {}
   // Shared, so that a second call neither unlinks twice nor reports the
   // first call's success as a compromised lock.
   let releasing: Promise<void> | undefined
@@ -171,28 +252,37 @@ const acquireLock = async (
     name: lock.name,
     path: lock.location,
     entry: lock.entry,
+    generation: lock.generation,
     owner: lock.owner,
     // `lost` is let go of first: the watchdog, still running until the scope
     // closes, may see our own unlink as a lost lock. It then never settles.
     release: () =>
-      releasing ??= run(
+      releasing ??= runLogged(
         Fiber.interrupt(forwardLost).pipe(
           Effect.zipRight(lock.release),
           Effect.ensuring(Scope.close(scope, Exit.void)),
-          Effect.ensuring(Effect.sync(() => forgetOnExit(lock.entry)))
+          Effect.ensuring(Effect.sync(() => {
+            forgetOnExit(lock.entry)
+            stopKeepingAlive()
+          }))
         )
       ),
-    verify: () => run(lock.verify),
+    verify: () => runLogged(lock.verify),
     lost: lost.promise
   }
 }
 
 /** @internal */
-export const acquire = (options: PidLock.Options): Promise<Promised.Lock> => acquireLock(options, { keepAlive: true })
+export const acquire = (options: Promised.Options): Promise<Promised.Lock> => acquireLock(options, { keepAlive: true })
+
+/** @internal */
+export const inspect = (
+  options: { readonly name: string; readonly dir?: string | undefined }
+): Promise<PidLock.Status | undefined> => run(Effect.map(PidLock.inspect(options), Option.getOrUndefined))
 
 /** @internal */
 export const withLock = async <A>(
-  options: PidLock.Options,
+  options: Promised.Options,
   body: (lock: Promised.Lock) => A | PromiseLike<A>
 ): Promise<A> => {
   const lock = await acquire(options)
