@@ -21,7 +21,7 @@ const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const dirFlag = args.indexOf("--dir")
 const root = Path.resolve(dirFlag === -1 ? Os.tmpdir() : args[dirFlag + 1]!)
-// `--only takeover,handoff`: some of the figures (cycle, takeover, handoff, contention, import, heap,
+// `--only takeover,handoff`: some of the figures (cycle, takeover, handoff, contention, import, cli, heap,
 // pg_cycle, pg_takeover, pg_handoff).
 const onlyFlag = args.indexOf("--only")
 const only = onlyFlag === -1 ? undefined : args[onlyFlag + 1]!.split(",")
@@ -314,6 +314,27 @@ const importCost = () => {
   )
 }
 
+/**
+ * The CLI's start-up, as a shell pays it: `effect-pidlock status` on a free
+ * lock against a bare `node -e 0` and `flock -n`, taken in turn.
+ */
+const cliStartup = () => {
+  const rounds = quick ? 10 : 30
+  const samples = runJson<{ cli: Array<number>; node: Array<number>; flock: Array<number> | null }>("cli.mjs", [
+    Path.join(base, "cli"),
+    String(rounds)
+  ])
+  const [cli, node] = [median(samples.cli), median(samples.node)]
+  const flock = samples.flock === null ? "missing (util-linux is not installed)" : fixed(median(samples.flock))
+  console.log(
+    `cli_ms: status=${fixed(cli)} node=${fixed(node)} ratio_node=${fixed(cli / node, 2)} flock=${flock}` +
+      verdict(cli <= node + 100, "status ≤ node -e 0 + 100 ms")
+  )
+  console.log(
+    `#   median wall-clock ms of ${rounds} fresh processes each, in turn: effect-pidlock status --name … --dir … (dist/cli/bin.js) on a free lock, node -e 0, flock -n <file> true`
+  )
+}
+
 // -----------------------------------------------------------------------------
 // 6. Steady state
 // -----------------------------------------------------------------------------
@@ -564,6 +585,7 @@ const main = async () => {
     handoff,
     contention,
     import: importCost,
+    cli: cliStartup,
     heap,
     pg_cycle: pgCycle,
     pg_takeover: pgTakeover,

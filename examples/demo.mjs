@@ -96,9 +96,11 @@ const main = async () => {
   step(5, "Clean-up")
   third.child.kill("SIGTERM")
   const { code } = await third.exited
-  say(`pid ${third.pid} stopped by SIGTERM (exit code ${code}); the lock is released: ${
-    lockContents().length === 0 ? "lock directory empty" : `still holds ${lockContents().join(", ")}`
-  }`)
+  say(
+    `pid ${third.pid} stopped by SIGTERM (exit code ${code}); the lock is released: ${
+      lockContents().length === 0 ? "lock directory empty" : `still holds ${lockContents().join(", ")}`
+    }`
+  )
 }
 
 const cleanUp = async () => {

@@ -12,8 +12,6 @@ import { fileURLToPath } from "node:url"
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 const outdir = Path.join(root, "dist", "cli")
 
-Fs.rmSync(outdir, { recursive: true, force: true })
-
 const result = await esbuild.build({
   absWorkingDir: root,
   entryPoints: { bin: "src/cli/main.ts" },
@@ -47,3 +45,11 @@ const cjs = Object.keys(result.metafile.inputs).filter((input) => /node_modules\
 if (cjs.length > 0) throw new Error(`the CLI bundle holds effect's CommonJS build as well: ${cjs[0]}`)
 
 Fs.chmodSync(Path.join(outdir, "bin.js"), 0o755)
+
+// The chunks of earlier builds, named by other hashes, go; removed after the
+// build rather than before, so that a CLI started meanwhile finds its files.
+const written = new Set(Object.keys(result.metafile.outputs).map((output) => Path.resolve(root, output)))
+const chunks = Path.join(outdir, "chunks")
+for (const file of Fs.readdirSync(chunks)) {
+  if (!written.has(Path.join(chunks, file))) Fs.rmSync(Path.join(chunks, file))
+}
