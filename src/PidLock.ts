@@ -28,13 +28,14 @@ import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import type * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Path from "node:path"
+import { allowedFor, cliCommand, commandLine, isDatabaseLocation, nameAt, TaggedError, withNextStep } from "./internal/errors.js"
 import * as internal from "./internal/pidLock.js"
 import { describeHolder } from "./internal/ownerRecord.js"
 import { show } from "./internal/text.js"
@@ -225,7 +226,7 @@ export interface Status {
  * @since 0.1.0
  * @category errors
  */
-export class LockHeld extends Data.TaggedError("LockHeld")<{
+export class LockHeld extends TaggedError("LockHeld")<{
   /** Where the lock lives (see {@link PidLock.location}). */
   readonly location: string
   readonly holder: OwnerRecord
@@ -237,15 +238,26 @@ export class LockHeld extends Data.TaggedError("LockHeld")<{
    */
   get message(): string {
     const who = describeHolder(this.holder)
+    const waitForIt = `wait for its release with the option wait (e.g. wait: "30s"; --wait 30s on the command line)`
     if (this.heldByThisProcess) {
-      return `${this.location} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`
+      return withNextStep(
+        `${this.location} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`,
+        `Take it once and share it (one PidLock.layer for every service that needs it), or ${waitForIt}`
+      )
     }
-    const where = this.verdict._tag === "Foreign"
-      ? ` (${
-        this.verdict.scope === "host" ? "on another host" : "in another pid namespace"
-      }: it cannot be checked, so it counts as alive)`
-      : ""
-    return `${this.location} is held by ${who}${where}`
+    if (this.verdict._tag === "Foreign") {
+      const where = this.verdict.scope === "host" ? "on another host" : "in another pid namespace"
+      return withNextStep(
+        `${this.location} is held by ${who} (${where}: it cannot be checked, so it counts as alive)`,
+        `To ${waitForIt}; if you know that process is gone, remove its lock: ${
+          cliCommand("break", this.location, "--force")
+        }`
+      )
+    }
+    return withNextStep(
+      `${this.location} is held by ${who}`,
+      `To ${waitForIt}; to see who holds it: ${cliCommand("status", this.location)}`
+    )
   }
 }
 
@@ -255,7 +267,7 @@ export class LockHeld extends Data.TaggedError("LockHeld")<{
  * @since 0.1.0
  * @category errors
  */
-export class StaleLock extends Data.TaggedError("StaleLock")<{
+export class StaleLock extends TaggedError("StaleLock")<{
   readonly path: string
   readonly holder: OwnerRecord
   readonly reason: ProcessInfo.StaleReason
@@ -264,7 +276,10 @@ export class StaleLock extends Data.TaggedError("StaleLock")<{
    * @since 0.1.0
    */
   get message(): string {
-    return `${this.path} is stale (${this.reason}): it was held by ${describeHolder(this.holder)}`
+    return withNextStep(
+      `${this.path} is stale (${this.reason}): it was held by ${describeHolder(this.holder)}`,
+      `Remove it with ${cliCommand("break", this.path)}, or let the lock take it over: onStale: "takeover" (the default)`
+    )
   }
 }
 
@@ -275,7 +290,7 @@ export class StaleLock extends Data.TaggedError("StaleLock")<{
  * @since 0.1.0
  * @category errors
  */
-export class PermissionDenied extends Data.TaggedError("PermissionDenied")<{
+export class PermissionDenied extends TaggedError("PermissionDenied")<{
   readonly path: string
   /** The `FileSystem` method that was refused, e.g. `makeDirectory`. */
   readonly operation: string
@@ -287,17 +302,21 @@ export class PermissionDenied extends Data.TaggedError("PermissionDenied")<{
    * @since 0.1.0
    */
   get message(): string {
-    return `permission denied (${this.code}): ${this.operation} ${this.path}`
+    return withNextStep(
+      `permission denied (${this.code}): ${this.operation} ${this.path}`,
+      `Give the lock a directory this user can write to: the option dir, or $PIDLOCK_DIR (--dir on the command line)`
+    )
   }
 }
 
 /**
- * An option was not valid. Nothing was touched on disk.
+ * An option was not valid. Nothing was touched on disk. The message ends with
+ * what the option allows.
  *
  * @since 0.1.0
  * @category errors
  */
-export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
+export class InvalidOptions extends TaggedError("InvalidOptions")<{
   readonly option: string
   readonly value: unknown
   readonly reason: string
@@ -306,17 +325,22 @@ export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
    * @since 0.1.0
    */
   get message(): string {
-    return `invalid option ${this.option}=${show(this.value)}: ${this.reason}`
+    const invalid = `invalid option ${this.option}=${show(this.value)}: ${this.reason}`
+    const allowed = allowedFor(this.option)
+    return allowed === undefined ? invalid : withNextStep(invalid, allowed)
   }
 }
 
 /**
  * What the lock found on disk is not what it creates: it is left exactly as
- * it is, for a person to look at.
+ * it is, for a person to look at (the lock removes only what it made). The
+ * message names the path to inspect, and how to repair or remove it by hand.
  *
  * - `NotADirectory`: the lock path, or the lock home, is not a directory.
  * - `SymlinkedHome`: the lock home is a symbolic link (never followed).
- * - `ForeignOwner`: the lock home belongs to another user.
+ * - `ForeignOwner`: the per-user default directory belongs to another user,
+ *   or a directory the lock makes keeps vanishing as it is made (someone else
+ *   makes and removes it). A lock home of another user's is {@link NameClash}.
  * - `MultipleEntries`: the lock directory holds more than one entry.
  * - `UnexpectedEntry`: an entry that is not an owner entry.
  * - `UnreadableRecord`: an owner record that is not valid, or a generation
@@ -329,7 +353,7 @@ export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
  * @since 0.1.0
  * @category errors
  */
-export class CorruptLock extends Data.TaggedError("CorruptLock")<{
+export class CorruptLock extends TaggedError("CorruptLock")<{
   readonly path: string
   readonly reason:
     | "NotADirectory"
@@ -345,31 +369,88 @@ export class CorruptLock extends Data.TaggedError("CorruptLock")<{
    * @since 0.1.0
    */
   get message(): string {
-    return `${this.path}: ${this.detail} (${this.reason}); left untouched`
+    return withNextStep(`${this.path}: ${this.detail} (${this.reason})`, repairOf(this))
+  }
+}
+
+// How a person repairs what a `CorruptLock` found, which the lock leaves as it is.
+const repairOf = ({ path, reason }: CorruptLock): string => {
+  if (isDatabaseLocation(path)) {
+    return `It is left as it is: look at its row (SELECT * FROM effect_pidlock WHERE name = '${
+      nameAt(path)
+    }') and at the sessions that hold its advisory lock (pg_locks), and end one that should not hold it (pg_terminate_backend)`
+  }
+  if (reason === "InsecureMode") {
+    return `It is left as it is; if it is yours, make it private: ${commandLine("chmod", "700", path)}`
+  }
+  return `It is left as it is, since the lock removes only what it made: inspect it (${
+    commandLine("ls", "-la", path)
+  }) and, if nothing of yours uses it, remove it by hand (${commandLine("rm", "-r", path)})`
+}
+
+/**
+ * The lock home `<dir>/<name>` belongs to another user: in a directory that
+ * users share (such as `/tmp`), someone else uses this lock name. Nothing of
+ * theirs is touched.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class NameClash extends TaggedError("NameClash")<{
+  /** The lock home, `<dir>/<name>`. */
+  readonly path: string
+  /** The uid that owns the lock home. */
+  readonly ownerUid: number
+  /** This process's effective uid. */
+  readonly effectiveUid: number
+}> {
+  /**
+   * @since 0.2.0
+   */
+  get message(): string {
+    return withNextStep(
+      `${this.path} belongs to uid ${this.ownerUid}, not to this process's effective uid ${this.effectiveUid}: ` +
+        `another user uses the lock name ${show(Path.basename(this.path))} in ${Path.dirname(this.path)}`,
+      `Choose another name, or a directory of your own: the option dir, or $PIDLOCK_DIR (--dir on the command line)`
+    )
   }
 }
 
 /**
  * Our owner entry was gone when we looked: someone removed the lock while we
- * held it.
+ * held it (for `PgLock`: the holding session ended or stopped answering).
+ * Another process may hold the lock now.
  *
  * @since 0.1.0
  * @category errors
  */
-export class LockCompromised extends Data.TaggedError("LockCompromised")<{
+export class LockCompromised extends TaggedError("LockCompromised")<{
   /** Where the lock lives (see {@link PidLock.location}). */
   readonly location: string
   readonly owner: OwnerRecord
   /** How it was lost, where the backend can tell more than that it is gone. */
   readonly detail?: string | undefined
+  /**
+   * True when {@link withLock} interrupted the work it guarded because of
+   * this loss.
+   *
+   * @since 0.2.0
+   */
+  readonly workStopped?: boolean | undefined
 }> {
   /**
    * @since 0.1.0
    */
   get message(): string {
-    return `${this.location} was lost while this process held it (${
-      this.detail ?? "its owner entry was removed"
-    }): the lock was compromised`
+    const cause = isDatabaseLocation(this.location)
+      ? "a terminated session, a failover, a network partition"
+      : "a temporary-file cleaner, effect-pidlock break --force"
+    return withNextStep(
+      `${this.location} was lost while this process held it (${this.detail ?? "its owner entry was removed"})`,
+      `${
+        this.workStopped === true ? "The work under the lock was stopped" : "Stop the work that relies on the lock"
+      }: another process may hold it now. Find out what took it (${cause}) before starting again`
+    )
   }
 }
 
@@ -383,6 +464,7 @@ export type PidLockError =
   | PermissionDenied
   | InvalidOptions
   | CorruptLock
+  | NameClash
   | LockCompromised
 
 /**
@@ -390,6 +472,29 @@ export type PidLockError =
  *
  * Fails fast with {@link LockHeld} when a live process holds it; takes over
  * the lock of a holder that is gone (unless `onStale: "fail"`).
+ *
+ * @example
+ * ```ts
+ * import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import * as PidLock from "effect-pidlock/PidLock"
+ * import * as ProcessInfo from "effect-pidlock/ProcessInfo"
+ *
+ * // At most one copy of the report runs on the machine: a second one waits up to 30 s, then gives up.
+ * // The lock is released when the scope closes, here at the end of `Effect.scoped`.
+ * export const report = Effect.scoped(Effect.gen(function*() {
+ *   const lock = yield* PidLock.acquire({ name: "nightly-report", wait: "30s" })
+ *   yield* Effect.log(`holding ${lock.location}, generation ${lock.generation}`)
+ *   // … the work, which may stamp its writes with lock.generation
+ * })).pipe(
+ *   Effect.catchTag("LockHeld", (error) => Effect.logWarning(`skipped: ${error.message}`)),
+ *   Effect.provide(ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)))
+ * )
+ *
+ * // NodeRuntime.runMain(report) from "@effect/platform-node/NodeRuntime" runs it, and releases the lock on SIGINT
+ * // and SIGTERM.
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -405,6 +510,29 @@ export const acquire: (
 /**
  * Hold the lock for the lifetime of the layer.
  *
+ * @example
+ * ```ts
+ * import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import * as PidLock from "effect-pidlock/PidLock"
+ * import * as ProcessInfo from "effect-pidlock/ProcessInfo"
+ *
+ * // A service that exists only in the single instance: it needs the held lock.
+ * const Scheduler = Layer.scopedDiscard(Effect.gen(function*() {
+ *   const lock = yield* PidLock.PidLock
+ *   yield* Effect.log(`scheduler started, holding ${lock.location}`)
+ * }))
+ *
+ * export const Main = Scheduler.pipe(
+ *   Layer.provide(PidLock.layer({ name: "scheduler" })),
+ *   Layer.provide(ProcessInfo.layer),
+ *   Layer.provide(NodeFileSystem.layer)
+ * )
+ *
+ * // NodeRuntime.runMain(Layer.launch(Main)): a second copy fails with LockHeld and exits 1.
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -418,6 +546,19 @@ export const layer: (
  * configuration, e.g.
  * `PidLock.layerConfig({ name: Config.succeed("app"), dir: Config.option(Config.string("LOCK_DIR")).pipe(Config.map(Option.getOrUndefined)) })`.
  * Without a `dir`, `$PIDLOCK_DIR` is used when set (see {@link Options}).
+ *
+ * @example
+ * ```ts
+ * import * as Config from "effect/Config"
+ * import * as Option from "effect/Option"
+ * import * as PidLock from "effect-pidlock/PidLock"
+ *
+ * // APP_LOCK_NAME is required; APP_LOCK_WAIT (e.g. "30 seconds") is optional: without it, fail fast.
+ * export const Lock = PidLock.layerConfig({
+ *   name: Config.string("APP_LOCK_NAME"),
+ *   wait: Config.option(Config.duration("APP_LOCK_WAIT")).pipe(Config.map(Option.getOrUndefined))
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -467,7 +608,7 @@ export const inspect: (
   options: { readonly name: string; readonly dir?: string | undefined }
 ) => Effect.Effect<
   Option.Option<Status>,
-  InvalidOptions | CorruptLock | PermissionDenied | PlatformError,
+  InvalidOptions | CorruptLock | NameClash | PermissionDenied | PlatformError,
   FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
 > = internal.inspect
 

@@ -13,10 +13,11 @@
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type { PlatformError } from "@effect/platform/Error"
 import type * as Context from "effect/Context"
-import * as Data from "effect/Data"
+import type * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import { TaggedError, withNextStep } from "./internal/errors.js"
 import * as internal from "./internal/processInfo.js"
 import type * as Posix from "./Posix.js"
 
@@ -157,14 +158,17 @@ export const layerLinux: Layer.Layer<ProcessInfo, PlatformError, FileSystem.File
  * @since 0.1.0
  * @category errors
  */
-export class UnsupportedPlatform extends Data.TaggedError("UnsupportedPlatform")<{
+export class UnsupportedPlatform extends TaggedError("UnsupportedPlatform")<{
   readonly platform: string
 }> {
   /**
    * @since 0.1.0
    */
   get message(): string {
-    return `ProcessInfo: no implementation for platform "${this.platform}" (only "linux" reads /proc)`
+    return withNextStep(
+      `ProcessInfo: no implementation for platform "${this.platform}"`,
+      `Supported: Linux (containers included), where the holder check reads /proc; elsewhere, provide layers of your own for ProcessInfo and Posix`
+    )
   }
 }
 

@@ -438,10 +438,12 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
           JSON.stringify(attempt)
         )
       }
-      // Then the contract: a refusal is a CorruptLock that names what was found.
+      // Then the contract: a refusal names what was found, a CorruptLock or
+      // (the attacker's own directory) a NameClash.
       const refusals = ["SymlinkedHome", "ForeignOwner", "NotADirectory"]
       const unexpected = attempts.filter((attempt) =>
-        attempt.outcome !== "acquired" && !(attempt._tag === "CorruptLock" && refusals.includes(attempt.reason))
+        attempt.outcome !== "acquired" && attempt._tag !== "NameClash" &&
+        !(attempt._tag === "CorruptLock" && refusals.includes(attempt.reason))
       )
       assert.deepStrictEqual(
         unexpected.map(({ _tag, message }) => ({ _tag, message })),
@@ -450,7 +452,7 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
       )
       // Premise: the victim met both faces of the swap.
       assert.isAbove(done.counts["CorruptLock:SymlinkedHome"] ?? 0, 0, "no attempt met the symlink")
-      assert.isAbove(done.counts["CorruptLock:ForeignOwner"] ?? 0, 0, "no attempt met the attacker's directory")
+      assert.isAbove(done.counts["NameClash:"] ?? 0, 0, "no attempt met the attacker's directory")
     }), 60_000)
 
   describe("3. umask", () => {
@@ -506,7 +508,7 @@ console.log(JSON.stringify(codes))`,
           describeProc(proc)
         )
         const message = String(error.message)
-        for (const part of [home, "0777", "chmod go-w"]) assert.include(message, part)
+        for (const part of [home, "0777", `chmod 700 ${home}`]) assert.include(message, part)
         assert.deepStrictEqual(picture(home), before)
       }))
 
@@ -698,6 +700,50 @@ console.log(JSON.stringify(codes))`,
         describeProc(contender)
       )
     }))
+
+  describe("9. two users, one lock name, one shared directory", () => {
+    // `first` takes the lock `app` in a shared sticky directory and releases
+    // it (its home stays); `second`, another user, then tries the same name.
+    const clash = (first: ReadonlyArray<string>, second: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const shared = yield* scratch(0o1777)
+        const home = Path.join(shared, "app")
+        const made = yield* holder(["try", "--dir", shared, "--name", "app", ...first])
+        yield* lineOf(made, "acquired")
+        yield* exitOf(made)
+        const before = picture(home)
+        const proc = yield* holder(["try", "--dir", shared, "--name", "app", ...second])
+        const error = yield* lineOf(proc, "error")
+        assert.deepStrictEqual(picture(home), before, "the other user's home is untouched")
+        return { error, home, proc, shared }
+      })
+
+    it.scopedLive("uid 65534 meets root's lock home: NameClash, which says whose it is and what to do", () =>
+      Effect.gen(function*() {
+        const { error, home, proc, shared } = yield* clash([], ["--as-user", String(NOBODY)])
+        assert.deepStrictEqual(
+          { _tag: error._tag, path: error.path, ownerUid: error.ownerUid, effectiveUid: error.effectiveUid },
+          { _tag: "NameClash", path: home, ownerUid: 0, effectiveUid: NOBODY },
+          describeProc(proc)
+        )
+        assert.strictEqual(
+          error.message,
+          `${home} belongs to uid 0, not to this process's effective uid ${NOBODY}: another user uses the lock name ` +
+            `"app" in ${shared}. Choose another name, or a directory of your own: the option dir, or $PIDLOCK_DIR ` +
+            `(--dir on the command line)`
+        )
+      }))
+
+    it.scopedLive("root meets the lock home of uid 65534: NameClash too", () =>
+      Effect.gen(function*() {
+        const { error, home, proc } = yield* clash(["--as-user", String(NOBODY)], [])
+        assert.deepStrictEqual(
+          { _tag: error._tag, path: error.path, ownerUid: error.ownerUid, effectiveUid: error.effectiveUid },
+          { _tag: "NameClash", path: home, ownerUid: NOBODY, effectiveUid: 0 },
+          describeProc(proc)
+        )
+      }))
+  })
 })
 
 // The attacker of scenario 2, run as uid 65534: `node -e ATTACKER <name> <victim's dir> <stop file>`.

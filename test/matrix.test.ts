@@ -32,6 +32,7 @@ type Expected =
   | { readonly error: "InvalidOptions"; readonly option: string; readonly says: string }
   | { readonly error: "CorruptLock"; readonly reason: PidLock.CorruptLock["reason"]; readonly at: (home: string) => string }
   | { readonly error: "LockHeld"; readonly verdict: ProcessInfo.Verdict["_tag"] }
+  | { readonly error: "NameClash"; readonly ownerUid: number }
   | { readonly acquired: true }
 
 interface Row {
@@ -159,9 +160,9 @@ const rows: ReadonlyArray<Row> = [
   },
   { input: "home is a regular file", setup: ({ fs, home }) => fs.writeFileString(home, "x"), expected: corrupt("NotADirectory", (home) => home) },
   {
-    input: "home owned by another user",
+    input: "home owned by another user (a name clash, not a corrupt lock)",
     setup: ({ fs, giveAway, home }) => Effect.zipRight(fs.makeDirectory(home), giveAway(home)),
-    expected: corrupt("ForeignOwner", (home) => home)
+    expected: { error: "NameClash", ownerUid: 65534 }
   },
   // the lock path
   {
@@ -373,6 +374,12 @@ const matrix = (environment: Environment) =>
               }
               if (error?._tag === "LockHeld" && expected.error === "LockHeld") {
                 assert.strictEqual(error.verdict._tag, expected.verdict)
+              }
+              if (error?._tag === "NameClash" && expected.error === "NameClash") {
+                assert.deepStrictEqual(
+                  { path: error.path, ownerUid: error.ownerUid, effectiveUid: error.effectiveUid },
+                  { path: home, ownerUid: expected.ownerUid, effectiveUid: Option.getOrThrow(self.uid) }
+                )
               }
               // Refused: nothing at all was changed, inside the home or out, but
               // for our socket where the home is ours.

@@ -159,7 +159,7 @@ describe("real processes", () => {
         assert.deepStrictEqual(list(parent), [])
       }))
 
-    it.scopedLive.skipIf(!isRoot)("a lock home owned by another uid is CorruptLock ForeignOwner, left untouched", () =>
+    it.scopedLive.skipIf(!isRoot)("a lock home owned by another uid is NameClash, left untouched", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
         const home = Path.join(dir, NAME)
@@ -177,9 +177,11 @@ describe("real processes", () => {
           Effect.provide(nodeLayer),
           Effect.flip
         )
-        assert.strictEqual(result._tag, "CorruptLock")
-        assert.strictEqual((result as PidLock.CorruptLock).reason, "ForeignOwner")
-        assert.strictEqual((result as PidLock.CorruptLock).path, home)
+        assert.strictEqual(result._tag, "NameClash")
+        assert.deepStrictEqual(
+          { path: (result as PidLock.NameClash).path, ownerUid: (result as PidLock.NameClash).ownerUid },
+          { path: home, ownerUid: NOBODY }
+        )
         assert.deepStrictEqual(picture(), before)
       }))
   })

@@ -7,7 +7,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import type * as Scope from "effect/Scope"
-import type * as PidLock from "../PidLock.js"
+import * as PidLock from "../PidLock.js"
 
 // What both backends do with a lock once it is held: one release in flight,
 // the watchdog, and `withLock`.
@@ -52,6 +52,42 @@ export const makeReleaser = <E>(removal: Effect.Effect<void, PidLock.LockComprom
   return { release, isHeld: () => state === "held" }
 }
 
+/**
+ * How the loss of a held lock reaches the program, once: the watchdog
+ * completes `deferred`, and whichever of `lost` and `verify` hands the loss
+ * to the program tells it. The release in the scope's finalizer then says
+ * nothing more of it; it warns only of a loss that nothing told.
+ *
+ * @internal
+ */
+export interface Loss {
+  readonly deferred: Deferred.Deferred<never, PidLock.LockCompromised>
+  /** The lock's `lost`. */
+  readonly lost: Effect.Effect<never, PidLock.LockCompromised>
+  /** `effect`, which tells the loss it fails with. */
+  readonly tell: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly isTold: () => boolean
+}
+
+/**
+ * A lock as the program holds it, and the `verify` its watchdog runs, which
+ * tells nothing.
+ *
+ * @internal
+ */
+export interface Held<L extends PidLock.PidLock<unknown>> {
+  readonly lock: L
+  readonly verify: L["verify"]
+}
+
+/** @internal */
+export const makeLoss: Effect.Effect<Loss> = Effect.map(Deferred.make<never, PidLock.LockCompromised>(), (deferred) => {
+  let told = false
+  const tell = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.tapError(effect, (error) => Effect.sync(() => void (told ||= isCompromised(error))))
+  return { deferred, lost: tell(Deferred.await(deferred)), tell, isTold: () => told }
+})
+
 // A release that fails for a passing reason (EIO, a dropped connection) is
 // tried again at once.
 /** @internal */
@@ -59,44 +95,48 @@ export const releaseRetried = <E>(lock: PidLock.PidLock<E>) =>
   lock.release.pipe(Effect.retry({ times: 2, while: (error) => !isCompromised(error) }))
 
 /** @internal */
-export const releaseInFinalizer = <E extends { readonly message: string }>(
-  lock: PidLock.PidLock<E>
-) =>
+export const releaseInFinalizer = (loss: Loss) => <E extends { readonly message: string }>(lock: PidLock.PidLock<E>) =>
   releaseRetried(lock).pipe(
-    Effect.catchAll((error) => Effect.logWarning(`PidLock: release of ${lock.location} failed: ${error.message}`))
+    Effect.catchAll((error) =>
+      isCompromised(error) && loss.isTold()
+        ? Effect.void
+        : Effect.logWarning(`PidLock: release of ${lock.location} failed: ${error.message}`)
+    )
   )
 
 /**
- * Checks the lock at once, then on every `change` and at least every
- * `interval`, and completes `lost` when it is gone. Nothing that a check
- * does ends it: a round that fails in any way is logged, and the next one
- * comes after `interval`. `round` arms what `change` waits for before the
- * check, so that a change made while it looks is still seen.
+ * Checks the lock with `verify` at once, then on every `change` and at least
+ * every `interval`, and completes `lost` when it is gone. Nothing that a
+ * check does ends it: a round that fails in any way is logged, and the next
+ * one comes after `interval`. `round` arms what `change` waits for before the
+ * check, so that a change made while it looks is still seen. `verify` is the
+ * lock's own, which tells the program nothing (see {@link Loss}).
  *
  * @internal
  */
 export const watchdog = <E extends { readonly message: string }>(
-  lock: PidLock.PidLock<E>,
+  location: string,
+  verify: Effect.Effect<void, PidLock.LockCompromised | E>,
   lost: Deferred.Deferred<never, PidLock.LockCompromised>,
   interval: Duration.Duration,
   round: (check: (change: Effect.Effect<void>) => Effect.Effect<boolean>) => Effect.Effect<boolean>
 ): Effect.Effect<void> => {
   const check = (change: Effect.Effect<void>) =>
     Effect.gen(function*() {
-      const checked = yield* Effect.either(lock.verify)
+      const checked = yield* Effect.either(verify)
       if (checked._tag === "Left") {
         if (isCompromised(checked.left)) {
           yield* Deferred.fail(lost, checked.left)
           return false
         }
-        yield* Effect.logWarning(`PidLock: could not check ${lock.location}: ${checked.left.message}`)
+        yield* Effect.logWarning(`PidLock: could not check ${location}: ${checked.left.message}`)
       }
       yield* Effect.raceFirst(change, Effect.sleep(interval))
       return true
     })
   const guarded = round(check).pipe(
     Effect.catchAllCause((cause) =>
-      Effect.logWarning(`PidLock: the watchdog of ${lock.location} failed; it goes on`, cause).pipe(
+      Effect.logWarning(`PidLock: the watchdog of ${location} failed; it goes on`, cause).pipe(
         Effect.zipRight(Effect.sleep(interval)),
         Effect.as(true)
       )
@@ -107,8 +147,8 @@ export const watchdog = <E extends { readonly message: string }>(
 
 /**
  * Runs `self` while holding the lock that `acquire` takes: a lock lost
- * meanwhile interrupts it, and the release at the end is part of its
- * outcome.
+ * meanwhile interrupts it (and the loss says so), and the release at the end
+ * is part of its outcome.
  *
  * @internal
  */
@@ -117,5 +157,9 @@ export const withLockOf = <EL, EA, RA, A, E, R>(
   self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | EA | EL | PidLock.LockCompromised, Exclude<R | RA, Scope.Scope>> =>
   Effect.scoped(
-    Effect.flatMap(acquire, (lock) => Effect.zipLeft(Effect.raceFirst(self, lock.lost), releaseRetried(lock)))
+    Effect.flatMap(acquire, (lock) => {
+      const stopped = Effect.catchAll(lock.lost, ({ detail, location, owner }) =>
+        Effect.fail(new PidLock.LockCompromised({ location, owner, detail, workStopped: true })))
+      return Effect.zipLeft(Effect.raceFirst(self, stopped), releaseRetried(lock))
+    })
   )

@@ -1,4 +1,6 @@
 import * as Crypto from "node:crypto"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as PidLock from "../PidLock.js"
 import { escapeText, show } from "./text.js"
@@ -34,8 +36,46 @@ const OwnerRecordSchema = Schema.Struct({
   socket: Schema.optional(Schema.String.pipe(Schema.pattern(SOCKET_NAME)))
 })
 
-/** @internal */
-export const decodeRecord = Schema.decodeUnknownEither(Schema.parseJson(OwnerRecordSchema))
+const decodeFields = Schema.decodeUnknownEither(OwnerRecordSchema, { errors: "first" })
+
+// What each field must be, said to a person whose record does not decode;
+// `[]` stands for any element of a list.
+const FIELD_MUST_BE: Readonly<Record<string, string>> = {
+  v: "1, the only version there is",
+  pid: "a positive whole number",
+  startTime: "a string of digits",
+  cmdline: "a list of strings",
+  "cmdline[]": "a string",
+  token: "a string of lowercase hexadecimal digits",
+  socket: "a name <pid>.<token>.sock"
+}
+
+// A value as a message shows it: a scalar as it is, anything else by its kind.
+const describeValue = (value: unknown): string =>
+  value === null || typeof value !== "object" ? show(value) : Array.isArray(value) ? "a list" : "an object"
+
+/**
+ * The owner record in `text`, or what is wrong with it in a few words
+ * (`not JSON`, `field pid is missing`), for a person to read.
+ *
+ * @internal
+ */
+export const decodeRecord = (text: string): Either.Either<PidLock.OwnerRecord, string> => {
+  const json = Either.try(() => JSON.parse(text) as unknown)
+  if (Either.isLeft(json)) return Either.left("not JSON")
+  const fields = json.right
+  if (fields === null || typeof fields !== "object" || Array.isArray(fields)) {
+    return Either.left(`JSON of ${describeValue(fields)}, not of an object`)
+  }
+  return Either.mapLeft(decodeFields(fields), (error) => {
+    const path = ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.path ?? []
+    const field = path.map((key) => typeof key === "number" ? `[${key}]` : String(key)).join("")
+    const value = path.reduce<unknown>((parent, key) => (parent as Record<PropertyKey, unknown>)[key], fields)
+    return value === undefined
+      ? `field ${field} is missing`
+      : `field ${field} is ${describeValue(value)}, not ${FIELD_MUST_BE[field.replace(/\[\d+\]/g, "[]")] ?? "a string"}`
+  })
+}
 
 // A symlink target is at most PATH_MAX - 1 (4095) bytes on Linux; a long
 // command line is cut to the arguments that fit, measured once each.

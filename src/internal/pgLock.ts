@@ -3,7 +3,6 @@ import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError as SqlErrorClass, type SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -18,7 +17,7 @@ import * as Scope from "effect/Scope"
 import type * as PgLock from "../PgLock.js"
 import * as PidLock from "../PidLock.js"
 import * as ProcessInfo from "../ProcessInfo.js"
-import { makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
+import { type Held, type Loss, makeLoss, makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
 import { validateCheckInterval, validateName, validateObject, validateWait, type Wait } from "./options.js"
 import { decodeRecord, encodeRecord, newToken } from "./ownerRecord.js"
 import { tag } from "./pidLock.js"
@@ -252,7 +251,7 @@ const readHolder = (
           return yield* new PidLock.CorruptLock({
             path: resolved.location,
             reason: "UnreadableRecord",
-            detail: `owner record is not valid: ${show(record.left.message)}`
+            detail: `owner record is unreadable: ${record.left}`
           })
         }
         return Option.some({ record: record.right, backendPid: Number(row.backend_pid) })
@@ -353,9 +352,9 @@ const makeLock = (
   resolved: Resolved,
   owner: PidLock.OwnerRecord,
   { backendPid, generation, key }: Taken,
-  lost: Deferred.Deferred<never, PidLock.LockCompromised>,
+  loss: Loss,
   giveBack: Effect.Effect<void>
-): PidLock.PidLock<SqlError> => {
+): Held<PidLock.PidLock<SqlError>> => {
   const compromised = (detail: string) =>
     new PidLock.LockCompromised({ location: resolved.location, owner, detail })
   // How long the server may take to answer the lock's own questions.
@@ -392,16 +391,17 @@ const makeLock = (
       Effect.catchAll((error) => isHeld() ? Effect.fail(error) : Effect.void)
     )
   )
-  return {
+  const lock: PidLock.PidLock<SqlError> = {
     [PidLock.TypeId]: PidLock.TypeId,
     name: resolved.name,
     location: resolved.location,
     generation,
     owner,
     release,
-    verify,
-    lost: Deferred.await(lost)
+    verify: loss.tell(verify),
+    lost: loss.lost
   }
+  return { lock, verify }
 }
 
 // -----------------------------------------------------------------------------
@@ -430,7 +430,7 @@ export const acquire = Effect.fn("PgLock.acquire")(function*(options: PgLock.Opt
     token: newToken()
   }
   const ownerText = encodeRecord(owner)
-  const lost = yield* Deferred.make<never, PidLock.LockCompromised>()
+  const loss = yield* makeLoss
   // A scope of the lock's own inside the caller's, closed at once when the
   // acquisition fails: a refused attempt gives its connection back now, not
   // when the caller's scope ends.
@@ -440,16 +440,18 @@ export const acquire = Effect.fn("PgLock.acquire")(function*(options: PgLock.Opt
     // session's, and the connection goes back to the pool only after it was
     // given back (the reservation's finalizer runs after the release's).
     const connection = yield* resolved.sql.reserve
-    const lock = yield* Effect.acquireRelease(
+    const { lock, verify } = yield* Effect.acquireRelease(
       Effect.map(
         attemptOnce(connection, resolved, ownerText),
-        (taken) => makeLock(connection, resolved, owner, taken, lost, Scope.close(lockScope, Exit.void))
+        (taken) => makeLock(connection, resolved, owner, taken, loss, Scope.close(lockScope, Exit.void))
       ),
-      releaseInFinalizer
+      ({ lock }) => releaseInFinalizer(loss)(lock)
     )
     // Forked after the release was registered, so it is stopped before the release runs.
     if (resolved.checkInterval !== false) {
-      yield* Effect.forkScoped(watchdog(lock, lost, resolved.checkInterval, (check) => check(Effect.never)))
+      yield* Effect.forkScoped(
+        watchdog(lock.location, verify, loss.deferred, resolved.checkInterval, (check) => check(Effect.never))
+      )
     }
     return lock
   }).pipe(

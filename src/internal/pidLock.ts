@@ -4,7 +4,6 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -20,7 +19,7 @@ import * as PidLock from "../PidLock.js"
 import type * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf, isNotFound } from "./errno.js"
-import { makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
+import { type Held, type Loss, makeLoss, makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
 import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
 import { validateCheckInterval, validateName, validateObject, validateWait } from "./options.js"
 import { show } from "./text.js"
@@ -63,7 +62,7 @@ const validateOnStale = (onStale: unknown): Either.Either<"takeover" | "fail", P
   onStale === undefined || onStale === "takeover" || onStale === "fail"
     ? Either.right(onStale ?? "takeover")
     : Either.left(
-      new PidLock.InvalidOptions({ option: "onStale", value: onStale, reason: `must be "takeover" or "fail"` })
+      new PidLock.InvalidOptions({ option: "onStale", value: onStale, reason: `is neither "takeover" nor "fail"` })
     )
 
 // `$PIDLOCK_DIR` is read as it is: a relative or empty value would resolve
@@ -182,7 +181,7 @@ const readOwnerEntry = (
     Effect.flatMap((text) =>
       Either.match(decodeRecord(text), {
         onLeft: (error) =>
-          Effect.fail(corrupt(path, "UnreadableRecord", `owner record is not valid: ${show(error.message)}`)),
+          Effect.fail(corrupt(path, "UnreadableRecord", `owner record is unreadable: ${error}`)),
         onRight: (record) =>
           entryName(record) === name
             ? Effect.succeed(Option.some<Holder>({ entry: path, record }))
@@ -229,7 +228,7 @@ const notADirectoryOption = (dir: string) =>
     reason: "is not a directory (a file, or a symbolic link that leads nowhere)"
   })
 
-type HomeError = PidLock.CorruptLock | PidLock.InvalidOptions | PlatformError
+type HomeError = PidLock.CorruptLock | PidLock.NameClash | PidLock.InvalidOptions | PlatformError
 
 const STICKY = 0o1000
 const OTHERS_WRITE = 0o002
@@ -238,42 +237,61 @@ const GROUP_OR_OTHERS_ANY = 0o077
 
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8)}`
 
-const isOwnedByOther = (info: FileSystem.File.Info, uid: Option.Option<number>) =>
-  Option.isSome(info.uid) && Option.isSome(uid) && info.uid.value !== uid.value
+// The owner of a file, when it is known to be another user than `uid`.
+const otherOwnerOf = (info: FileSystem.File.Info, uid: Option.Option<number>): Option.Option<number> =>
+  Option.filter(info.uid, (owner) => Option.isSome(uid) && owner !== uid.value)
 
-// A directory the lock makes and owns (the lock home, the per-user default
-// directory), checked in one lstat: checking the type and then the owner in
-// two calls leaves a window in which whoever owns the name in a shared /tmp
-// can swap a symlink in. `forbidden` are the permission bits that group and
-// others must not have.
+// A directory the lock makes and owns, as its checks name it.
+interface OwnDirectory {
+  readonly what: string
+  /** The permission bits that group and others must not have. */
+  readonly forbidden: number
+  /** What one that belongs to another user is. */
+  readonly ofAnotherUser: (
+    path: string,
+    ownerUid: number,
+    effectiveUid: number
+  ) => PidLock.CorruptLock | PidLock.NameClash
+}
+
+// Made by the lock, so checked as strictly as tmux checks /tmp/tmux-<uid>:
+// ours alone, no access for anyone else.
+const PER_USER_DIRECTORY: OwnDirectory = {
+  what: "the per-user lock directory",
+  forbidden: GROUP_OR_OTHERS_ANY,
+  ofAnotherUser: (path, ownerUid, effectiveUid) =>
+    corrupt(
+      path,
+      "ForeignOwner",
+      `the per-user lock directory belongs to uid ${ownerUid}, not to this process's effective uid ${effectiveUid}`
+    )
+}
+
+// In a directory that users share, another user's lock home of the same name
+// is theirs: a clash of names, not a broken lock.
+const LOCK_HOME: OwnDirectory = {
+  what: "lock home",
+  forbidden: GROUP_OR_OTHERS_WRITE,
+  ofAnotherUser: (path, ownerUid, effectiveUid) => new PidLock.NameClash({ path, ownerUid, effectiveUid })
+}
+
+// A directory of our own, checked in one lstat: checking the type and then
+// the owner in two calls leaves a window in which whoever owns the name in a
+// shared /tmp can swap a symlink in.
 const checkOwnDirectory = (
   info: ProcessInfo.ProcessInfo,
   path: string,
   stat: FileSystem.File.Info,
-  what: string,
-  forbidden: number
-): Effect.Effect<void, PidLock.CorruptLock> => {
+  { forbidden, ofAnotherUser, what }: OwnDirectory
+): Effect.Effect<void, PidLock.CorruptLock | PidLock.NameClash> => {
   if (stat.type === "SymbolicLink") {
     return Effect.fail(corrupt(path, "SymlinkedHome", `${what} is a symbolic link, which is never followed`))
   }
   if (stat.type !== "Directory") return Effect.fail(corrupt(path, "NotADirectory", `${what} is a ${stat.type}, not a directory`))
-  if (isOwnedByOther(stat, info.uid)) {
-    return Effect.fail(corrupt(
-      path,
-      "ForeignOwner",
-      `${what} belongs to uid ${Option.getOrUndefined(stat.uid)}, not to this process's effective uid ${
-        Option.getOrUndefined(info.uid)
-      }`
-    ))
-  }
+  const owner = otherOwnerOf(stat, info.uid)
+  if (Option.isSome(owner)) return Effect.fail(ofAnotherUser(path, owner.value, Option.getOrThrow(info.uid)))
   if ((stat.mode & forbidden) !== 0) {
-    return Effect.fail(corrupt(
-      path,
-      "InsecureMode",
-      `${what} has mode ${octal(stat.mode)}, which lets other users change it; run chmod ${
-        forbidden === GROUP_OR_OTHERS_ANY ? "700" : "go-w"
-      } ${show(path)} if it is yours`
-    ))
+    return Effect.fail(corrupt(path, "InsecureMode", `${what} has mode ${octal(stat.mode)}, which lets other users change it`))
   }
   return Effect.void
 }
@@ -304,11 +322,9 @@ const checkGivenDir = (
         `use a directory only you can write to, or make it sticky (chmod +t)`
     )
   }
-  if (isOwnedByOther(stat, info.uid) && Option.getOrUndefined(stat.uid) !== 0) {
-    return invalid(
-      `belongs to uid ${Option.getOrUndefined(stat.uid)}, who could replace the lock home in it; use a directory of ` +
-        `your own or of root`
-    )
+  const owner = otherOwnerOf(stat, info.uid)
+  if (Option.isSome(owner) && owner.value !== 0) {
+    return invalid(`belongs to uid ${owner.value}, who could replace the lock home in it`)
   }
   return Effect.void
 }
@@ -318,12 +334,7 @@ const checkGivenDir = (
 const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean): Effect.Effect<boolean, HomeError> => {
   const { dir } = paths
   if (paths.perUser) {
-    // Made by the lock, so checked as strictly as tmux checks /tmp/tmux-<uid>:
-    // ours alone, no access for anyone else.
-    const check = Effect.tap(
-      posix.lstat(dir),
-      (stat) => checkOwnDirectory(info, dir, stat, "the per-user lock directory", GROUP_OR_OTHERS_ANY)
-    )
+    const check = Effect.tap(posix.lstat(dir), (stat) => checkOwnDirectory(info, dir, stat, PER_USER_DIRECTORY))
     return Effect.map(ensureOwnDirectory(fs, dir, check, create), (found) => found !== "missing")
   }
   return fs.stat(dir).pipe(
@@ -375,9 +386,6 @@ const ensureOwnDirectory = (
         ))
   )
 
-const checkHome = (info: ProcessInfo.ProcessInfo, home: string, stat: FileSystem.File.Info) =>
-  checkOwnDirectory(info, home, stat, "lock home", GROUP_OR_OTHERS_WRITE)
-
 // The lock home must be a real directory owned by this user and writable by
 // nobody else (`/tmp` is shared: a symlink planted there would redirect the
 // lock, a writable home would let others remove the owner entry).
@@ -385,7 +393,7 @@ const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.E
   const { fs, info, posix } = services
   const { home } = paths
   const check = posix.lstat(home).pipe(
-    Effect.tap((stat) => checkHome(info, home, stat)),
+    Effect.tap((stat) => checkOwnDirectory(info, home, stat, LOCK_HOME)),
     Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectoryOption(paths.dir)))
   )
   return Effect.flatMap(
@@ -412,9 +420,7 @@ const checkLockDirectory = (services: Services, lock: string): Effect.Effect<voi
         ? Effect.fail(corrupt(
           lock,
           "InsecureMode",
-          `lock directory has mode ${octal(stat.mode)}, which lets other users remove the owner entry; run chmod go-w ${
-            show(lock)
-          }`
+          `lock directory has mode ${octal(stat.mode)}, which lets other users remove the owner entry`
         ))
         : Effect.void
     ),
@@ -687,11 +693,7 @@ const giveBack = (fs: FileSystem.FileSystem, entry: string) =>
     Effect.catchAll((error) => Effect.logWarning(`PidLock: could not give back ${entry}`, error))
   )
 
-const makeLock = (
-  { fs, paths }: Resolved,
-  taken: Taken,
-  lost: Deferred.Deferred<never, PidLock.LockCompromised>
-): PidLock.FileLock => {
+const makeLock = ({ fs, paths }: Resolved, taken: Taken, loss: Loss): Held<PidLock.FileLock> => {
   // Made only when it happens: an error captures a stack trace, too dear to
   // pay on every acquisition.
   const compromised = () => new PidLock.LockCompromised({ location: paths.lock, owner: taken.owner })
@@ -709,7 +711,7 @@ const makeLock = (
       Effect.catchAll((error) => isHeld() ? Effect.fail(error) : Effect.void)
     )
   )
-  return {
+  const lock: PidLock.FileLock = {
     [TypeId]: TypeId,
     name: paths.name,
     location: paths.lock,
@@ -717,9 +719,10 @@ const makeLock = (
     entry: taken.entry,
     owner: taken.owner,
     release,
-    verify,
-    lost: Deferred.await(lost)
+    verify: loss.tell(verify),
+    lost: loss.lost
   }
+  return { lock, verify }
 }
 
 // The next change in the directory at `path`. A watch that cannot be armed
@@ -810,16 +813,18 @@ const resolve = (input: unknown) =>
 /** @internal */
 export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.Options) {
   const { checkInterval, onStale, resolved, wait } = yield* resolve(options)
-  const lost = yield* Deferred.make<never, PidLock.LockCompromised>()
+  const loss = yield* makeLoss
   const attempt = Effect.acquireRelease(
-    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, lost)),
-    releaseInFinalizer
+    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, loss)),
+    ({ lock }) => releaseInFinalizer(loss)(lock)
   )
-  const lock = yield* wait === undefined ? attempt : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
+  const { lock, verify } = yield* wait === undefined
+    ? attempt
+    : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
   // Forked after the release was registered, so it is stopped before the release runs.
   if (checkInterval !== false) {
     yield* Effect.forkScoped(
-      watchdog(lock, lost, checkInterval, (check) => withWatch(resolved.fs, resolved.paths.lock, check))
+      watchdog(lock.location, verify, loss.deferred, checkInterval, (check) => withWatch(resolved.fs, resolved.paths.lock, check))
     )
   }
   return lock
