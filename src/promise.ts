@@ -325,8 +325,7 @@ export const acquire: (options: Options) => Promise<Lock> = internal.acquire
  * @since 0.1.0
  * @category combinators
  */
-export const withLock: <A>(options: Options, body: (lock: Lock) => A | PromiseLike<A>) => Promise<A> =
-  internal.withLock
+export const withLock: <A>(options: Options, body: (lock: Lock) => A | PromiseLike<A>) => Promise<A> = internal.withLock
 
 /**
  * The original `pidlock.guard`: take lock `key` in directory `dir` and call
@@ -386,5 +385,6 @@ export const guard: (dir: string, key: string, callback: GuardCallback) => void 
  * @since 0.2.0
  * @category accessors
  */
-export const inspect: (options: { readonly name: string; readonly dir?: string | undefined }) => Promise<Status | undefined> =
-  internal.inspect
+export const inspect: (
+  options: { readonly name: string; readonly dir?: string | undefined }
+) => Promise<Status | undefined> = internal.inspect

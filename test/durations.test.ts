@@ -57,8 +57,7 @@ describe("durations written as the CLI takes them", () => {
         yield* memory.setHook(Testing.combineHooks(noWatches, (call) =>
           call.method === "readLink" && call.path.startsWith(`${DIR}/${NAME}/lock/`)
             ? Deferred.succeed(firstCheck, undefined)
-            : Effect.void
-        ))
+            : Effect.void))
         const lock = yield* PidLock.acquire({ name: NAME, dir: DIR, checkInterval })
         const lost = yield* Effect.fork(lock.lost)
         yield* Deferred.await(firstCheck)

@@ -45,7 +45,9 @@ const typeCheck = (examples: ReadonlyArray<Example>): Map<string, ReadonlyArray<
   host.readFile = (file) => files.get(file) ?? readFile.call(host, file)
   host.getSourceFile = (file, language, ...rest) => {
     const code = files.get(file)
-    return code === undefined ? getSourceFile.call(host, file, language, ...rest) : ts.createSourceFile(file, code, language)
+    return code === undefined
+      ? getSourceFile.call(host, file, language, ...rest)
+      : ts.createSourceFile(file, code, language)
   }
   const program = ts.createProgram([...files.keys()], options, host)
   return new Map(examples.map(({ name }, index) => {

@@ -1,6 +1,6 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { type PlatformError, SystemError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -107,10 +107,6 @@ const minimumLogLevel = (options: unknown): Either.Either<LogLevel.LogLevel, Pid
 // exact name, unique to this holder's life, so it never touches another's.
 const heldEntries = new Set<string>()
 
-// The signals whose default action ends the process without `exit`, leaving
-// its locks stale.
-const TERMINATING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
-
 const unlinkHeldEntries = () => {
   for (const entry of heldEntries) {
     try {
@@ -121,6 +117,10 @@ const unlinkHeldEntries = () => {
     }
   }
 }
+
+// The signals whose default action ends the process without `exit`, leaving
+// its locks stale.
+const TERMINATING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
 
 // A listener of ours must not keep the signal from ending the process, as it
 // would without this package. When it is the only one, the locks are removed
@@ -186,7 +186,11 @@ const unrefWatch = (path: string): Stream.Stream<FileSystem.WatchEvent, Platform
     return Effect.acquireRelease(
       Effect.try({
         try: () => {
-          const watcher = Fs.watch(path, { persistent: false }, () => emit.single(FileSystem.WatchEventUpdate({ path })))
+          const watcher = Fs.watch(
+            path,
+            { persistent: false },
+            () => emit.single(FileSystem.WatchEventUpdate({ path }))
+          )
           watcher.on("error", (cause) => emit.fail(failed(cause)))
           return watcher
         },
@@ -320,7 +324,6 @@ export const guard = (dir: string, key: string, callback: Promised.GuardCallback
       }
       process.nextTick(() => callback(null, lock, cleanup))
     },
-    (error: PidLock.PidLockError | PlatformError) =>
-      process.nextTick(() => callback(error, undefined, notAcquired))
+    (error: PidLock.PidLockError | PlatformError) => process.nextTick(() => callback(error, undefined, notAcquired))
   )
 }
