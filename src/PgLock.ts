@@ -110,6 +110,32 @@ export const acquire: (
  * Hold the lock for the lifetime of the layer; it provides the same
  * {@link PidLock.PidLock} tag as `PidLock.layer`.
  *
+ * @example
+ * ```ts
+ * import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+ * import * as PgClient from "@effect/sql-pg/PgClient"
+ * import * as Config from "effect/Config"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import * as PgLock from "effect-pidlock/PgLock"
+ * import * as PidLock from "effect-pidlock/PidLock"
+ * import * as ProcessInfo from "effect-pidlock/ProcessInfo"
+ *
+ * // One scheduler among all the replicas that reach the database. The service asks for PidLock.PidLock, so it runs
+ * // unchanged over the file lock (PidLock.layer) on one machine.
+ * const Scheduler = Layer.scopedDiscard(Effect.gen(function*() {
+ *   const lock = yield* PidLock.PidLock
+ *   yield* Effect.log(`scheduler started, holding ${lock.location}, generation ${lock.generation}`)
+ * }))
+ *
+ * export const Main = Scheduler.pipe(
+ *   Layer.provide(PgLock.layer({ name: "scheduler", wait: "2m" })),
+ *   Layer.provide(PgClient.layerConfig({ url: Config.redacted("DATABASE_URL") })),
+ *   Layer.provide(ProcessInfo.layer),
+ *   Layer.provide(NodeFileSystem.layer)
+ * )
+ * ```
+ *
  * @since 0.2.0
  * @category layers
  */

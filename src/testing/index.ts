@@ -518,6 +518,35 @@ export const layerProcessInfo: (
  * One fake process on a fresh memory file system with a fresh process table:
  * its `ProcessInfo` and `Posix`, the file system, and the handles to both.
  *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as PidLock from "effect-pidlock/PidLock"
+ * import * as Testing from "effect-pidlock/testing"
+ *
+ * // A second acquisition of a held name is refused, on a file system that lives in memory.
+ * const secondInstance = Effect.scoped(Effect.gen(function*() {
+ *   yield* PidLock.acquire({ name: "job", dir: "/tmp" })
+ *   return yield* Effect.flip(PidLock.acquire({ name: "job", dir: "/tmp" }))
+ * }))
+ *
+ * // Another fake process takes the lock and dies holding it: the lock is taken over at once.
+ * const takeover = Effect.scoped(Effect.gen(function*() {
+ *   const table = yield* Testing.ProcessTable
+ *   const holder = yield* table.spawn()
+ *   yield* PidLock.acquire({ name: "job", dir: "/tmp" }).pipe(Effect.provide(Testing.layerProcessInfo(holder.pid)))
+ *   yield* table.exit(holder.pid)
+ *   return yield* PidLock.acquire({ name: "job", dir: "/tmp" })
+ * }))
+ *
+ * Effect.runPromise(secondInstance.pipe(Effect.provide(Testing.layer()))).then((error) => {
+ *   assert.strictEqual(error._tag, "LockHeld")
+ * })
+ * Effect.runPromise(takeover.pipe(Effect.provide(Testing.layer()))).then((lock) => {
+ *   assert.strictEqual(lock.generation, 2)
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
