@@ -238,25 +238,26 @@ export class LockHeld extends TaggedError("LockHeld")<{
    */
   get message(): string {
     const who = describeHolder(this.holder)
-    const waitForIt = `wait for its release with the option wait (e.g. wait: "30s"; --wait 30s on the command line)`
+    const waitOption = `the option wait (e.g. wait: "30s"; --wait 30s on the command line)`
     if (this.heldByThisProcess) {
       return withNextStep(
         `${this.location} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`,
-        `Take it once and share it (one PidLock.layer for every service that needs it), or ${waitForIt}`
+        `Take it once and share it (one PidLock.layer for every service that needs it), or wait for the other ` +
+          `fiber's release with ${waitOption}`
       )
     }
     if (this.verdict._tag === "Foreign") {
       const where = this.verdict.scope === "host" ? "on another host" : "in another pid namespace"
       return withNextStep(
         `${this.location} is held by ${who} (${where}: it cannot be checked, so it counts as alive)`,
-        `To ${waitForIt}; if you know that process is gone, remove its lock: ${
+        `Wait for its release with ${waitOption}; if you know that process is gone, remove its lock: ${
           cliCommand("break", this.location, "--force")
         }`
       )
     }
     return withNextStep(
       `${this.location} is held by ${who}`,
-      `To ${waitForIt}; to see who holds it: ${cliCommand("status", this.location)}`
+      `Wait for its release with ${waitOption}, or see who holds it: ${cliCommand("status", this.location)}`
     )
   }
 }
