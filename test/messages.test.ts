@@ -10,10 +10,14 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Util from "node:util"
 import * as PidLock from "../src/PidLock.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
+import { describeChild, spawnNode, waitForExit, waitForLine } from "./support/children.js"
 import { NAME, withFixture } from "./support/environment.js"
 import { memoryEnvironment } from "./support/memoryEnvironment.js"
 
@@ -297,5 +301,55 @@ describe("a lost lock is reported once", () => {
       }))
       assert.strictEqual(lossLogs(logs).length, 1, logs.join("\n"))
       assert.include(lossLogs(logs)[0], `PidLock: release of ${Path.join(dir, NAME, "lock")} failed`)
+    }))
+})
+
+// The fixture loads the built package (dist/): run `npm run build` after
+// changing src/.
+describe("an uncaught LockHeld under Layer.launch (real processes)", () => {
+  const LAUNCH = fileURLToPath(new URL("./fixtures/launch.mjs", import.meta.url))
+
+  const tempDir = Effect.acquireRelease(
+    Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "pidlock-launch-"))),
+    (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+  // A first process holds the lock; a second launches the same layer. The
+  // message as the second one's lock made it, from the holder's record.
+  const launchAgainst = (...flags: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const first = yield* spawnNode(LAUNCH, ["--dir", dir, "--name", NAME])
+      const ready = yield* waitForLine(first, "ready")
+      const second = yield* spawnNode(LAUNCH, ["--dir", dir, "--name", NAME, ...flags])
+      const status = yield* waitForExit(second)
+      const message = new PidLock.LockHeld({
+        location: Path.join(dir, NAME, "lock"),
+        holder: JSON.parse(Fs.readlinkSync(String(ready.entry))),
+        verdict: ProcessInfo.Verdict.Alive(),
+        heldByThisProcess: false
+      }).message
+      assert.include(message, `is held by pid ${first.pid} on `)
+      assert.include(message, `(${process.execPath} ${LAUNCH} --dir ${dir} --name ${NAME})`)
+      return { message, second, status }
+    })
+
+  it.scopedLive("runMain reports it in one line that names the holder: no stack, no fields", () =>
+    Effect.gen(function*() {
+      const { message, second, status } = yield* launchAgainst()
+      assert.strictEqual(status.code, 1, describeChild(second))
+      // runMain's logger writes to stdout: a header, then the error.
+      const [header, ...rest] = second.lines.filter((line) => line !== "")
+      assert.match(header ?? "", /^\[\d\d:\d\d:\d\d\.\d{3}\] ERROR \(#\d+\):$/, describeChild(second))
+      assert.deepStrictEqual(rest, [`  LockHeld: ${message}`], describeChild(second))
+      assert.strictEqual(second.stderr(), "")
+    }))
+
+  it.scopedLive("caught with catchTag as the README shows: the message alone on stderr, and the exit code chosen", () =>
+    Effect.gen(function*() {
+      const { message, second, status } = yield* launchAgainst("--catch")
+      assert.strictEqual(status.code, 75, describeChild(second))
+      assert.strictEqual(second.stderr(), `${message}\n`)
+      assert.deepStrictEqual(second.lines, [])
     }))
 })
