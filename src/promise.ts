@@ -255,6 +255,21 @@ export const CorruptLock: typeof PidLock.CorruptLock = PidLock.CorruptLock
 export type CorruptLock = PidLock.CorruptLock
 
 /**
+ * The lock home `<dir>/<name>` belongs to another user: someone else uses this
+ * lock name in a shared directory. Nothing of theirs is touched.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const NameClash: typeof PidLock.NameClash = PidLock.NameClash
+
+/**
+ * @since 0.2.0
+ * @category errors
+ */
+export type NameClash = PidLock.NameClash
+
+/**
  * The lock was lost while held: someone removed the owner entry.
  *
  * @since 0.2.0
@@ -279,8 +294,8 @@ export type LockCompromised = PidLock.LockCompromised
  * Rejects with the error itself, never wrapped: {@link LockHeld} when a live
  * process holds the lock (after waiting for at most `wait`, if given),
  * {@link StaleLock}, {@link PermissionDenied}, {@link InvalidOptions} (option
- * `"options"` when `options` is not an object), {@link CorruptLock}, or a
- * `PlatformError`.
+ * `"options"` when `options` is not an object), {@link CorruptLock},
+ * {@link NameClash}, or a `PlatformError`.
  *
  * @example
  * ```ts
@@ -371,7 +386,8 @@ export const guard: (dir: string, key: string, callback: GuardCallback) => void 
  * Who holds the lock and whether they are alive, without touching it; the
  * promise resolves with `undefined` when the lock is free, as `guard` passes
  * `undefined` for a lock it did not get. Rejects with {@link InvalidOptions},
- * {@link CorruptLock}, {@link PermissionDenied} or a `PlatformError`.
+ * {@link CorruptLock}, {@link NameClash}, {@link PermissionDenied} or a
+ * `PlatformError`.
  *
  * @example
  * ```ts

@@ -125,6 +125,7 @@ describe("effect-pidlock/promise", () => {
       "PermissionDenied",
       "InvalidOptions",
       "CorruptLock",
+      "NameClash",
       "LockCompromised"
     ] as const
     for (const name of names) assert.strictEqual(PromiseLock[name], PidLock[name], name)
@@ -140,6 +141,19 @@ describe("effect-pidlock/promise", () => {
     assert.strictEqual(error.holder.token, lock.owner.token)
     assert.strictEqual(error.verdict._tag, "Alive")
     await lock.release()
+  })
+
+  // Only root can give a directory to another user.
+  it.runIf(process.geteuid?.() === 0)("rejects a lock home of another user's with NameClash, and touches nothing", async () => {
+    const home = Path.join(dir, NAME)
+    Fs.mkdirSync(home, { mode: 0o700 })
+    Fs.chownSync(home, 1, 1)
+    const error = await rejection(PromiseLock.acquire({ name: NAME, dir }))
+    assert.instanceOf(error, PromiseLock.NameClash)
+    assert.strictEqual(error.path, home)
+    assert.strictEqual(error.ownerUid, 1)
+    assert.strictEqual(error.effectiveUid, 0)
+    assert.deepStrictEqual(Fs.readdirSync(home), [])
   })
 
   it("inspect resolves with undefined while the lock is free, and with its holder while it is held", async () => {
@@ -470,7 +484,7 @@ pidlock.guard('/tmp', 'supercalifragilisticexpialidocious', function(error, data
         const exited = await child.exited
         assert.deepStrictEqual([exited.code, exited.signal], [null, signal], exited.stderr)
         assert.notInclude(child.words(), "drained", "the event loop ran dry while the lock was held")
-        assert.isFalse(Fs.existsSync(entry))
+        assert.deepStrictEqual(Fs.readdirSync(lockPath()), [], `${Path.basename(entry)} was left`)
         assert.isUndefined(await PromiseLock.inspect({ name: NAME, dir }))
       })
     }
