@@ -144,17 +144,20 @@ describe("effect-pidlock/promise", () => {
   })
 
   // Only root can give a directory to another user.
-  it.runIf(process.geteuid?.() === 0)("rejects a lock home of another user's with NameClash, and touches nothing", async () => {
-    const home = Path.join(dir, NAME)
-    Fs.mkdirSync(home, { mode: 0o700 })
-    Fs.chownSync(home, 1, 1)
-    const error = await rejection(PromiseLock.acquire({ name: NAME, dir }))
-    assert.instanceOf(error, PromiseLock.NameClash)
-    assert.strictEqual(error.path, home)
-    assert.strictEqual(error.ownerUid, 1)
-    assert.strictEqual(error.effectiveUid, 0)
-    assert.deepStrictEqual(Fs.readdirSync(home), [])
-  })
+  it.runIf(process.geteuid?.() === 0)(
+    "rejects a lock home of another user's with NameClash, and touches nothing",
+    async () => {
+      const home = Path.join(dir, NAME)
+      Fs.mkdirSync(home, { mode: 0o700 })
+      Fs.chownSync(home, 1, 1)
+      const error = await rejection(PromiseLock.acquire({ name: NAME, dir }))
+      assert.instanceOf(error, PromiseLock.NameClash)
+      assert.strictEqual(error.path, home)
+      assert.strictEqual(error.ownerUid, 1)
+      assert.strictEqual(error.effectiveUid, 0)
+      assert.deepStrictEqual(Fs.readdirSync(home), [])
+    }
+  )
 
   it("inspect resolves with undefined while the lock is free, and with its holder while it is held", async () => {
     assert.isUndefined(await PromiseLock.inspect({ name: NAME, dir }))
