@@ -1,7 +1,7 @@
 // The built CLI (dist/cli/bin.js, the bundle) run as real processes on a real disk. `npm test`
 // builds first; after changing src/, run `npm run build`.
-import { assert, describe, it } from "@effect/vitest"
 import * as FileSystem from "@effect/platform/FileSystem"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -148,7 +148,9 @@ const plant = (dir: string, record: ReturnType<typeof recordOf>) =>
 const plantDeadHolder = (dir: string, fields: Partial<ReturnType<typeof recordOf>> = {}) =>
   Effect.gen(function*() {
     const sleeper = ChildProcess.spawn("sleep", ["60"], { stdio: "ignore" })
-    const identity = yield* Effect.flatten(Effect.flatMap(ProcessInfo.ProcessInfo, (info) => info.identify(sleeper.pid!)))
+    const identity = yield* Effect.flatten(
+      Effect.flatMap(ProcessInfo.ProcessInfo, (info) => info.identify(sleeper.pid!))
+    )
     yield* Effect.promise(() =>
       new Promise((resolve) => {
         sleeper.once("exit", resolve)
@@ -270,7 +272,10 @@ describe("effect-pidlock run", () => {
       assert.strictEqual(result.code, 75, result.stderr)
       assert.strictEqual(result.stdout, "", "the command did not run")
       assert.include(result.stderr, `waiting for pid ${holder.pid} on `)
-      assert.include(result.stderr, `still held after waiting 300ms: ${Path.join(dir, NAME, "lock")} is held by pid ${holder.pid}`)
+      assert.include(
+        result.stderr,
+        `still held after waiting 300ms: ${Path.join(dir, NAME, "lock")} is held by pid ${holder.pid}`
+      )
     }))
 })
 
@@ -301,7 +306,15 @@ describe("effect-pidlock run: the command's life", () => {
         }
       })
       const holder = yield* startCli([
-        "run", "--name", NAME, "--dir", dir, "--", "sh", "-c", `echo holding; read line <${fifo}`
+        "run",
+        "--name",
+        NAME,
+        "--dir",
+        dir,
+        "--",
+        "sh",
+        "-c",
+        `echo holding; read line <${fifo}`
       ])
       yield* Effect.addFinalizer(() => releaseCommand)
       yield* waitForOutput(holder, /holding/)
@@ -325,8 +338,14 @@ describe("effect-pidlock run: the command's life", () => {
       Effect.gen(function*() {
         const dir = yield* tempDir
         const cli = yield* startCli([
-          "run", "--name", NAME, "--dir", dir, "--",
-          process.execPath, "-e",
+          "run",
+          "--name",
+          NAME,
+          "--dir",
+          dir,
+          "--",
+          process.execPath,
+          "-e",
           `process.on("${signal}", () => { console.log("got ${signal}"); process.exit(3) })
 console.log("holding")
 process.stdin.resume()`
@@ -360,7 +379,15 @@ process.stdin.resume()`
     Effect.gen(function*() {
       const dir = yield* tempDir
       const terminal = yield* startInTerminal([
-        process.execPath, BIN, "run", "--name", NAME, "--dir", dir, "--", ...COUNT_INTS
+        process.execPath,
+        BIN,
+        "run",
+        "--name",
+        NAME,
+        "--dir",
+        dir,
+        "--",
+        ...COUNT_INTS
       ])
       const read = (pattern: RegExp) => waitForMatch(terminal.process.stdout!, terminal.output, pattern)
       const cli = Number((yield* read(/ready (\d+)/))[1])
@@ -405,7 +432,14 @@ describe("effect-pidlock run: the lock's generation, and its loss", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const cli = yield* startCli([
-        "run", "--name", NAME, "--dir", dir, "--", "sh", "-c",
+        "run",
+        "--name",
+        NAME,
+        "--dir",
+        dir,
+        "--",
+        "sh",
+        "-c",
         `trap 'echo stopped; exit 0' TERM
 echo holding
 while :; do sleep 1 >/dev/null 3>&- & wait $!; done`
@@ -430,7 +464,13 @@ describe("effect-pidlock status", () => {
       const free = yield* runCli("status", "--name", NAME, "--dir", dir, "--json")
       assert.strictEqual(free.code, 0, free.stderr)
       const location = Path.join(dir, NAME, "lock")
-      assert.deepStrictEqual(JSON.parse(free.stdout), { name: NAME, state: "free", location, holder: null, verdict: null })
+      assert.deepStrictEqual(JSON.parse(free.stdout), {
+        name: NAME,
+        state: "free",
+        location,
+        holder: null,
+        verdict: null
+      })
 
       const holder = yield* startHolder(dir)
       const held = yield* runCli("status", "--name", NAME, "--dir", dir)
@@ -490,7 +530,15 @@ describe("effect-pidlock break", () => {
         const record = yield* plantDeadHolder(dir)
         const entry = Path.join(dir, NAME, "lock", entryNameOf(record))
         const strace = [
-          "strace", "-f", "-qq", "-o", "/dev/null", "-P", entry, "-e", "inject=unlink,unlinkat:error=ENOENT"
+          "strace",
+          "-f",
+          "-qq",
+          "-o",
+          "/dev/null",
+          "-P",
+          entry,
+          "-e",
+          "inject=unlink,unlinkat:error=ENOENT"
         ]
         const result = yield* Effect.flatMap(startCli(["break", "--name", NAME, "--dir", dir], strace), finished)
         assert.strictEqual(result.code, 0, result.stderr)
@@ -646,8 +694,20 @@ describe("diagnostics on stderr", () => {
         Effect.gen(function*() {
           yield* plantDeadHolder(dir)
           const terminal = yield* startInTerminal([
-            "sh", "-c", `exec "$@"${redirect}`, "sh", process.execPath, BIN, "run", "--name", NAME, "--dir", dir, "--",
-            "echo", "ran"
+            "sh",
+            "-c",
+            `exec "$@"${redirect}`,
+            "sh",
+            process.execPath,
+            BIN,
+            "run",
+            "--name",
+            NAME,
+            "--dir",
+            dir,
+            "--",
+            "echo",
+            "ran"
           ], env)
           assert.strictEqual(yield* Effect.promise(() => terminal.finished), 0, terminal.output())
           return terminal.output()
@@ -699,10 +759,16 @@ describe("help and usage", () => {
           [["status", "--name"], "--name needs a value"],
           [["status", "--dir", dir], "status needs --name <name>"],
           [["status", "--name", NAME, "--wait", "1s"], "status does not take --wait"],
-          [["run", "--name", NAME, "--dir", dir, "echo", "ran"], "unexpected argument \"echo\": put the command to run after --"],
+          [
+            ["run", "--name", NAME, "--dir", dir, "echo", "ran"],
+            "unexpected argument \"echo\": put the command to run after --"
+          ],
           [["run", "--name", NAME, "--dir", dir, "--"], "run needs a command to run"],
           [["--log-level", "loud", "status", "--name", NAME], "--log-level \"loud\" is not a level"],
-          [["run", "--name", NAME, "--conflict-exit-code", "256", "--", "true"], "is not an exit code"]
+          [
+            ["run", "--name", NAME, "--conflict-exit-code", "256", "--", "true"],
+            "--conflict-exit-code \"256\" is not an exit code (0 to 255)"
+          ]
         ] as const
       ) {
         const result = yield* runCli(...args)
@@ -760,19 +826,22 @@ describe("status --json", () => {
 
 describe("a lock home of another user's", () => {
   const NOBODY = 65534
-  it.scopedLive.skipIf(process.geteuid?.() !== 0)("is a name clash: exit 73, nothing touched", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const home = Path.join(dir, NAME)
-      Fs.mkdirSync(home, { mode: 0o700 })
-      Fs.chownSync(home, NOBODY, NOBODY)
-      for (const args of [["status"], ["run", "--", "echo", "ran"], ["break"]]) {
-        const [command, ...rest] = args
-        const result = yield* runCli(command!, "--name", NAME, "--dir", dir, ...rest)
-        assert.strictEqual(result.code, 73, `${command}: ${result.stderr}`)
-        assert.strictEqual(result.stdout, "", command)
-        assert.include(result.stderr, `belongs to uid ${NOBODY}`, command)
-      }
-      assert.deepStrictEqual(Fs.readdirSync(home), [])
-    }))
+  it.scopedLive.skipIf(process.geteuid?.() !== 0)(
+    "is a name clash: exit 73, nothing touched",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const home = Path.join(dir, NAME)
+        Fs.mkdirSync(home, { mode: 0o700 })
+        Fs.chownSync(home, NOBODY, NOBODY)
+        for (const args of [["status"], ["run", "--", "echo", "ran"], ["break"]]) {
+          const [command, ...rest] = args
+          const result = yield* runCli(command!, "--name", NAME, "--dir", dir, ...rest)
+          assert.strictEqual(result.code, 73, `${command}: ${result.stderr}`)
+          assert.strictEqual(result.stdout, "", command)
+          assert.include(result.stderr, `belongs to uid ${NOBODY}`, command)
+        }
+        assert.deepStrictEqual(Fs.readdirSync(home), [])
+      })
+  )
 })

@@ -44,7 +44,10 @@ const OPTIONS = {
   "log-level": { value: true, commands: undefined },
   quiet: { value: false, commands: undefined },
   help: { value: false, commands: undefined }
-} as const satisfies Record<string, { readonly value: boolean; readonly commands: ReadonlyArray<CommandName> | undefined }>
+} as const satisfies Record<
+  string,
+  { readonly value: boolean; readonly commands: ReadonlyArray<CommandName> | undefined }
+>
 
 type OptionName = keyof typeof OPTIONS
 
@@ -240,12 +243,16 @@ export const parseCommandLine = (
         return { request: Request.Run({ args: yield* readRunArgs(line) }), verbosity }
       case "status":
         return {
-          request: Request.Status({ args: { ...(yield* readLockArgs(line, command)), json: line.options.has("json") } }),
+          request: Request.Status({
+            args: { ...(yield* readLockArgs(line, command)), json: line.options.has("json") }
+          }),
           verbosity
         }
       case "break":
         return {
-          request: Request.Break({ args: { ...(yield* readLockArgs(line, command)), force: line.options.has("force") } }),
+          request: Request.Break({
+            args: { ...(yield* readLockArgs(line, command)), force: line.options.has("force") }
+          }),
           verbosity
         }
     }

@@ -37,7 +37,7 @@ usage:
   status  say who holds the lock, without touching it
   break   remove the lock of a holder that is gone
 
-Options: effect-pidlock <command> --help. Options may come before or after the command, never after --.
+A command's options: effect-pidlock <command> --help. Options go before or after the command, never after --.
 
 ${COMMON_OPTIONS}
 
@@ -91,8 +91,7 @@ ${FAILURES}`
 }
 
 /** The help of `command`, or of the whole CLI. @internal */
-export const helpOf = (command: CommandName | undefined): string =>
-  command === undefined ? TOP : COMMAND_HELP[command]
+export const helpOf = (command: CommandName | undefined): string => command === undefined ? TOP : COMMAND_HELP[command]
 
 /** The usage lines shown with a mistake in the command line. @internal */
 export const usageOf = (command: CommandName | undefined): string =>

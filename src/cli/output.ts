@@ -44,7 +44,8 @@ export const printToStderr = (text: string): Effect.Effect<void> =>
   Effect.sync(() => void process.stderr.write(`${text}\n`))
 
 /** Writes `text` and a newline to stdout. @internal */
-export const printLine = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(`${text}\n`))
+export const printLine = (text: string): Effect.Effect<void> =>
+  Effect.sync(() => void process.stdout.write(`${text}\n`))
 
 // The parts of a log message after the first: the library logs a warning's
 // error beside its text.

@@ -4,15 +4,22 @@
  *
  * @internal
  */
-import type { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { escapeText } from "../internal/text.js"
 import * as PgLock from "../PgLock.js"
 import * as ProcessInfo from "../ProcessInfo.js"
-import { escapeText } from "../internal/text.js"
-import { type Backend, type DatabaseUrl, describeCause, PostgresRefused, PostgresUnavailable, redact } from "./backend.js"
+import {
+  type Backend,
+  type DatabaseUrl,
+  describeCause,
+  PostgresRefused,
+  PostgresUnavailable,
+  redact
+} from "./backend.js"
 
 const isSqlError = (error: unknown): error is SqlError =>
   typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "SqlError"
@@ -23,8 +30,7 @@ const sqlStateOf = (cause: unknown): string | undefined => {
 }
 
 // A SqlError, in words that name the server and never the url.
-const postgresFailure = (database: DatabaseUrl) =>
-(error: { readonly message: string; readonly cause?: unknown }) => {
+const postgresFailure = (database: DatabaseUrl) => (error: { readonly message: string; readonly cause?: unknown }) => {
   const message = escapeText(redact(
     `PostgreSQL at ${database.server}: ${error.message}${
       error.cause === undefined ? "" : `: ${describeCause(error.cause)}`
