@@ -31,18 +31,16 @@ const result = await esbuild.build({
   logLevel: "warning"
 })
 
-// One copy of effect, whatever imports it: two would be two runtimes, whose
-// fibers and services do not mix.
-const copies = new Set(
-  Object.keys(result.metafile.inputs)
-    .map((input) => /^(.*node_modules\/effect)\//.exec(input)?.[1])
-    .filter((copy) => copy !== undefined)
-)
-if (copies.size > 1) {
-  throw new Error(`the CLI bundle holds ${copies.size} copies of effect: ${[...copies].join(", ")}`)
+// One copy of effect (and of each @effect package), whatever imports it: two
+// would be two runtimes, whose fibers and services do not mix. A copy nested
+// under another package, or a CommonJS build beside the ES one, would be a
+// second.
+const inputs = Object.keys(result.metafile.inputs)
+const nested = inputs.filter((input) => input.split("node_modules/").length > 2)
+const effectCjs = inputs.filter((input) => /node_modules\/(effect|@effect\/[^/]+)\/dist\/cjs\//.test(input))
+if (nested.length > 0 || effectCjs.length > 0) {
+  throw new Error(`the CLI bundle holds a second copy of a package: ${[...nested, ...effectCjs][0]}`)
 }
-const cjs = Object.keys(result.metafile.inputs).filter((input) => /node_modules\/effect\/dist\/cjs\//.test(input))
-if (cjs.length > 0) throw new Error(`the CLI bundle holds effect's CommonJS build as well: ${cjs[0]}`)
 
 Fs.chmodSync(Path.join(outdir, "bin.js"), 0o755)
 
