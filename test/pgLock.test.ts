@@ -181,7 +181,7 @@ describe("PgLock", () => {
     }`
     const script = `import { register } from "node:module"
       register("data:text/javascript," + encodeURIComponent(${JSON.stringify(refuse)}))
-      for (const module of ["index", "PidLock", "ProcessInfo", "Posix", "promise", "testing"]) await import(${
+      for (const module of ["index", "PidLock", "ProcessInfo", "Posix", "promise", "testing/index"]) await import(${
       JSON.stringify(dist)
     } + "/" + module + ".js")
       const refused = await import(${JSON.stringify(dist)} + "/PgLock.js").then(() => "loaded", (error) => error.message)
