@@ -6,8 +6,10 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import * as PgLock from "../src/PgLock.js"
@@ -126,6 +128,8 @@ describe("PgLock", () => {
       const unstamped = yield* Effect.flip(Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context)))
       assert.deepStrictEqual([unstamped._tag, unstamped._tag === "CorruptLock" ? unstamped.reason : ""], ["CorruptLock", "UnexpectedEntry"])
       assert.include(unstamped.message, "left no owner record")
+      // The next step is the database's, and the url is never shown.
+      assert.include(unstamped.message, `look at its row (SELECT * FROM effect_pidlock WHERE name = '${NAME}')`)
 
       yield* stranger.execute(
         `UPDATE effect_pidlock SET backend_pid = pg_backend_pid(), owner = '{"v":2}'::jsonb WHERE name = $1`,
@@ -134,6 +138,9 @@ describe("PgLock", () => {
       )
       const unreadable = yield* Effect.flip(Effect.provide(PgLock.inspect({ name: NAME }), context))
       assert.deepStrictEqual([unreadable._tag, unreadable._tag === "CorruptLock" ? unreadable.reason : ""], ["CorruptLock", "UnreadableRecord"])
+      if (unreadable._tag === "CorruptLock") {
+        assert.strictEqual(unreadable.detail, "owner record is unreadable: field v is 2, not 1, the only version there is")
+      }
       const [row] = yield* sql<{ readonly owner: string }>`SELECT owner::text FROM effect_pidlock WHERE name = ${NAME}`
       assert.strictEqual(row?.owner, `{"v": 2}`, "left as it was")
       assert.strictEqual((yield* advisoryLocks(sql)).length, 1)
@@ -160,6 +167,30 @@ describe("PgLock", () => {
       const next = yield* Effect.provide(PgLock.acquire({ name: NAME }), context)
       assert.isFalse(yield* Effect.provide(PgLock.breakLock(status), context), "the earlier holder is gone")
       yield* next.verify
+    }))
+
+  it.scopedLive("withLock over a session that is ended: the work stops, and the loss is its failure alone, not a warning too", () =>
+    Effect.gen(function*() {
+      const { context } = yield* database()
+      const logs: Array<string> = []
+      const guarded = yield* Effect.fork(
+        PgLock.withLock(Effect.never, { name: NAME, checkInterval: "100 millis" }).pipe(
+          Effect.provide(context),
+          Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void logs.push(String(message)))))
+        )
+      )
+      const status = yield* Effect.provide(PgLock.inspect({ name: NAME }), context).pipe(
+        Effect.flatten,
+        Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 500 })
+      )
+      assert.isTrue(yield* Effect.provide(PgLock.breakLock(status), context))
+      const error = yield* Effect.flip(Fiber.join(guarded))
+      assert.strictEqual(error._tag, "LockCompromised")
+      if (error._tag === "LockCompromised") {
+        assert.isTrue(error.workStopped)
+        assert.include(error.message, "The work under the lock was stopped")
+      }
+      assert.deepStrictEqual(logs.filter((line) => line.includes("was lost")), [])
     }))
 
   it.scopedLive("a server that cannot be reached is SqlError, not a defect", () =>
