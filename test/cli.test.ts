@@ -754,6 +754,7 @@ describe("help and usage", () => {
       for (
         const [args, says] of [
           [[], "a command is needed"],
+          [["--name", NAME, "--quiet"], "a command is needed"],
           [["start", "--name", NAME], "unknown command \"start\""],
           [["status", "--name", NAME, "--verbose"], "unknown option \"--verbose\""],
           [["status", "--name"], "--name needs a value"],

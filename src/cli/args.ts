@@ -18,8 +18,7 @@ import { parseDuration } from "../internal/duration.js"
 import { show } from "../internal/text.js"
 import { EX_TEMPFAIL } from "./exitCodes.js"
 
-/** @internal */
-export const COMMANDS = ["run", "status", "break"] as const
+const COMMANDS = ["run", "status", "break"] as const
 
 /** @internal */
 export type CommandName = (typeof COMMANDS)[number]
@@ -104,12 +103,11 @@ const splitLine = (argv: ReadonlyArray<string>): Effect.Effect<Line, UsageError>
       if (spelled === arg) index++
       options.set(name, value)
     }
+    // Without a command, the line lacks one: that is what to say.
     for (const name of options.keys()) {
       const commands: ReadonlyArray<CommandName> | undefined = OPTIONS[name].commands
-      if (commands !== undefined && (command === undefined || !commands.includes(command))) {
-        return fail(
-          command === undefined ? `--${name} belongs after a command` : `${command} does not take --${name}`
-        )
+      if (command !== undefined && commands !== undefined && !commands.includes(command)) {
+        return fail(`${command} does not take --${name}`)
       }
     }
     return Effect.succeed({ command, options, commandLine })

@@ -34,8 +34,8 @@ const prefixOf = (level: LogLevel.LogLevel, colors: boolean): string => {
   )
 }
 
-/** Writes one diagnostic to stderr: `effect-pidlock: <message>`. @internal */
-export const writeDiagnostic = (level: LogLevel.LogLevel, message: string): void => {
+// One diagnostic on stderr: `effect-pidlock: <message>`.
+const writeDiagnostic = (level: LogLevel.LogLevel, message: string): void => {
   process.stderr.write(`${prefixOf(level, colorsOn(process.stderr))} ${message}\n`)
 }
 
