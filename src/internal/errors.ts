@@ -2,7 +2,6 @@ import type * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import { NodeInspectSymbol } from "effect/Inspectable"
 import * as Path from "node:path"
-import { DURATION_EXAMPLES } from "./duration.js"
 import { escapeText } from "./text.js"
 
 // What the package's errors share: they are outcomes for people to act on,
@@ -86,20 +85,17 @@ export const cliCommand = (command: string, location: string, ...flags: Readonly
     ? `${commandLine("effect-pidlock", command, "--name", nameAt(location), ...flags)} --postgres <url>`
     : commandLine("effect-pidlock", command, "--name", nameAt(location), "--dir", Path.dirname(Path.dirname(location)), ...flags)
 
-// What each option of the package allows, for the message of an invalid one.
+// What an option allows, for the options whose reasons say only what is
+// wrong; the reasons of the others say it themselves (`wait`: "must be a
+// duration (e.g. 30s, …) or a Schedule").
 const ALLOWED: Readonly<Record<string, string>> = {
-  options: `Pass an object such as { name: "app" }`,
   name: `Allowed: 1 to 100 characters of A-Z a-z 0-9 . _ -, not starting with "."`,
   dir: "Allowed: a directory (made if missing) that only you or root can write to, or a sticky one such as /tmp",
-  PIDLOCK_DIR: "Allowed: an absolute path; unset it to use the per-user default directory",
-  onStale: `Allowed: "takeover" or "fail" (the default is "takeover")`,
-  wait: `Allowed: a duration (${DURATION_EXAMPLES}) or a Schedule`,
-  checkInterval: `Allowed: a positive duration (${DURATION_EXAMPLES}), or false to turn the checks off`
+  onStale: `Allowed: "takeover" or "fail" (the default is "takeover")`
 }
 
 /**
- * What an option allows; `undefined` for an option the package does not
- * know, whose reason then has to say it.
+ * What an option allows, where its reason does not say it.
  *
  * @internal
  */

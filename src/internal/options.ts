@@ -24,13 +24,11 @@ export const validateName = (name: unknown): Either.Either<string, PidLock.Inval
   const invalid = (reason: string) => Either.left(new PidLock.InvalidOptions({ option: "name", value: name, reason }))
   if (typeof name !== "string") return invalid("must be a string")
   if (name.length === 0) return invalid("must not be empty")
-  if (name.length > NAME_MAX_LENGTH) {
-    return invalid(`is ${name.length} characters long; at most ${NAME_MAX_LENGTH} are allowed`)
-  }
+  if (name.length > NAME_MAX_LENGTH) return invalid(`is ${name.length} characters long`)
   for (let index = 0; index < name.length; index++) {
     const character = name[index]!
     if (!NAME_CHARACTER.test(character)) {
-      return invalid(`character ${show(character)} at index ${index} is not allowed; use A-Z a-z 0-9 . _ -`)
+      return invalid(`character ${show(character)} at index ${index} is not allowed`)
     }
   }
   if (name.startsWith(".")) return invalid(`must not start with "."`)

@@ -318,8 +318,7 @@ const checkGivenDir = (
   const invalid = (reason: string) => Effect.fail(new PidLock.InvalidOptions({ option: "dir", value: dir, reason }))
   if ((stat.mode & GROUP_OR_OTHERS_WRITE) !== 0) {
     return invalid(
-      `has mode ${octal(stat.mode)}: writable by other users and not sticky, so they could replace the lock home; ` +
-        `use a directory only you can write to, or make it sticky (chmod +t)`
+      `has mode ${octal(stat.mode)}: writable by other users and not sticky, so they could replace the lock home`
     )
   }
   const owner = otherOwnerOf(stat, info.uid)
