@@ -24,9 +24,9 @@
  */
 import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Cause from "effect/Cause"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import type * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
@@ -35,9 +35,17 @@ import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
-import { allowedFor, cliCommand, commandLine, isDatabaseLocation, nameAt, TaggedError, withNextStep } from "./internal/errors.js"
-import * as internal from "./internal/pidLock.js"
+import {
+  allowedFor,
+  cliCommand,
+  commandLine,
+  isDatabaseLocation,
+  nameAt,
+  TaggedError,
+  withNextStep
+} from "./internal/errors.js"
 import { describeHolder } from "./internal/ownerRecord.js"
+import * as internal from "./internal/pidLock.js"
 import { show } from "./internal/text.js"
 import type * as Posix from "./Posix.js"
 import type * as ProcessInfo from "./ProcessInfo.js"
@@ -277,9 +285,10 @@ export class StaleLock extends TaggedError("StaleLock")<{
    * @since 0.1.0
    */
   get message(): string {
+    const breakIt = cliCommand("break", this.path)
     return withNextStep(
       `${this.path} is stale (${this.reason}): it was held by ${describeHolder(this.holder)}`,
-      `Remove it with ${cliCommand("break", this.path)}, or let the lock take it over: onStale: "takeover" (the default)`
+      `Remove it with ${breakIt}, or let the lock take it over: onStale: "takeover" (the default)`
     )
   }
 }

@@ -10,8 +10,8 @@
  *
  * @since 0.1.0
  */
-import type * as FileSystem from "@effect/platform/FileSystem"
 import type { PlatformError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Context from "effect/Context"
 import type * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"

@@ -76,7 +76,9 @@ const suite = (backend: Backend) =>
         const timedOut = yield* Effect.flip(Effect.scoped(locks.acquire({ name: NAME, wait: "150 millis" })))
         assert.strictEqual(timedOut._tag, "LockHeld")
         const scheduled = yield* Effect.flip(
-          Effect.scoped(locks.acquire({ name: NAME, wait: Schedule.recurs(3).pipe(Schedule.addDelay(() => "10 millis")) }))
+          Effect.scoped(
+            locks.acquire({ name: NAME, wait: Schedule.recurs(3).pipe(Schedule.addDelay(() => "10 millis")) })
+          )
         )
         assert.strictEqual(scheduled._tag, "LockHeld")
         if (scheduled._tag === "LockHeld") assert.deepStrictEqual(scheduled.holder, holder.owner)
@@ -136,12 +138,15 @@ const suite = (backend: Backend) =>
         const locks = yield* backend.locks
         assert.isTrue(Option.isNone(yield* locks.inspect(NAME)))
         const lock = yield* locks.acquire({ name: NAME })
-        assert.deepStrictEqual(yield* locks.inspect(NAME), Option.some({
-          location: lock.location,
-          holder: lock.owner,
-          verdict: ProcessInfo.Verdict.Alive(),
-          heldByThisProcess: true
-        }))
+        assert.deepStrictEqual(
+          yield* locks.inspect(NAME),
+          Option.some({
+            location: lock.location,
+            holder: lock.owner,
+            verdict: ProcessInfo.Verdict.Alive(),
+            heldByThisProcess: true
+          })
+        )
       }))
 
     it.scopedLive("release is shared and final; verify after release succeeds", () =>
@@ -166,7 +171,10 @@ const suite = (backend: Backend) =>
         ]
         for (const [option, options] of cases) {
           const error = yield* Effect.flip(Effect.scoped(locks.acquire(options as never)))
-          assert.deepStrictEqual([error._tag, error._tag === "InvalidOptions" ? error.option : ""], ["InvalidOptions", option])
+          assert.deepStrictEqual([error._tag, error._tag === "InvalidOptions" ? error.option : ""], [
+            "InvalidOptions",
+            option
+          ])
         }
         assert.isTrue(yield* locks.untouched)
       }))

@@ -58,7 +58,7 @@ const start = (command: string, args: ReadonlyArray<string>, options: ChildProce
       child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
         const parts = (partial + chunk).split("\n")
         partial = parts.pop()!
-        lines.push(...parts)
+        for (const line of parts) lines.push(line)
       })
       child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
       const exited = new Promise<void>((resolve) => {
@@ -101,7 +101,9 @@ const waitFor = <A>(what: string, check: () => A | undefined, seconds = 20): Eff
     for (;;) {
       const value = yield* Effect.try({ try: check, catch: (error) => error as Error })
       if (value !== undefined) return value
-      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out after ${seconds} s waiting for ${what}`))
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(new Error(`timed out after ${seconds} s waiting for ${what}`))
+      }
       yield* Effect.sleep("10 millis")
     }
   })
@@ -163,7 +165,7 @@ const permissions = (path: string) => Fs.lstatSync(path).mode & 0o7777
 
 /** What `path` is, down to its inode and times: equal pictures mean untouched. */
 const picture = (path: string) => {
-  const { uid, gid, mode, ino, mtimeMs, ctimeMs } = Fs.lstatSync(path)
+  const { ctimeMs, gid, ino, mode, mtimeMs, uid } = Fs.lstatSync(path)
   const isLink = Fs.lstatSync(path).isSymbolicLink()
   return {
     path,
@@ -251,7 +253,10 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
     it.scopedLive("a holder with XDG_RUNTIME_DIR and TMPDIR and a cron-like contender meet in one lock", () =>
       Effect.gen(function*() {
         const system = Fs.lstatSync("/run/lock")
-        assert.isTrue(system.isDirectory() && (system.mode & 0o1002) === 0o1002, "premise: /run/lock is sticky and writable by all")
+        assert.isTrue(
+          system.isDirectory() && (system.mode & 0o1002) === 0o1002,
+          "premise: /run/lock is sticky and writable by all"
+        )
         const name = uniqueName()
         const uid = process.geteuid!()
         yield* cleanDefaultHome(uid, name)
@@ -303,7 +308,9 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
         Fs.chmodSync(dir, 0o700) // whatever our umask: refused for its owner, not its mode
         const before = picture(dir)
 
-        const proc = yield* holder(["try", "--name", name, "--as-user", String(NOBODY)], { env: { PATH: process.env.PATH } })
+        const proc = yield* holder(["try", "--name", name, "--as-user", String(NOBODY)], {
+          env: { PATH: process.env.PATH }
+        })
         const error = yield* lineOf(proc, "error")
         assert.deepStrictEqual(
           { _tag: error._tag, reason: error.reason, path: error.path },
@@ -322,7 +329,9 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
         Fs.symlinkSync(target, dir)
         const before = [picture(dir), picture(target)]
 
-        const proc = yield* holder(["try", "--name", name, "--as-user", String(NOBODY)], { env: { PATH: process.env.PATH } })
+        const proc = yield* holder(["try", "--name", name, "--as-user", String(NOBODY)], {
+          env: { PATH: process.env.PATH }
+        })
         const error = yield* lineOf(proc, "error")
         assert.deepStrictEqual(
           { _tag: error._tag, reason: error.reason, path: error.path },
@@ -340,7 +349,10 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
           const uid = process.geteuid!()
           yield* cleanDefaultHome(uid, name)
           const cwd = yield* scratch()
-          const proc = yield* holder(["try", "--name", name], { cwd, env: { PATH: process.env.PATH, PIDLOCK_DIR: value } })
+          const proc = yield* holder(["try", "--name", name], {
+            cwd,
+            env: { PATH: process.env.PATH, PIDLOCK_DIR: value }
+          })
           const error = yield* lineOf(proc, "error")
           assert.deepStrictEqual(
             { _tag: error._tag, option: error.option, value: error.value },
@@ -348,7 +360,10 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
             describeProc(proc)
           )
           assert.deepStrictEqual(list(cwd), [], "nothing made in the working directory")
-          assert.isUndefined(lstatOrUndefined(Path.join(perUserDir(uid), name)), "no lock home in the default directory")
+          assert.isUndefined(
+            lstatOrUndefined(Path.join(perUserDir(uid), name)),
+            "no lock home in the default directory"
+          )
         })
     )
 
@@ -390,7 +405,10 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
           env: { PATH: process.env.PATH }
         })
         const acquired = yield* lineOf(proc, "acquired")
-        assert.isTrue(String(acquired.entry).startsWith(`/tmp/effect-pidlock-0/${name}/lock/`), `entry ${acquired.entry}`)
+        assert.isTrue(
+          String(acquired.entry).startsWith(`/tmp/effect-pidlock-0/${name}/lock/`),
+          `entry ${acquired.entry}`
+        )
         const stat = yield* lineOf(proc, "stat")
         assert.deepStrictEqual(stat, { mode: "700", uid: 0, type: "directory" }, describeProc(proc))
       }))
@@ -400,60 +418,69 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
   // directory swaps it between a directory of its own and a symlink to a
   // directory of the victim's: a home checked in two calls (or followed)
   // would let the victim write into its own directory, or into the attacker's.
-  it.scopedLive("2. a lock home swapped between a directory and a symlink in a tight loop is never followed", () =>
-    Effect.gen(function*() {
-      const shared = yield* scratch(0o1777)
-      const victims = yield* scratch(0o755)
-      const name = "app"
-      const stop = Path.join(shared, "stop")
-      const attacker = yield* start("setpriv", asNobody(process.execPath, "-e", ATTACKER, Path.join(shared, name), victims, stop))
-      yield* lineOf(attacker, "ready")
-
-      // Anything made in the victim's directory, even for a moment.
-      const events: Array<string> = []
-      const watcher = Fs.watch(victims, (event, file) => void events.push(`${event} ${file}`))
-      yield* Effect.addFinalizer(() => Effect.sync(() => watcher.close()))
-
-      const victim = yield* holder(["repeat", "--dir", shared, "--name", name, "--count", "150", "--remove-home"])
-      const done = yield* lineOf(victim, "done", 60)
-      Fs.writeFileSync(stop, "")
-      const attack = yield* lineOf(attacker, "done")
-      console.log(`scenario 2: victim outcomes ${JSON.stringify(done.counts)}; attacker swaps ${JSON.stringify(attack)}`)
-
-      const attempts = linesOf(victim, "attempt")
-      assert.strictEqual(attempts.length, 150)
-      // Safety first: nothing followed, every lock taken in a home of the victim's.
-      assert.deepStrictEqual(events, [], "nothing was ever made in the victim's directory")
-      assert.deepStrictEqual(list(victims), [], "nothing in the victim's directory")
-      const home = Path.join(shared, name)
-      const acquired = attempts.filter((attempt) => attempt.outcome === "acquired")
-      for (const attempt of acquired) {
-        assert.deepStrictEqual(
-          {
-            home: [attempt.home.type, attempt.home.uid],
-            lockDir: [attempt.lockDir.type, attempt.lockDir.uid],
-            realHome: attempt.realHome
-          },
-          { home: ["Directory", 0], lockDir: ["Directory", 0], realHome: home },
-          JSON.stringify(attempt)
+  it.scopedLive(
+    "2. a lock home swapped between a directory and a symlink in a tight loop is never followed",
+    () =>
+      Effect.gen(function*() {
+        const shared = yield* scratch(0o1777)
+        const victims = yield* scratch(0o755)
+        const name = "app"
+        const stop = Path.join(shared, "stop")
+        const attacker = yield* start(
+          "setpriv",
+          asNobody(process.execPath, "-e", ATTACKER, Path.join(shared, name), victims, stop)
         )
-      }
-      // Then the contract: a refusal names what was found, a CorruptLock or
-      // (the attacker's own directory) a NameClash.
-      const refusals = ["SymlinkedHome", "ForeignOwner", "NotADirectory"]
-      const unexpected = attempts.filter((attempt) =>
-        attempt.outcome !== "acquired" && attempt._tag !== "NameClash" &&
-        !(attempt._tag === "CorruptLock" && refusals.includes(attempt.reason))
-      )
-      assert.deepStrictEqual(
-        unexpected.map(({ _tag, message }) => ({ _tag, message })),
-        [],
-        `${unexpected.length} of 150 attempts failed otherwise`
-      )
-      // Premise: the victim met both faces of the swap.
-      assert.isAbove(done.counts["CorruptLock:SymlinkedHome"] ?? 0, 0, "no attempt met the symlink")
-      assert.isAbove(done.counts["NameClash:"] ?? 0, 0, "no attempt met the attacker's directory")
-    }), 60_000)
+        yield* lineOf(attacker, "ready")
+
+        // Anything made in the victim's directory, even for a moment.
+        const events: Array<string> = []
+        const watcher = Fs.watch(victims, (event, file) => void events.push(`${event} ${file}`))
+        yield* Effect.addFinalizer(() => Effect.sync(() => watcher.close()))
+
+        const victim = yield* holder(["repeat", "--dir", shared, "--name", name, "--count", "150", "--remove-home"])
+        const done = yield* lineOf(victim, "done", 60)
+        Fs.writeFileSync(stop, "")
+        const attack = yield* lineOf(attacker, "done")
+        console.log(
+          `scenario 2: victim outcomes ${JSON.stringify(done.counts)}; attacker swaps ${JSON.stringify(attack)}`
+        )
+
+        const attempts = linesOf(victim, "attempt")
+        assert.strictEqual(attempts.length, 150)
+        // Safety first: nothing followed, every lock taken in a home of the victim's.
+        assert.deepStrictEqual(events, [], "nothing was ever made in the victim's directory")
+        assert.deepStrictEqual(list(victims), [], "nothing in the victim's directory")
+        const home = Path.join(shared, name)
+        const acquired = attempts.filter((attempt) => attempt.outcome === "acquired")
+        for (const attempt of acquired) {
+          assert.deepStrictEqual(
+            {
+              home: [attempt.home.type, attempt.home.uid],
+              lockDir: [attempt.lockDir.type, attempt.lockDir.uid],
+              realHome: attempt.realHome
+            },
+            { home: ["Directory", 0], lockDir: ["Directory", 0], realHome: home },
+            JSON.stringify(attempt)
+          )
+        }
+        // Then the contract: a refusal names what was found, a CorruptLock or
+        // (the attacker's own directory) a NameClash.
+        const refusals = ["SymlinkedHome", "ForeignOwner", "NotADirectory"]
+        const unexpected = attempts.filter((attempt) =>
+          attempt.outcome !== "acquired" && attempt._tag !== "NameClash" &&
+          !(attempt._tag === "CorruptLock" && refusals.includes(attempt.reason))
+        )
+        assert.deepStrictEqual(
+          unexpected.map(({ _tag, message }) => ({ _tag, message })),
+          [],
+          `${unexpected.length} of 150 attempts failed otherwise`
+        )
+        // Premise: the victim met both faces of the swap.
+        assert.isAbove(done.counts["CorruptLock:SymlinkedHome"] ?? 0, 0, "no attempt met the symlink")
+        assert.isAbove(done.counts["NameClash:"] ?? 0, 0, "no attempt met the attacker's directory")
+      }),
+    60_000
+  )
 
   describe("3. umask", () => {
     it.scopedLive("a holder under umask 000 makes its home 0700 and its lock directory closed to others, who cannot remove its entry", () =>
@@ -465,7 +492,11 @@ describe.skipIf(!isRoot)(`deployment edges (${ROOT_ONLY})`, () => {
         const entry = String(ready.entry)
         const record = Fs.readlinkSync(entry)
         assert.strictEqual(permissions(home), 0o700, "home mode")
-        assert.strictEqual(permissions(Path.join(home, "lock")) & 0o022, 0, `lock directory mode ${permissions(Path.join(home, "lock")).toString(8)}`)
+        assert.strictEqual(
+          permissions(Path.join(home, "lock")) & 0o022,
+          0,
+          `lock directory mode ${permissions(Path.join(home, "lock")).toString(8)}`
+        )
 
         // Another user tries what a careless home would allow.
         const stolen = Path.join(Os.tmpdir(), `pidlock-stolen-${process.pid}`)
@@ -531,7 +562,10 @@ console.log(JSON.stringify(codes))`,
         const proc = yield* holder(["try", "--dir", dir, "--name", "app"])
         const acquired = yield* lineOf(proc, "acquired")
         assert.isTrue(String(acquired.entry).startsWith(Path.join(dir, "app", "lock") + "/"), describeProc(proc))
-        assert.deepStrictEqual({ uid: Fs.lstatSync(Path.join(dir, "app")).uid, mode: permissions(Path.join(dir, "app")) }, {
+        assert.deepStrictEqual({
+          uid: Fs.lstatSync(Path.join(dir, "app")).uid,
+          mode: permissions(Path.join(dir, "app"))
+        }, {
           uid: 0,
           mode: 0o700
         })
@@ -572,7 +606,11 @@ console.log(JSON.stringify(codes))`,
       Effect.gen(function*() {
         const { entry, proc } = yield* plantAndTry("other")
         const error = yield* lineOf(proc, "error")
-        assert.deepStrictEqual({ _tag: error._tag, verdict: error.verdict }, { _tag: "LockHeld", verdict: "Foreign" }, describeProc(proc))
+        assert.deepStrictEqual(
+          { _tag: error._tag, verdict: error.verdict },
+          { _tag: "LockHeld", verdict: "Foreign" },
+          describeProc(proc)
+        )
         assert.isDefined(lstatOrUndefined(entry), "the holder's entry stays")
       }))
 
@@ -590,7 +628,11 @@ console.log(JSON.stringify(codes))`,
       Effect.gen(function*() {
         const { entry, proc } = yield* plantAndTry("none")
         const error = yield* lineOf(proc, "error")
-        assert.deepStrictEqual({ _tag: error._tag, verdict: error.verdict }, { _tag: "LockHeld", verdict: "Foreign" }, describeProc(proc))
+        assert.deepStrictEqual(
+          { _tag: error._tag, verdict: error.verdict },
+          { _tag: "LockHeld", verdict: "Foreign" },
+          describeProc(proc)
+        )
         assert.isDefined(lstatOrUndefined(entry), "the holder's entry stays")
       }))
   })
@@ -615,7 +657,10 @@ console.log(JSON.stringify(codes))`,
         const children = childrenOf(unshare.pid)
         return children.length > 0 ? children : undefined
       })
-      assert.match(Fs.readFileSync(`/proc/${holderPid}/status`, "utf8"), new RegExp(`^NSpid:\\s+${holderPid}\\s+${ready.pid}$`, "m"))
+      assert.match(
+        Fs.readFileSync(`/proc/${holderPid}/status`, "utf8"),
+        new RegExp(`^NSpid:\\s+${holderPid}\\s+${ready.pid}$`, "m")
+      )
 
       const contender = yield* inNamespace("try", "--dir", dir, "--name", "app")
       const error = yield* lineOf(contender, "error")
@@ -661,7 +706,18 @@ console.log(JSON.stringify(codes))`,
       })
       const enter = ["--target", String(init), "--mount", "--pid"]
       const inside = (...args: ReadonlyArray<string>) =>
-        start("nsenter", [...enter, process.execPath, HOLDER, ...args, "--dir", dir, "--name", "app", "--as-user", String(NOBODY)])
+        start("nsenter", [
+          ...enter,
+          process.execPath,
+          HOLDER,
+          ...args,
+          "--dir",
+          dir,
+          "--name",
+          "app",
+          "--as-user",
+          String(NOBODY)
+        ])
 
       const owner = yield* inside("hold")
       const ready = yield* lineOf(owner, "ready")

@@ -30,10 +30,11 @@ const makeWorld = Effect.gen(function*() {
   const contender = (cmdline: ReadonlyArray<string> = ["node", "main.js"]) =>
     Effect.gen(function*() {
       const process = yield* processes.spawn({ cmdline })
-      const [info, posix] = yield* Effect.all([Testing.makeProcessInfo(process.pid), Testing.makePosix(process.pid)]).pipe(
-        Effect.provideService(FileSystem.FileSystem, fs),
-        Effect.orDie
-      )
+      const [info, posix] = yield* Effect.all([Testing.makeProcessInfo(process.pid), Testing.makePosix(process.pid)])
+        .pipe(
+          Effect.provideService(FileSystem.FileSystem, fs),
+          Effect.orDie
+        )
       const layer = Layer.mergeAll(
         Layer.succeed(FileSystem.FileSystem, fs),
         Layer.succeed(ProcessInfo.ProcessInfo, info),
@@ -80,7 +81,11 @@ const COUNTER_LINK = /\/generation\.\d+\.[0-9a-f]+$/
 
 // From the first call that `matches` on, process `pid` is dead and every call
 // fails without effect, as if the process had been killed right there.
-const crashAt = (processes: Testing.ProcessTable, pid: number, matches: (call: Testing.FileSystemCall) => boolean): Testing.Hook => {
+const crashAt = (
+  processes: Testing.ProcessTable,
+  pid: number,
+  matches: (call: Testing.FileSystemCall) => boolean
+): Testing.Hook => {
   let crashed = false
   return (call) => {
     if (!crashed && !matches(call)) return Effect.void
@@ -111,9 +116,11 @@ describe("faults", () => {
             const me = yield* world.contender()
             yield* Effect.orDie(world.fs.makeDirectory(DIR, { recursive: true }))
             yield* Effect.orDie(scenario.setup(world))
-            const plantedStaging = (yield* Effect.orDie(world.fs.readDirectory(HOME).pipe(
-              Effect.catchAll(() => Effect.succeed([]))
-            ))).filter((name) => name !== "lock")
+            const plantedStaging = (yield* Effect.orDie(
+              world.fs.readDirectory(HOME).pipe(
+                Effect.catchAll(() => Effect.succeed([]))
+              )
+            )).filter((name) => name !== "lock")
             const index = (yield* world.memory.calls) + call
             let faulted: Testing.FileSystemCall | undefined
             yield* world.memory.setHook(Testing.combineHooks(
@@ -135,14 +142,18 @@ describe("faults", () => {
             // None of our staging directories is left; the planted dead one may
             // be, and so may our socket and a tombstone whose removal failed
             // (the next acquire collects it).
-            const home = yield* Effect.orDie(world.fs.readDirectory(HOME).pipe(Effect.catchAll(() => Effect.succeed([]))))
+            const home = yield* Effect.orDie(
+              world.fs.readDirectory(HOME).pipe(Effect.catchAll(() => Effect.succeed([])))
+            )
             const ours = `${me.process.pid}.`
             const isStaging = (name: string) => /^\d+\.[0-9a-f]+$/.test(name)
             assert.deepStrictEqual(home.filter((name) => name.startsWith(ours) && isStaging(name)), [], label)
             assert.deepStrictEqual(home.filter((name) => name.startsWith(`generation.${ours}`)), [], label)
             assert.deepStrictEqual(home.filter((name) => isStaging(name) && !plantedStaging.includes(name)), [], label)
             // At most one entry, and never ours: the scope has closed.
-            const entries = yield* Effect.orDie(world.fs.readDirectory(LOCK).pipe(Effect.catchAll(() => Effect.succeed([]))))
+            const entries = yield* Effect.orDie(
+              world.fs.readDirectory(LOCK).pipe(Effect.catchAll(() => Effect.succeed([])))
+            )
             assert.isAtMost(entries.length, 1, label)
             assert.isFalse(entries.some((name) => name.startsWith(ours)), label)
             // No stuck lock: the next contender gets it at once.
@@ -226,7 +237,10 @@ describe("faults", () => {
       assert.strictEqual(next.generation, 2)
       assert.strictEqual(next.owner.pid, other.process.pid)
       // Its entry, its link and its socket went with the takeover.
-      assert.deepStrictEqual((yield* Effect.orDie(world.fs.readDirectory(HOME))).sort(), ["generation", "lock", next.owner.socket!].sort())
+      assert.deepStrictEqual(
+        (yield* Effect.orDie(world.fs.readDirectory(HOME))).sort(),
+        ["generation", "lock", next.owner.socket!].sort()
+      )
     }))
 
   it.effect("when the rename fails and so does the first removal of the staging directory, the removal is tried again", () =>
@@ -264,7 +278,9 @@ describe("faults", () => {
       const me = yield* world.contender()
       const error = yield* Effect.scoped(Effect.gen(function*() {
         const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR }))
-        yield* world.memory.setHook(Testing.failMatching({ method: "rename", path: lock.entry, errno: "EIO", times: 1 }))
+        yield* world.memory.setHook(
+          Testing.failMatching({ method: "rename", path: lock.entry, errno: "EIO", times: 1 })
+        )
         return yield* Effect.flip(lock.release)
       }))
       assert.strictEqual(error._tag, "SystemError")
@@ -286,7 +302,9 @@ const gateFirst = (
     done = true
     return Deferred.succeed(reached, undefined).pipe(
       Effect.zipRight(Deferred.await(gate)),
-      Effect.zipRight(errno === undefined ? Effect.void : Effect.fail(Testing.systemError(call.method, call.path, errno)))
+      Effect.zipRight(
+        errno === undefined ? Effect.void : Effect.fail(Testing.systemError(call.method, call.path, errno))
+      )
     )
   }
 }
@@ -320,8 +338,12 @@ describe("release, shared and retried", () => {
     Effect.gen(function*() {
       const world = yield* makeWorld
       const me = yield* world.contender()
-      yield* world.memory.setHook(Testing.failMatching({ method: "rename", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 }))
-      const result = yield* me.run(Effect.succeed("done").pipe(PidLock.withLock({ name: NAME, dir: DIR, checkInterval: false })))
+      yield* world.memory.setHook(
+        Testing.failMatching({ method: "rename", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 })
+      )
+      const result = yield* me.run(
+        Effect.succeed("done").pipe(PidLock.withLock({ name: NAME, dir: DIR, checkInterval: false }))
+      )
       assert.strictEqual(result, "done")
       assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [])
     }))
@@ -331,7 +353,9 @@ describe("release, shared and retried", () => {
       const world = yield* makeWorld
       const me = yield* world.contender()
       const [reached, gate] = yield* Effect.all([Deferred.make<void>(), Deferred.make<void>()])
-      yield* world.memory.setHook(gateFirst((call) => call.method === "readLink" && /\/lock\/\d+\./.test(call.path), reached, gate))
+      yield* world.memory.setHook(
+        gateFirst((call) => call.method === "readLink" && /\/lock\/\d+\./.test(call.path), reached, gate)
+      )
       const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR }))
       yield* Deferred.await(reached)
       yield* lock.release
@@ -351,7 +375,10 @@ describe("the holder's socket, which only the fake process table can end on dema
       const me = yield* world.contender()
       yield* Effect.orDie(world.fs.makeDirectory(HOME, { recursive: true, mode: 0o700 }))
       const listener = yield* Effect.orDie(holder.posix.listen(HOME))
-      const record = { ...recordOf({ ...holder.info.self, pidNamespace: "pid:[4026532999]" }), socket: Path.basename(listener.path) }
+      const record = {
+        ...recordOf({ ...holder.info.self, pidNamespace: "pid:[4026532999]" }),
+        socket: Path.basename(listener.path)
+      }
       yield* Effect.orDie(plantHolder(world.fs, HOME, record))
       const held = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
       assert.deepStrictEqual(held._tag === "LockHeld" ? held.verdict : held, ProcessInfo.Verdict.Alive())
@@ -371,7 +398,9 @@ describe("the holder's socket, which only the fake process table can end on dema
       // The socket answers for as long as a process that has it open lives.
       const command = yield* world.contender()
       const listener = yield* Effect.orDie(command.posix.listen(HOME))
-      yield* Effect.orDie(plantHolder(world.fs, HOME, { ...recordOf(wrapper.info.self), socket: Path.basename(listener.path) }))
+      yield* Effect.orDie(
+        plantHolder(world.fs, HOME, { ...recordOf(wrapper.info.self), socket: Path.basename(listener.path) })
+      )
       yield* world.processes.exit(wrapper.process.pid)
       const held = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
       assert.deepStrictEqual(held._tag === "LockHeld" ? held.verdict : held, ProcessInfo.Verdict.Alive())

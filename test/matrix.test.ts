@@ -16,9 +16,9 @@ import * as ProcessInfo from "../src/ProcessInfo.js"
 import {
   type Environment,
   type Fixture,
+  isSocketOf,
   NAME,
   plantHolder,
-  isSocketOf,
   recordOf,
   snapshot,
   withFixture
@@ -30,7 +30,11 @@ type Context = Fixture & { readonly fs: FileSystem.FileSystem; readonly home: st
 
 type Expected =
   | { readonly error: "InvalidOptions"; readonly option: string; readonly says: string }
-  | { readonly error: "CorruptLock"; readonly reason: PidLock.CorruptLock["reason"]; readonly at: (home: string) => string }
+  | {
+    readonly error: "CorruptLock"
+    readonly reason: PidLock.CorruptLock["reason"]
+    readonly at: (home: string) => string
+  }
   | { readonly error: "LockHeld"; readonly verdict: ProcessInfo.Verdict["_tag"] }
   | { readonly error: "NameClash"; readonly ownerUid: number }
   | { readonly acquired: true }
@@ -58,14 +62,21 @@ const plantRecordText = (text: string, entry = "12.ab") => ({ fs, home }: Contex
   Effect.zipRight(fs.makeDirectory(LOCK(home), { recursive: true }), fs.symlink(text, Path.join(LOCK(home), entry)))
 
 const validRecord = (changes: object) =>
-  Effect.map(ProcessInfo.ProcessInfo, ({ self }) => JSON.stringify({ ...recordOf({ ...self, pid: 12 }, "ab"), ...changes }))
+  Effect.map(
+    ProcessInfo.ProcessInfo,
+    ({ self }) => JSON.stringify({ ...recordOf({ ...self, pid: 12 }, "ab"), ...changes })
+  )
 
 // A lock home used before (its lock free) whose generation counter `plant`
 // makes: the lock is taken, found unable to hand out a generation, and given
 // back, so that nothing is changed but our socket.
 const COUNTER = (home: string) => Path.join(home, "generation")
-const plantCounter = (plant: (counter: string, context: Context) => Effect.Effect<unknown, unknown>) => (context: Context) =>
-  Effect.zipRight(context.fs.makeDirectory(LOCK(context.home), { recursive: true }), plant(COUNTER(context.home), context))
+const plantCounter =
+  (plant: (counter: string, context: Context) => Effect.Effect<unknown, unknown>) => (context: Context) =>
+    Effect.zipRight(
+      context.fs.makeDirectory(LOCK(context.home), { recursive: true }),
+      plant(COUNTER(context.home), context)
+    )
 
 // A holder of this very host but another boot, with `changes` to its record.
 const otherBoot = (changes: object) => (context: Context) =>
@@ -76,26 +87,58 @@ const otherBoot = (changes: object) => (context: Context) =>
 
 const rows: ReadonlyArray<Row> = [
   // the options object itself
-  { input: "options null", options: () => null as unknown as PidLock.Options, expected: invalid("options", "must be an object") },
-  { input: "options undefined", options: () => undefined as unknown as PidLock.Options, expected: invalid("options", "must be an object") },
-  { input: "options a string", options: () => "app" as unknown as PidLock.Options, expected: invalid("options", "must be an object") },
+  {
+    input: "options null",
+    options: () => null as unknown as PidLock.Options,
+    expected: invalid("options", "must be an object")
+  },
+  {
+    input: "options undefined",
+    options: () => undefined as unknown as PidLock.Options,
+    expected: invalid("options", "must be an object")
+  },
+  {
+    input: "options a string",
+    options: () => "app" as unknown as PidLock.Options,
+    expected: invalid("options", "must be an object")
+  },
   // names
   { input: "name empty", options: () => ({ name: "" }), expected: invalid("name", "must not be empty") },
   { input: `name "."`, options: () => ({ name: "." }), expected: invalid("name", `must not start with "."`) },
   { input: `name ".."`, options: () => ({ name: ".." }), expected: invalid("name", `must not start with "."`) },
-  { input: "name with a leading dot", options: () => ({ name: ".app" }), expected: invalid("name", `must not start with "."`) },
+  {
+    input: "name with a leading dot",
+    options: () => ({ name: ".app" }),
+    expected: invalid("name", `must not start with "."`)
+  },
   { input: `name "a/b"`, options: () => ({ name: "a/b" }), expected: invalid("name", `"/" at index 1`) },
   { input: "name with a NUL", options: () => ({ name: "a\0b" }), expected: invalid("name", "at index 1") },
-  { input: "name of 101 characters", options: () => ({ name: "x".repeat(101) }), expected: invalid("name", "101 characters") },
+  {
+    input: "name of 101 characters",
+    options: () => ({ name: "x".repeat(101) }),
+    expected: invalid("name", "101 characters")
+  },
   { input: "name with a space", options: () => ({ name: "my app" }), expected: invalid("name", `" " at index 2`) },
   { input: "name with non-ASCII", options: () => ({ name: "dämon" }), expected: invalid("name", `"ä" at index 1`) },
-  { input: "name not a string", options: () => ({ name: 42 as unknown as string }), expected: invalid("name", "must be a string") },
+  {
+    input: "name not a string",
+    options: () => ({ name: 42 as unknown as string }),
+    expected: invalid("name", "must be a string")
+  },
   { input: "name of 100 characters", options: () => ({ name: "x".repeat(100) }), expected: { acquired: true } },
   // options other than the name
-  { input: "onStale unknown", options: () => ({ onStale: "ignore" as "fail" }), expected: invalid("onStale", `"takeover" or "fail"`) },
+  {
+    input: "onStale unknown",
+    options: () => ({ onStale: "ignore" as "fail" }),
+    expected: invalid("onStale", `"takeover" or "fail"`)
+  },
   { input: "dir empty", options: () => ({ dir: "" }), expected: invalid("dir", "must not be empty") },
   { input: "dir with a NUL", options: ({ dir }) => ({ dir: `${dir}/a\0b` }), expected: invalid("dir", "NUL") },
-  { input: "dir missing (created)", options: ({ dir }) => ({ dir: Path.join(dir, "new", "sub") }), expected: { acquired: true } },
+  {
+    input: "dir missing (created)",
+    options: ({ dir }) => ({ dir: Path.join(dir, "new", "sub") }),
+    expected: { acquired: true }
+  },
   {
     input: "dir is a file",
     options: ({ dir }) => ({ dir: Path.join(dir, "file") }),
@@ -111,19 +154,22 @@ const rows: ReadonlyArray<Row> = [
   {
     input: "dir writable by others and not sticky (0777)",
     options: ({ dir }) => ({ dir: Path.join(dir, "shared") }),
-    setup: ({ dir, fs }) => Effect.zipRight(fs.makeDirectory(Path.join(dir, "shared")), fs.chmod(Path.join(dir, "shared"), 0o777)),
+    setup: ({ dir, fs }) =>
+      Effect.zipRight(fs.makeDirectory(Path.join(dir, "shared")), fs.chmod(Path.join(dir, "shared"), 0o777)),
     expected: invalid("dir", "writable by other users and not sticky")
   },
   {
     input: "dir writable by others and sticky (1777, like /tmp)",
     options: ({ dir }) => ({ dir: Path.join(dir, "shared") }),
-    setup: ({ dir, fs }) => Effect.zipRight(fs.makeDirectory(Path.join(dir, "shared")), fs.chmod(Path.join(dir, "shared"), 0o1777)),
+    setup: ({ dir, fs }) =>
+      Effect.zipRight(fs.makeDirectory(Path.join(dir, "shared")), fs.chmod(Path.join(dir, "shared"), 0o1777)),
     expected: { acquired: true }
   },
   {
     input: "dir owned by another user (not root), not sticky",
     options: ({ dir }) => ({ dir: Path.join(dir, "theirs") }),
-    setup: ({ dir, fs, giveAway }) => Effect.zipRight(fs.makeDirectory(Path.join(dir, "theirs")), giveAway(Path.join(dir, "theirs"))),
+    setup: ({ dir, fs, giveAway }) =>
+      Effect.zipRight(fs.makeDirectory(Path.join(dir, "theirs")), giveAway(Path.join(dir, "theirs"))),
     expected: invalid("dir", "belongs to uid 65534")
   },
   // the lock home
@@ -158,7 +204,11 @@ const rows: ReadonlyArray<Row> = [
       Effect.zipRight(fs.makeDirectory(Path.join(dir, "elsewhere")), fs.symlink(Path.join(dir, "elsewhere"), home)),
     expected: corrupt("SymlinkedHome", (home) => home)
   },
-  { input: "home is a regular file", setup: ({ fs, home }) => fs.writeFileString(home, "x"), expected: corrupt("NotADirectory", (home) => home) },
+  {
+    input: "home is a regular file",
+    setup: ({ fs, home }) => fs.writeFileString(home, "x"),
+    expected: corrupt("NotADirectory", (home) => home)
+  },
   {
     input: "home owned by another user (a name clash, not a corrupt lock)",
     setup: ({ fs, giveAway, home }) => Effect.zipRight(fs.makeDirectory(home), giveAway(home)),
@@ -199,7 +249,10 @@ const rows: ReadonlyArray<Row> = [
   {
     input: "lock directory with two entries",
     setup: ({ fs, home, live }) =>
-      Effect.flatMap(live, (id) => Effect.zipRight(plantHolder(fs, home, recordOf(id)), plantHolder(fs, home, recordOf(id)))),
+      Effect.flatMap(
+        live,
+        (id) => Effect.zipRight(plantHolder(fs, home, recordOf(id)), plantHolder(fs, home, recordOf(id)))
+      ),
     expected: corrupt("MultipleEntries")
   },
   {
@@ -219,7 +272,11 @@ const rows: ReadonlyArray<Row> = [
     setup: plantRecordText(" "),
     expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
   },
-  { input: "owner record not JSON", setup: plantRecordText("{not json"), expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab")) },
+  {
+    input: "owner record not JSON",
+    setup: plantRecordText("{not json"),
+    expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
+  },
   {
     input: "owner record of the wrong shape",
     setup: plantRecordText(JSON.stringify({ v: 1, pid: "12" })),
@@ -244,7 +301,8 @@ const rows: ReadonlyArray<Row> = [
   },
   {
     input: "owner record whose socket is a path",
-    setup: (context) => Effect.flatMap(validRecord({ socket: "../../elsewhere/1.ab.sock" }), (text) => plantRecordText(text)(context)),
+    setup: (context) =>
+      Effect.flatMap(validRecord({ socket: "../../elsewhere/1.ab.sock" }), (text) => plantRecordText(text)(context)),
     expected: corrupt("UnreadableRecord", (home) => Path.join(LOCK(home), "12.ab"))
   },
   // the generation counter
@@ -256,7 +314,8 @@ const rows: ReadonlyArray<Row> = [
   {
     input: "generation counter is a directory",
     setup: plantCounter((counter, { fs }) =>
-      Effect.zipRight(fs.makeDirectory(counter), fs.writeFileString(Path.join(counter, "precious"), "keep"))),
+      Effect.zipRight(fs.makeDirectory(counter), fs.writeFileString(Path.join(counter, "precious"), "keep"))
+    ),
     expected: corrupt("UnreadableRecord", COUNTER)
   },
   {
@@ -300,7 +359,10 @@ const rows: ReadonlyArray<Row> = [
     input: "holder of another boot, same hostname, no machine id (a release 0.1 record)",
     setup: (context) =>
       Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) => {
-        const { machineId: _, ...record } = { ...recordOf({ ...self, pid: 12 }, "ab"), bootId: "00000000-0000-4000-8000-000000000000" }
+        const { machineId: _, ...record } = {
+          ...recordOf({ ...self, pid: 12 }, "ab"),
+          bootId: "00000000-0000-4000-8000-000000000000"
+        }
         return plantRecordText(JSON.stringify(record))(context)
       }),
     expected: { error: "LockHeld", verdict: "Foreign" }

@@ -96,7 +96,12 @@ describe("every message says what happened, then the next step", () => {
 
   it("PermissionDenied: names the refused path, and where to go instead", () => {
     assert.strictEqual(
-      new PidLock.PermissionDenied({ path: "/srv/locks/app", operation: "makeDirectory", code: "EACCES", cause: refused })
+      new PidLock.PermissionDenied({
+        path: "/srv/locks/app",
+        operation: "makeDirectory",
+        code: "EACCES",
+        cause: refused
+      })
         .message,
       `permission denied (EACCES): makeDirectory /srv/locks/app. Give the lock a directory this user can write to: ` +
         `the option dir, or $PIDLOCK_DIR (--dir on the command line)`
@@ -157,7 +162,12 @@ describe("every message says what happened, then the next step", () => {
         `the lock: another process may hold it now. Find out what took it (a temporary-file cleaner, effect-pidlock ` +
         `break --force) before starting again`
     )
-    const stopped = new PidLock.LockCompromised({ location: DATABASE, owner: holder, detail: "its session ended", workStopped: true })
+    const stopped = new PidLock.LockCompromised({
+      location: DATABASE,
+      owner: holder,
+      detail: "its session ended",
+      workStopped: true
+    })
     assert.include(stopped.message, "(its session ended). The work under the lock was stopped")
     assert.include(stopped.message, "a terminated session, a failover")
   })
@@ -208,7 +218,10 @@ describe("an unreadable owner record is said in words", () => {
     [JSON.stringify({ ...valid, cmdline: ["node", 7] }), "field cmdline[1] is 7, not a string"],
     [JSON.stringify({ ...valid, cmdline: "node" }), `field cmdline is "node", not a list of strings`],
     [JSON.stringify({ ...valid, token: "AB" }), `field token is "AB", not a string of lowercase hexadecimal digits`],
-    [JSON.stringify({ ...valid, socket: "../1.ab.sock" }), `field socket is "../1.ab.sock", not a name <pid>.<token>.sock`],
+    [
+      JSON.stringify({ ...valid, socket: "../1.ab.sock" }),
+      `field socket is "../1.ab.sock", not a name <pid>.<token>.sock`
+    ],
     [JSON.stringify({ ...valid, hostname: { name: "x" } }), "field hostname is an object, not a string"]
   ]
   for (const [text, says] of records) {
@@ -223,7 +236,11 @@ describe("an unreadable owner record is said in words", () => {
           if (error._tag === "CorruptLock") {
             assert.deepStrictEqual(
               { reason: error.reason, path: error.path, detail: error.detail },
-              { reason: "UnreadableRecord", path: Path.join(lock, entry), detail: `owner record is unreadable: ${says}` }
+              {
+                reason: "UnreadableRecord",
+                path: Path.join(lock, entry),
+                detail: `owner record is unreadable: ${says}`
+              }
             )
           }
         })))

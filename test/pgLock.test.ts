@@ -96,7 +96,9 @@ describe("PgLock", () => {
       const { context, sql } = yield* database()
       for (let round = 0; round < 5; round++) {
         const holder = yield* Effect.provide(PgLock.acquire({ name: NAME }), context)
-        const waiter = yield* Effect.fork(Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME, wait: "20 seconds" }), context)))
+        const waiter = yield* Effect.fork(
+          Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME, wait: "20 seconds" }), context))
+        )
         yield* Effect.sleep("50 millis")
         // The release and the interruption race: whichever wins, nothing may stay locked.
         yield* Effect.all([holder.release, Fiber.interrupt(waiter)], { concurrency: "unbounded" })
@@ -113,7 +115,9 @@ describe("PgLock", () => {
       yield* Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context))
       const self = yield* Effect.provide(Effect.map(ProcessInfo.ProcessInfo, (info) => info.self), context)
       const dead = recordOf({ ...self, pid: 999_999 })
-      yield* sql`UPDATE effect_pidlock SET backend_pid = 999999, owner = ${JSON.stringify(dead)}::jsonb WHERE name = ${NAME}`
+      yield* sql`UPDATE effect_pidlock SET backend_pid = 999999, owner = ${
+        JSON.stringify(dead)
+      }::jsonb WHERE name = ${NAME}`
       assert.isTrue(Option.isNone(yield* Effect.provide(PgLock.inspect({ name: NAME }), context)))
       const lock = yield* Effect.provide(PgLock.acquire({ name: NAME }), context)
       assert.strictEqual(lock.generation, 2)
@@ -124,9 +128,16 @@ describe("PgLock", () => {
       const { context, sql } = yield* database()
       yield* Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context))
       const stranger = yield* sql.reserve
-      yield* stranger.execute(`SELECT pg_advisory_lock(${LOCK_CLASS}, key) FROM effect_pidlock WHERE name = $1`, [NAME], undefined)
+      yield* stranger.execute(
+        `SELECT pg_advisory_lock(${LOCK_CLASS}, key) FROM effect_pidlock WHERE name = $1`,
+        [NAME],
+        undefined
+      )
       const unstamped = yield* Effect.flip(Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context)))
-      assert.deepStrictEqual([unstamped._tag, unstamped._tag === "CorruptLock" ? unstamped.reason : ""], ["CorruptLock", "UnexpectedEntry"])
+      assert.deepStrictEqual([unstamped._tag, unstamped._tag === "CorruptLock" ? unstamped.reason : ""], [
+        "CorruptLock",
+        "UnexpectedEntry"
+      ])
       assert.include(unstamped.message, "left no owner record")
       // The next step is the database's, and the url is never shown.
       assert.include(unstamped.message, `look at its row (SELECT * FROM effect_pidlock WHERE name = '${NAME}')`)
@@ -137,9 +148,15 @@ describe("PgLock", () => {
         undefined
       )
       const unreadable = yield* Effect.flip(Effect.provide(PgLock.inspect({ name: NAME }), context))
-      assert.deepStrictEqual([unreadable._tag, unreadable._tag === "CorruptLock" ? unreadable.reason : ""], ["CorruptLock", "UnreadableRecord"])
+      assert.deepStrictEqual([unreadable._tag, unreadable._tag === "CorruptLock" ? unreadable.reason : ""], [
+        "CorruptLock",
+        "UnreadableRecord"
+      ])
       if (unreadable._tag === "CorruptLock") {
-        assert.strictEqual(unreadable.detail, "owner record is unreadable: field v is 2, not 1, the only version there is")
+        assert.strictEqual(
+          unreadable.detail,
+          "owner record is unreadable: field v is 2, not 1, the only version there is"
+        )
       }
       const [row] = yield* sql<{ readonly owner: string }>`SELECT owner::text FROM effect_pidlock WHERE name = ${NAME}`
       assert.strictEqual(row?.owner, `{"v": 2}`, "left as it was")
@@ -152,7 +169,10 @@ describe("PgLock", () => {
       yield* Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context))
       yield* sql`UPDATE effect_pidlock SET generation = 9007199254740992 WHERE name = ${NAME}`
       const error = yield* Effect.flip(Effect.scoped(Effect.provide(PgLock.acquire({ name: NAME }), context)))
-      assert.deepStrictEqual([error._tag, error._tag === "CorruptLock" ? error.reason : ""], ["CorruptLock", "UnreadableRecord"])
+      assert.deepStrictEqual([error._tag, error._tag === "CorruptLock" ? error.reason : ""], [
+        "CorruptLock",
+        "UnreadableRecord"
+      ])
       // One connection in the pool: the session that took the lock holds nothing now.
       assert.deepStrictEqual(yield* advisoryLocks(sql), [])
     }))
@@ -176,7 +196,9 @@ describe("PgLock", () => {
       const guarded = yield* Effect.fork(
         PgLock.withLock(Effect.never, { name: NAME, checkInterval: "100 millis" }).pipe(
           Effect.provide(context),
-          Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void logs.push(String(message)))))
+          Effect.provide(
+            Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void logs.push(String(message))))
+          )
         )
       )
       const status = yield* Effect.provide(PgLock.inspect({ name: NAME }), context).pipe(
@@ -196,7 +218,10 @@ describe("PgLock", () => {
   it.scopedLive("a server that cannot be reached is SqlError, not a defect", () =>
     Effect.gen(function*() {
       const context = yield* Layer.build(
-        Layer.merge(PgClient.layer({ url: Redacted.make("postgres://nobody@127.0.0.1:1/none"), connectTimeout: "2 seconds" }), nodeLayer)
+        Layer.merge(
+          PgClient.layer({ url: Redacted.make("postgres://nobody@127.0.0.1:1/none"), connectTimeout: "2 seconds" }),
+          nodeLayer
+        )
       ).pipe(Effect.either)
       // The pool may refuse at once (its first connection) or at the first query.
       if (context._tag === "Left") return assert.strictEqual(context.left._tag, "SqlError")
@@ -215,9 +240,13 @@ describe("PgLock", () => {
       for (const module of ["index", "PidLock", "ProcessInfo", "Posix", "promise", "testing/index"]) await import(${
       JSON.stringify(dist)
     } + "/" + module + ".js")
-      const refused = await import(${JSON.stringify(dist)} + "/PgLock.js").then(() => "loaded", (error) => error.message)
+      const refused = await import(${
+      JSON.stringify(dist)
+    } + "/PgLock.js").then(() => "loaded", (error) => error.message)
       process.stdout.write(refused)`
-    const output = ChildProcess.execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" })
+    const output = ChildProcess.execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+      encoding: "utf8"
+    })
     // The hook works: the PostgreSQL module is refused, as its imports reach pg.
     assert.match(output, /^loaded @effect\/sql/)
   })

@@ -1,4 +1,4 @@
-import * as FileSystem from "@effect/platform/FileSystem"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -10,8 +10,8 @@ import * as PidLock from "../src/PidLock.js"
 import * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import {
-  type Environment,
   entryNameOf,
+  type Environment,
   type Fixture,
   isSocketOf,
   NAME,
@@ -24,8 +24,10 @@ import {
 
 // A snapshot without our own socket, which a refused acquire leaves in the home.
 const snapshotOfOthers = (fs: FileSystem.FileSystem, dir: string) =>
-  Effect.flatMap(ProcessInfo.ProcessInfo, ({ self }) =>
-    Effect.map(snapshot(fs, dir), (lines) => lines.filter((line) => !isSocketOf(self.pid)(line))))
+  Effect.flatMap(
+    ProcessInfo.ProcessInfo,
+    ({ self }) => Effect.map(snapshot(fs, dir), (lines) => lines.filter((line) => !isSocketOf(self.pid)(line)))
+  )
 import { memoryEnvironment } from "./support/memoryEnvironment.js"
 import { nodeEnvironment } from "./support/nodeEnvironment.js"
 
@@ -51,9 +53,17 @@ const lockSuite = (environment: Environment) =>
           assert.deepStrictEqual(yield* entriesOf(fs, lock.location), [entryNameOf(lock.owner)])
           const record = JSON.parse(yield* fs.readLink(lock.entry))
           assert.deepStrictEqual(Object.keys(record), [
-            "v", "pid", "startTime", "bootId", "pidNamespace", "hostname", "cmdline",
+            "v",
+            "pid",
+            "startTime",
+            "bootId",
+            "pidNamespace",
+            "hostname",
+            "cmdline",
             ...(info.self.machineId === undefined ? [] : ["machineId"]),
-            "acquiredAt", "token", "socket"
+            "acquiredAt",
+            "token",
+            "socket"
           ])
           assert.strictEqual(record.pid, info.self.pid)
           assert.strictEqual(record.startTime, info.self.startTime)
@@ -76,7 +86,8 @@ const lockSuite = (environment: Environment) =>
         yield* first.release
         const second = yield* Effect.scoped(PidLock.acquire({ name: NAME, dir }))
         const third = yield* Effect.scoped(
-          Effect.flatMap(Layer.build(PidLock.layer({ name: NAME, dir })), (context) => Effect.provide(PidLock.PidLock, context))
+          Effect.flatMap(Layer.build(PidLock.layer({ name: NAME, dir })), (context) =>
+            Effect.provide(PidLock.PidLock, context))
         )
         assert.deepStrictEqual([second.generation, third.generation], [2, 3])
         assert.strictEqual(yield* fs.readLink(Path.join(home, "generation")), "3")
@@ -105,7 +116,12 @@ const lockSuite = (environment: Environment) =>
         assert.strictEqual((yield* posix.lstat(home)).mode & 0o7777, 0o700)
         assert.strictEqual((yield* posix.lstat(lock.location)).mode & 0o7777, 0o700)
         yield* lock.release
-        assert.deepStrictEqual((yield* entriesOf(fs, home)).filter((name) => name.endsWith(".gone")), [])
+        assert.deepStrictEqual(
+          (yield* entriesOf(fs, home)).filter((name) =>
+            name.endsWith(".gone")
+          ),
+          []
+        )
       }))
 
     test("staging directories of dead contenders and tombstones are collected on every acquire", ({ dir, exited, fs, home, live }) =>
@@ -145,7 +161,10 @@ const lockSuite = (environment: Environment) =>
         yield* fs.remove(entry)
         yield* plantHolder(fs, home, { ...recordOf(elsewhere), socket: "1.ab.sock" })
         const unseen = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
-        assert.deepStrictEqual(unseen._tag === "LockHeld" ? unseen.verdict : unseen, ProcessInfo.Verdict.Foreign({ scope: "namespace" }))
+        assert.deepStrictEqual(
+          unseen._tag === "LockHeld" ? unseen.verdict : unseen,
+          ProcessInfo.Verdict.Foreign({ scope: "namespace" })
+        )
       }))
 
     test("release and verify after the lock home was replaced by a file: LockCompromised", ({ dir, fs, home }) =>
@@ -207,7 +226,13 @@ const lockSuite = (environment: Environment) =>
     test("a second acquire in this process (another fiber) is LockHeld by this very process", ({ dir }) =>
       Effect.gen(function*() {
         const lock = yield* PidLock.acquire({ name: NAME, dir })
-        const error = yield* Effect.flip(Effect.scoped(PidLock.acquire({ name: NAME, dir })).pipe(Effect.fork, Effect.flatMap((fiber) => fiber.await), Effect.flatten))
+        const error = yield* Effect.flip(
+          Effect.scoped(PidLock.acquire({ name: NAME, dir })).pipe(
+            Effect.fork,
+            Effect.flatMap((fiber) => fiber.await),
+            Effect.flatten
+          )
+        )
         assert.strictEqual(error._tag, "LockHeld")
         if (error._tag !== "LockHeld") return
         assert.isTrue(error.heldByThisProcess)
@@ -218,7 +243,9 @@ const lockSuite = (environment: Environment) =>
     const takeoverCases: ReadonlyArray<{
       readonly name: string
       readonly reason: ProcessInfo.StaleReason
-      readonly holder: (fixture: Fixture) => Effect.Effect<PidLock.OwnerRecord, never, ProcessInfo.ProcessInfo | Scope.Scope>
+      readonly holder: (
+        fixture: Fixture
+      ) => Effect.Effect<PidLock.OwnerRecord, never, ProcessInfo.ProcessInfo | Scope.Scope>
     }> = [
       { name: "exited", reason: "Exited", holder: ({ exited }) => Effect.map(exited, (id) => recordOf(id)) },
       { name: "a zombie", reason: "Zombie", holder: ({ zombie }) => Effect.map(zombie, (id) => recordOf(id)) },
@@ -232,8 +259,10 @@ const lockSuite = (environment: Environment) =>
         name: "an earlier life of our own PID",
         reason: "PidReused",
         holder: () =>
-          Effect.map(ProcessInfo.ProcessInfo, ({ self }) =>
-            recordOf({ ...self, startTime: String(Number(self.startTime) - 1) }))
+          Effect.map(
+            ProcessInfo.ProcessInfo,
+            ({ self }) => recordOf({ ...self, startTime: String(Number(self.startTime) - 1) })
+          )
       },
       {
         // Same boot id, so this very kernel: the hostname was changed since.
@@ -255,11 +284,19 @@ const lockSuite = (environment: Environment) =>
           const stale = yield* holder(fixture)
           const staleEntry = yield* plantHolder(fs, home, stale)
           const status = yield* PidLock.inspect({ name: NAME, dir })
-          assert.deepStrictEqual(Option.map(status, (s) => s.verdict), Option.some(ProcessInfo.Verdict.Stale({ reason })))
+          assert.deepStrictEqual(
+            Option.map(status, (s) => s.verdict),
+            Option.some(ProcessInfo.Verdict.Stale({ reason }))
+          )
           const lock = yield* PidLock.acquire({ name: NAME, dir })
           assert.deepStrictEqual(yield* entriesOf(fs, lock.location), [entryNameOf(lock.owner)])
           assert.isFalse(yield* isLink(fs, staleEntry))
-          assert.strictEqual(logs.filter((line) => line.includes(`taking over`) && line.includes(`pid ${stale.pid}`) && line.includes(reason)).length, 1)
+          assert.strictEqual(
+            logs.filter((line) =>
+              line.includes(`taking over`) && line.includes(`pid ${stale.pid}`) && line.includes(reason)
+            ).length,
+            1
+          )
         }))
     }
 
@@ -359,12 +396,15 @@ const lockSuite = (environment: Environment) =>
         yield* plantHolder(fs, home, holder)
         const before = yield* snapshot(fs, dir)
         const status = yield* PidLock.inspect({ name: NAME, dir })
-        assert.deepStrictEqual(status, Option.some({
-          location: Path.join(home, "lock"),
-          holder,
-          verdict: ProcessInfo.Verdict.Alive(),
-          heldByThisProcess: false
-        }))
+        assert.deepStrictEqual(
+          status,
+          Option.some({
+            location: Path.join(home, "lock"),
+            holder,
+            verdict: ProcessInfo.Verdict.Alive(),
+            heldByThisProcess: false
+          })
+        )
         assert.deepStrictEqual(yield* snapshotOfOthers(fs, dir), before)
       }))
   })

@@ -64,8 +64,7 @@ export const nameAt = (location: string): string =>
   isDatabaseLocation(location) ? location.slice(location.lastIndexOf("#") + 1) : Path.basename(Path.dirname(location))
 
 // An argument as a POSIX shell reads it back.
-const shellWord = (text: string): string =>
-  /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`
+const shellWord = (text: string): string => /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`
 
 /**
  * A shell command line for a person to run, shown escaped (see `escapeText`).
@@ -83,7 +82,15 @@ export const commandLine = (...words: ReadonlyArray<string>): string => escapeTe
 export const cliCommand = (command: string, location: string, ...flags: ReadonlyArray<string>): string =>
   isDatabaseLocation(location)
     ? `${commandLine("effect-pidlock", command, "--name", nameAt(location), ...flags)} --postgres <url>`
-    : commandLine("effect-pidlock", command, "--name", nameAt(location), "--dir", Path.dirname(Path.dirname(location)), ...flags)
+    : commandLine(
+      "effect-pidlock",
+      command,
+      "--name",
+      nameAt(location),
+      "--dir",
+      Path.dirname(Path.dirname(location)),
+      ...flags
+    )
 
 // What an option allows, for the options whose reasons say only what is
 // wrong; the reasons of the others say it themselves (`wait`: "must be a

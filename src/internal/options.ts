@@ -16,7 +16,11 @@ export const validateObject = (options: unknown): Either.Either<Record<string, u
   typeof options === "object" && options !== null
     ? Either.right(options as Record<string, unknown>)
     : Either.left(
-      new PidLock.InvalidOptions({ option: "options", value: options, reason: "must be an object such as { name: \"app\" }" })
+      new PidLock.InvalidOptions({
+        option: "options",
+        value: options,
+        reason: "must be an object such as { name: \"app\" }"
+      })
     )
 
 /** @internal */

@@ -1,7 +1,7 @@
-import * as Crypto from "node:crypto"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as Crypto from "node:crypto"
 import type * as PidLock from "../PidLock.js"
 import { escapeText, show } from "./text.js"
 

@@ -1,13 +1,13 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
-import { SqlError as SqlErrorClass, type SqlError } from "@effect/sql/SqlError"
+import { type SqlError, SqlError as SqlErrorClass } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import * as Either from "effect/Either"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -168,7 +168,10 @@ const run = (connection: SqlConnection.Connection, statement: string, params: Re
 // Runs `statement`, making the registry first when it does not exist yet.
 const runRegistered = (connection: SqlConnection.Connection, statement: string, params: ReadonlyArray<unknown>) =>
   run(connection, statement, params).pipe(
-    Effect.catchIf(isUndefinedTable, () => Effect.zipRight(run(connection, CREATE_SCHEMA), run(connection, statement, params)))
+    Effect.catchIf(
+      isUndefinedTable,
+      () => Effect.zipRight(run(connection, CREATE_SCHEMA), run(connection, statement, params))
+    )
   )
 
 interface Taken {
@@ -337,15 +340,17 @@ const endSession = (sql: PgClient.PgClient, backendPid: number, timeout: Duratio
 // A statement that gets no answer (a network partition) fails after
 // `timeout` instead of hanging. The client's cancel of it goes on in the
 // background: it needs the server too.
-const answeredWithin = (timeout: Duration.Duration, what: string) =>
-<A>(statement: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-  statement.pipe(
-    Effect.disconnect,
-    Effect.timeoutFail({
-      duration: timeout,
-      onTimeout: () => new SqlErrorClass({ message: `${what}: no answer from the server within ${Duration.format(timeout)}` })
-    })
-  )
+const answeredWithin =
+  (timeout: Duration.Duration, what: string) =>
+  <A>(statement: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+    statement.pipe(
+      Effect.disconnect,
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () =>
+          new SqlErrorClass({ message: `${what}: no answer from the server within ${Duration.format(timeout)}` })
+      })
+    )
 
 const makeLock = (
   connection: SqlConnection.Connection,
@@ -355,8 +360,7 @@ const makeLock = (
   loss: Loss,
   giveBack: Effect.Effect<void>
 ): Held<PidLock.PidLock<SqlError>> => {
-  const compromised = (detail: string) =>
-    new PidLock.LockCompromised({ location: resolved.location, owner, detail })
+  const compromised = (detail: string) => new PidLock.LockCompromised({ location: resolved.location, owner, detail })
   // How long the server may take to answer the lock's own questions.
   const timeout = resolved.checkInterval === false ? DEFAULT_ANSWER_TIMEOUT : resolved.checkInterval
   const unlock = run(connection, UNLOCK, [resolved.name]).pipe(
@@ -386,7 +390,9 @@ const makeLock = (
   const verify = Effect.suspend(() =>
     !isHeld() ? Effect.void : run(connection, STILL_HELD, [key]).pipe(
       answeredWithin(timeout, "checking the lock"),
-      Effect.flatMap(([row]) => row?.held === true ? Effect.void : Effect.fail(compromised("its session no longer holds it"))),
+      Effect.flatMap(([row]) =>
+        row?.held === true ? Effect.void : Effect.fail(compromised("its session no longer holds it"))
+      ),
       Effect.catchTag("SqlError", (error) => Effect.fail(compromised(`its session failed: ${describeFailure(error)}`))),
       Effect.catchAll((error) => isHeld() ? Effect.fail(error) : Effect.void)
     )
@@ -483,7 +489,9 @@ export const withLock = dual<
 /** @internal */
 export const inspect = Effect.fn("PgLock.inspect")(function*(options: { readonly name: string }) {
   const resolved = yield* resolve({ name: options?.name })
-  const holder = yield* Effect.scoped(Effect.flatMap(resolved.sql.reserve, (connection) => readHolder(connection, resolved)))
+  const holder = yield* Effect.scoped(
+    Effect.flatMap(resolved.sql.reserve, (connection) => readHolder(connection, resolved))
+  )
   return Option.map(holder, (holder): PidLock.Status => ({
     location: resolved.location,
     holder: holder.record,
@@ -495,7 +503,9 @@ export const inspect = Effect.fn("PgLock.inspect")(function*(options: { readonly
 /** @internal */
 export const breakLock = Effect.fn("PgLock.breakLock")(function*(status: PidLock.Status) {
   const resolved = yield* resolve({ name: nameOf(status.location) })
-  const holder = yield* Effect.scoped(Effect.flatMap(resolved.sql.reserve, (connection) => readHolder(connection, resolved)))
+  const holder = yield* Effect.scoped(
+    Effect.flatMap(resolved.sql.reserve, (connection) => readHolder(connection, resolved))
+  )
   // Only the very holder that `inspect` found: its token tells its life apart
   // from a holder that moved in since.
   if (Option.isNone(holder) || holder.value.record.token !== status.holder.token) return false

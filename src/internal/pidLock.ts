@@ -20,11 +20,11 @@ import type * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf, isNotFound } from "./errno.js"
 import { type Held, type Loss, makeLoss, makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
-import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
 import { validateCheckInterval, validateName, validateObject, validateWait } from "./options.js"
-import { show } from "./text.js"
+import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
 import { tag as posixTag } from "./posix.js"
 import { isSameProcess, tag as processInfoTag } from "./processInfo.js"
+import { show } from "./text.js"
 
 /** @internal */
 export const TypeId: PidLock.TypeId = Symbol.for("effect-pidlock/PidLock") as PidLock.TypeId
@@ -180,8 +180,7 @@ const readOwnerEntry = (
   return fs.readLink(path).pipe(
     Effect.flatMap((text) =>
       Either.match(decodeRecord(text), {
-        onLeft: (error) =>
-          Effect.fail(corrupt(path, "UnreadableRecord", `owner record is unreadable: ${error}`)),
+        onLeft: (error) => Effect.fail(corrupt(path, "UnreadableRecord", `owner record is unreadable: ${error}`)),
         onRight: (record) =>
           entryName(record) === name
             ? Effect.succeed(Option.some<Holder>({ entry: path, record }))
@@ -207,7 +206,11 @@ const readHolder = (
       if (entries.length === 0) return Effect.succeedNone
       if (entries.length > 1) {
         return Effect.fail(
-          corrupt(lock, "MultipleEntries", `holds ${entries.length} entries (${show(entries.join(", "))}); a lock holds one`)
+          corrupt(
+            lock,
+            "MultipleEntries",
+            `holds ${entries.length} entries (${show(entries.join(", "))}); a lock holds one`
+          )
         )
       }
       return readOwnerEntry(fs, Path.join(lock, entries[0]!))
@@ -287,11 +290,15 @@ const checkOwnDirectory = (
   if (stat.type === "SymbolicLink") {
     return Effect.fail(corrupt(path, "SymlinkedHome", `${what} is a symbolic link, which is never followed`))
   }
-  if (stat.type !== "Directory") return Effect.fail(corrupt(path, "NotADirectory", `${what} is a ${stat.type}, not a directory`))
+  if (stat.type !== "Directory") {
+    return Effect.fail(corrupt(path, "NotADirectory", `${what} is a ${stat.type}, not a directory`))
+  }
   const owner = otherOwnerOf(stat, info.uid)
   if (Option.isSome(owner)) return Effect.fail(ofAnotherUser(path, owner.value, Option.getOrThrow(info.uid)))
   if ((stat.mode & forbidden) !== 0) {
-    return Effect.fail(corrupt(path, "InsecureMode", `${what} has mode ${octal(stat.mode)}, which lets other users change it`))
+    return Effect.fail(
+      corrupt(path, "InsecureMode", `${what} has mode ${octal(stat.mode)}, which lets other users change it`)
+    )
   }
   return Effect.void
 }
@@ -410,7 +417,10 @@ const mayHoldStaging = (home: Found): boolean =>
 
 // The lock directory of a held lock was made by its holder's staging, 0700;
 // one writable by others lets them remove the owner entry.
-const checkLockDirectory = (services: Services, lock: string): Effect.Effect<void, PidLock.CorruptLock | PlatformError> =>
+const checkLockDirectory = (
+  services: Services,
+  lock: string
+): Effect.Effect<void, PidLock.CorruptLock | PlatformError> =>
   services.posix.lstat(lock).pipe(
     Effect.flatMap((stat) =>
       stat.type !== "Directory"
@@ -467,7 +477,9 @@ const judgeHolder = (
 // The socket of a holder judged gone: no process has it open, and no other
 // process will ever listen under its name.
 const removeSocketOf = ({ fs, paths }: Resolved, record: PidLock.OwnerRecord) =>
-  record.socket === undefined ? Effect.void : Effect.ignore(fs.remove(Path.join(paths.home, record.socket), { force: true }))
+  record.socket === undefined
+    ? Effect.void
+    : Effect.ignore(fs.remove(Path.join(paths.home, record.socket), { force: true }))
 
 // What dead processes leave in the lock home, collected after a successful
 // acquire that found a staging directory in the home (its link count tells
@@ -499,7 +511,10 @@ const removeLitter = (resolved: Resolved, keep: string, ownSocket: string | unde
     )
   }
   const removeSocketIfRefused = (name: string) =>
-    Effect.flatMap(posix.probe(Path.join(paths.home, name)), (probe) => probe === "Refused" ? remove(name) : Effect.void)
+    Effect.flatMap(
+      posix.probe(Path.join(paths.home, name)),
+      (probe) => probe === "Refused" ? remove(name) : Effect.void
+    )
   const each = (names: ReadonlyArray<string>, collect: (name: string) => Effect.Effect<void, unknown>) =>
     Effect.forEach(names, (name) => Effect.ignore(collect(name)), { discard: true })
   return fs.readDirectory(paths.home).pipe(
@@ -658,7 +673,10 @@ const GENERATION = "generation"
 const GENERATION_PART = /^generation\.\d+\.[0-9a-f]+$/
 const GENERATION_TEXT = /^(0|[1-9]\d{0,15})$/
 
-const advanceGeneration = ({ fs, paths }: Resolved, name: string): Effect.Effect<number, PidLock.CorruptLock | PlatformError> => {
+const advanceGeneration = (
+  { fs, paths }: Resolved,
+  name: string
+): Effect.Effect<number, PidLock.CorruptLock | PlatformError> => {
   const counter = Path.join(paths.home, GENERATION)
   const unreadable = (detail: string) => Effect.fail(corrupt(counter, "UnreadableRecord", detail))
   return fs.readLink(counter).pipe(
@@ -674,9 +692,11 @@ const advanceGeneration = ({ fs, paths }: Resolved, name: string): Effect.Effect
       return fs.symlink(String(last + 1), next).pipe(
         // A link that was not renamed is removed at once: a contender that
         // gives the lock back leaves nothing of its own in the home.
-        Effect.zipRight(fs.rename(next, counter).pipe(
-          Effect.tapError(() => Effect.ignore(fs.remove(next, { force: true })))
-        )),
+        Effect.zipRight(
+          fs.rename(next, counter).pipe(
+            Effect.tapError(() => Effect.ignore(fs.remove(next, { force: true })))
+          )
+        ),
         Effect.as(last + 1)
       )
     })
@@ -696,10 +716,12 @@ const makeLock = ({ fs, paths }: Resolved, taken: Taken, loss: Loss): Held<PidLo
   // Made only when it happens: an error captures a stack trace, too dear to
   // pay on every acquisition.
   const compromised = () => new PidLock.LockCompromised({ location: paths.lock, owner: taken.owner })
-  const { isHeld, release } = makeReleaser(removeEntry(fs, taken.entry).pipe(
-    Effect.mapError(refineError),
-    Effect.flatMap((removed) => removed ? Effect.void : Effect.fail(compromised()))
-  ))
+  const { isHeld, release } = makeReleaser(
+    removeEntry(fs, taken.entry).pipe(
+      Effect.mapError(refineError),
+      Effect.flatMap((removed) => removed ? Effect.void : Effect.fail(compromised()))
+    )
+  )
   const verify = Effect.suspend(() =>
     !isHeld() ? Effect.void : fs.readLink(taken.entry).pipe(
       Effect.flatMap((text) => text === taken.text ? Effect.void : Effect.fail(compromised())),
@@ -787,11 +809,12 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
   })
 }
 
-const services: Effect.Effect<Services, never, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix> = Effect.all({
-  fs: FileSystem.FileSystem,
-  info: processInfoTag,
-  posix: posixTag
-})
+const services: Effect.Effect<Services, never, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix> = Effect
+  .all({
+    fs: FileSystem.FileSystem,
+    info: processInfoTag,
+    posix: posixTag
+  })
 
 // Every option is checked before anything is read or touched.
 const resolve = (input: unknown) =>
@@ -823,7 +846,13 @@ export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.O
   // Forked after the release was registered, so it is stopped before the release runs.
   if (checkInterval !== false) {
     yield* Effect.forkScoped(
-      watchdog(lock.location, verify, loss.deferred, checkInterval, (check) => withWatch(resolved.fs, resolved.paths.lock, check))
+      watchdog(
+        lock.location,
+        verify,
+        loss.deferred,
+        checkInterval,
+        (check) => withWatch(resolved.fs, resolved.paths.lock, check)
+      )
     )
   }
   return lock
