@@ -229,7 +229,9 @@ export interface Status {
 /**
  * The lock is held by a live process, or by one on another host or in another
  * pid namespace that cannot be seen. When `heldByThisProcess` is true, another
- * fiber of this very process holds it: there is no re-entrancy.
+ * fiber of this very process holds it: there is no re-entrancy. The message
+ * names the holder (pid, host, since when, command line) and ends with what
+ * to do: wait for it, or look at it with `effect-pidlock status`.
  *
  * @since 0.1.0
  * @category errors
@@ -465,6 +467,10 @@ export class LockCompromised extends TaggedError("LockCompromised")<{
 }
 
 /**
+ * Every error of the file lock. Each message says what happened and ends with
+ * the next step a person can take, and each error prints as that one line,
+ * `<tag>: <message>`.
+ *
  * @since 0.1.0
  * @category errors
  */

@@ -84,7 +84,12 @@ export interface Held<L extends PidLock.PidLock<unknown>> {
 export const makeLoss: Effect.Effect<Loss> = Effect.map(Deferred.make<never, PidLock.LockCompromised>(), (deferred) => {
   let told = false
   const tell = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    Effect.tapError(effect, (error) => Effect.sync(() => void (told ||= isCompromised(error))))
+    Effect.tapError(effect, (error) =>
+      isCompromised(error)
+        ? Effect.sync(() => {
+          told = true
+        })
+        : Effect.void)
   return { deferred, lost: tell(Deferred.await(deferred)), tell, isTold: () => told }
 })
 
