@@ -73,6 +73,11 @@ export interface Options {
  *   advisory lock (`UnexpectedEntry`): it is left as it is.
  * - `LockCompromised`: the lock was lost while held.
  *
+ * As the file lock's, each message ends with the next step, here the
+ * database's: `effect-pidlock status --name <name> --postgres <url>` for a
+ * held lock, the registry row and `pg_locks` to look at for a corrupt one.
+ * The url is never shown.
+ *
  * @since 0.2.0
  * @category errors
  */
