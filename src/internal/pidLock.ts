@@ -20,6 +20,7 @@ import type * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf, isNotFound } from "./errno.js"
 import { type Held, type Loss, makeLoss, makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
+import { defaultDir, dirFromEnvironment, validateDir } from "./location.js"
 import { validateCheckInterval, validateName, validateObject, validateWait } from "./options.js"
 import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
 import { tag as posixTag } from "./posix.js"
@@ -46,70 +47,12 @@ interface Paths {
   readonly lock: string
 }
 
-const validateDir = (
-  dir: unknown,
-  option: string = "dir"
-): Either.Either<string | undefined, PidLock.InvalidOptions> => {
-  const invalid = (reason: string) => Either.left(new PidLock.InvalidOptions({ option, value: dir, reason }))
-  if (dir === undefined) return Either.right(undefined)
-  if (typeof dir !== "string") return invalid("must be a string")
-  if (dir.length === 0) return invalid("must not be empty")
-  if (dir.includes("\0")) return invalid("must not contain a NUL character")
-  return Either.right(Path.resolve(dir))
-}
-
 const validateOnStale = (onStale: unknown): Either.Either<"takeover" | "fail", PidLock.InvalidOptions> =>
   onStale === undefined || onStale === "takeover" || onStale === "fail"
     ? Either.right(onStale ?? "takeover")
     : Either.left(
       new PidLock.InvalidOptions({ option: "onStale", value: onStale, reason: `is neither "takeover" nor "fail"` })
     )
-
-// `$PIDLOCK_DIR` is read as it is: a relative or empty value would resolve
-// against the working directory, which differs between a job's contexts.
-const dirFromEnvironment: Effect.Effect<string | undefined, PidLock.InvalidOptions> = Config.option(
-  Config.string("PIDLOCK_DIR")
-).pipe(
-  Effect.orElseSucceed(() => Option.none<string>()),
-  Effect.flatMap(Option.match({
-    onNone: () => Effect.succeed(undefined),
-    onSome: (dir) =>
-      Path.isAbsolute(dir) ? validateDir(dir, "PIDLOCK_DIR") : Effect.fail(
-        new PidLock.InvalidOptions({
-          option: "PIDLOCK_DIR",
-          value: dir,
-          reason: "must be an absolute path (unset it to use the default directory)"
-        })
-      )
-  }))
-)
-
-// The system's lock directory: sticky and writable by all on Linux, and not
-// hidden by systemd's PrivateTmp= as /tmp is.
-const SYSTEM_LOCK_DIR = "/run/lock"
-const FALLBACK_DIR = "/tmp"
-
-const isSharedSticky = (info: FileSystem.File.Info) =>
-  info.type === "Directory" && (info.mode & (STICKY | OTHERS_WRITE)) === (STICKY | OTHERS_WRITE)
-
-// The default directory depends on the user only, never on the environment
-// (XDG_RUNTIME_DIR and TMPDIR differ between cron and a login shell), so that
-// every copy of one user's job meets in it: `effect-pidlock-<euid>` in
-// /run/lock where it exists (or can be made), else in /tmp, as tmux keeps
-// /tmp/tmux-<uid>.
-const defaultDir = (posix: Posix.Posix, info: ProcessInfo.ProcessInfo): Effect.Effect<string, PlatformError> => {
-  const base = Option.match(info.uid, { onNone: () => "effect-pidlock", onSome: (uid) => `effect-pidlock-${uid}` })
-  const inSystem = Path.join(SYSTEM_LOCK_DIR, base)
-  const fallback = Path.join(FALLBACK_DIR, base)
-  return posix.lstat(inSystem).pipe(
-    Effect.as(inSystem),
-    Effect.catchIf(isAbsent, () =>
-      posix.lstat(SYSTEM_LOCK_DIR).pipe(
-        Effect.map((system) => isSharedSticky(system) ? inSystem : fallback),
-        Effect.catchIf(isAbsent, () => Effect.succeed(fallback))
-      ))
-  )
-}
 
 const pathsOf = (name: string, dir: string, perUser: boolean): Paths => {
   const home = Path.join(dir, name)
@@ -234,7 +177,6 @@ const notADirectoryOption = (dir: string) =>
 type HomeError = PidLock.CorruptLock | PidLock.NameClash | PidLock.InvalidOptions | PlatformError
 
 const STICKY = 0o1000
-const OTHERS_WRITE = 0o002
 const GROUP_OR_OTHERS_WRITE = 0o022
 const GROUP_OR_OTHERS_ANY = 0o077
 
