@@ -68,19 +68,6 @@ export default tseslint.config(
     }
   },
   {
-    // Not yet formatted: these files' findings are warnings until the code they hold stops changing and
-    // `npx eslint --fix src test bench` formats them; then this block goes, and they are errors as everywhere else.
-    files: ["src/**/*", "test/**/*", "bench/**/*"],
-    ignores: ["test/readme.test.ts", "test/examples.test.ts"],
-    rules: {
-      "@effect/dprint": ["warn", { config: DPRINT }],
-      "no-restricted-syntax": ["warn", NO_SPREAD_PUSH],
-      "prefer-const": "warn",
-      "sort-destructure-keys/sort-destructure-keys": "warn",
-      "@typescript-eslint/no-unused-vars": ["warn", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }]
-    }
-  },
-  {
     // The library: no console, and deep imports only (the root modules of effect and @effect/platform load everything).
     files: ["src/**/*"],
     rules: {

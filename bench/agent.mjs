@@ -6,15 +6,14 @@
 // Before it says it is ready, it takes and releases another lock once, so that
 // the lock's code has run once, as in a process that has been up for a while.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as Effect from "effect/Effect"
+import * as PidLock from "effect-pidlock/PidLock"
+import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Scope from "effect/Scope"
-import * as PidLock from "effect-pidlock/PidLock"
-import * as ProcessInfo from "effect-pidlock/ProcessInfo"
-import properLockfile from "proper-lockfile"
 import * as Path from "node:path"
+import properLockfile from "proper-lockfile"
 import { now, onLines, send } from "./common.mjs"
 
 // A directory for the file locks, a database url for pglock.
@@ -49,7 +48,7 @@ const effectClient = (layer, lockAcquire) => {
 const properClient = () => {
   let release
   return {
-    acquire: async (name, { wait, stale }) => {
+    acquire: async (name, { stale, wait }) => {
       try {
         release = await properLockfile.lock(Path.join(dir, name), {
           realpath: false,

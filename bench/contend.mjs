@@ -2,11 +2,11 @@
 // "go" tries the lock once (fail fast). The winner holds it until stdin ends.
 // Usage: node contend.mjs <dir> <name>
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as PidLock from "effect-pidlock/PidLock"
+import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as PidLock from "effect-pidlock/PidLock"
-import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import { now, onLines, send } from "./common.mjs"
 
 const [dir, name] = process.argv.slice(2)

@@ -5,21 +5,26 @@
 // the CPU time per cycle in µs.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as PidLock from "effect-pidlock/PidLock"
+import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as PidLock from "effect-pidlock/PidLock"
-import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import lockfile from "lockfile"
-import pidlock from "pidlock"
-import properLockfile from "proper-lockfile"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Fsp from "node:fs/promises"
 import * as Path from "node:path"
+import pidlock from "pidlock"
+import properLockfile from "proper-lockfile"
 import { freshDir, send } from "./common.mjs"
 
-const [dir, rounds, batch, implList] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5]]
+const [dir, rounds, batch, implList] = [
+  process.argv[2],
+  Number(process.argv[3]),
+  Number(process.argv[4]),
+  process.argv[5]
+]
 const impls = implList.split(",")
 freshDir(dir)
 
@@ -122,8 +127,10 @@ const properBatch = () => {
 
 const lockfileBatch = () => {
   const file = Path.join(dir, "lockfile.lock")
-  const lock = (path) => new Promise((resolve, reject) => lockfile.lock(path, (error) => error ? reject(error) : resolve()))
-  const unlock = (path) => new Promise((resolve, reject) => lockfile.unlock(path, (error) => error ? reject(error) : resolve()))
+  const lock = (path) =>
+    new Promise((resolve, reject) => lockfile.lock(path, (error) => error ? reject(error) : resolve()))
+  const unlock = (path) =>
+    new Promise((resolve, reject) => lockfile.unlock(path, (error) => error ? reject(error) : resolve()))
   return async (samples) => {
     for (let i = 0; i < batch; i++) {
       const start = performance.now()

@@ -6,11 +6,11 @@
 // by fiber, whose table grows in steps that depend on when the GCs come, and
 // stopped growing after about 50,000 cycles in one longer check.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as PidLock from "effect-pidlock/PidLock"
+import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as PidLock from "effect-pidlock/PidLock"
-import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import { freshDir, send } from "./common.mjs"
 
 const [dir, warmUp, cycles] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
@@ -36,4 +36,12 @@ await run(cycles)
 const seconds = (performance.now() - start) / 1000
 const after = await settledHeap()
 await runtime.dispose()
-send({ early, before, after, growthKb: (after - before) / 1024, warmUpGrowthKb: (before - early) / 1024, cycles, seconds })
+send({
+  early,
+  before,
+  after,
+  growthKb: (after - before) / 1024,
+  warmUpGrowthKb: (before - early) / 1024,
+  cycles,
+  seconds
+})

@@ -122,15 +122,19 @@ const cycle = () => {
     String(batch),
     IMPLS.join(",")
   ])
-  const m = Object.fromEntries(IMPLS.map((impl) => [impl, median(samples[impl])])) as Record<(typeof IMPLS)[number], number>
+  const m = Object.fromEntries(IMPLS.map((impl) => [impl, median(samples[impl])])) as Record<
+    (typeof IMPLS)[number],
+    number
+  >
   const ratioFloor = m["effect-pidlock"] / m.floor
   const ratioProper = m["effect-pidlock"] / m["proper-lockfile"]
   console.log(
     `cycle: effect-pidlock=${fixed(m["effect-pidlock"], 0)} floor=${fixed(m.floor, 0)} proper-lockfile=${
       fixed(m["proper-lockfile"], 0)
-    } lockfile=${fixed(m.lockfile, 0)} pidlock=${fixed(m.pidlock, 0)} ratio_floor=${fixed(ratioFloor, 2)} ratio_proper_lockfile=${
-      fixed(ratioProper, 2)
-    }` + verdict(ratioFloor <= 1.25 && ratioProper <= 1.3, "ratio_floor ≤ 1.25 and ratio_proper_lockfile ≤ 1.3")
+    } lockfile=${fixed(m.lockfile, 0)} pidlock=${fixed(m.pidlock, 0)} ratio_floor=${
+      fixed(ratioFloor, 2)
+    } ratio_proper_lockfile=${fixed(ratioProper, 2)}` +
+      verdict(ratioFloor <= 1.25 && ratioProper <= 1.3, "ratio_floor ≤ 1.25 and ratio_proper_lockfile ≤ 1.3")
   )
   console.log(
     `#   median µs over ${rounds * batch} cycles each; without the watchdog (checkInterval: false): effect-pidlock=${
@@ -199,7 +203,9 @@ const takeover = async () => {
       fixed(median(ours.map((run) => run.reaped)))
     } (the kernel tearing the process down), reaped to holding ${
       fixed(median(ours.map((run) => run.total - run.reaped)))
-    } (the lock); proper-lockfile: ${quick ? 0 : 1} run at its default stale, median of ${properMin.length} at its minimum`
+    } (the lock); proper-lockfile: ${
+      quick ? 0 : 1
+    } run at its default stale, median of ${properMin.length} at its minimum`
   )
 }
 
@@ -350,9 +356,9 @@ const heap = () => {
   console.log(
     `#   over ${cycles} cycles with the default options, after ${warmUp} cycles of warm-up, with GC (${
       fixed(result.seconds)
-    } s); from cycle 2000 to the end of the warm-up the heap grew ${
-      fixed(result.warmUpGrowthKb)
-    } KiB, to ${fixed(result.before / 1048576)} MiB (steps of Effect's per-fiber scheduler WeakMap: BENCHMARKS.md)`
+    } s); from cycle 2000 to the end of the warm-up the heap grew ${fixed(result.warmUpGrowthKb)} KiB, to ${
+      fixed(result.before / 1048576)
+    } MiB (steps of Effect's per-fiber scheduler WeakMap: BENCHMARKS.md)`
   )
 }
 
@@ -379,7 +385,9 @@ const postgres = () =>
     await client.connect()
     const { rows: [version] } = await client.query<{ server_version: string }>("SHOW server_version")
     console.log(
-      `# postgres ${version!.server_version} started in ${fixed((now() - startedAt) / 1000)} s on 127.0.0.1:${server.port} (TCP), ` +
+      `# postgres ${version!.server_version} started in ${
+        fixed((now() - startedAt) / 1000)
+      } s on 127.0.0.1:${server.port} (TCP), ` +
         `fsync=off and synchronous_commit=off (test/support/postgresServer.ts): a commit does not wait for the disk`
     )
     return { server, url, client }
@@ -423,7 +431,9 @@ const pgCycle = async () => {
   >
   const ratio = m["effect-pidlock"] / m["raw-pg"]
   console.log(
-    `pg_cycle: effect-pidlock=${fixed(m["effect-pidlock"], 0)} raw_pg=${fixed(m["raw-pg"], 0)} ratio=${fixed(ratio, 2)}` +
+    `pg_cycle: effect-pidlock=${fixed(m["effect-pidlock"], 0)} raw_pg=${fixed(m["raw-pg"], 0)} ratio=${
+      fixed(ratio, 2)
+    }` +
       verdict(ratio <= 1.3, "ratio ≤ 1.3")
   )
   // The statements named by what they call: the lock's, with the owner record, and the unlock.
@@ -431,7 +441,9 @@ const pgCycle = async () => {
     `${/pg_try_advisory_lock|pg_advisory_unlock/.exec(text)?.[0] ?? text.slice(0, 20)} (${values} values)`
   )
   console.log(
-    `#   median µs over ${rounds * batch} cycles each; effect-pidlock with checkInterval: false (no watchdog), raw_pg the statements of its cycle (${
+    `#   median µs over ${
+      rounds * batch
+    } cycles each; effect-pidlock with checkInterval: false (no watchdog), raw_pg the statements of its cycle (${
       named.join(", ")
     }), same texts and values, through one pg.Client connected once`
   )
@@ -503,7 +515,9 @@ const pgTakeover = async () => {
   console.log(
     `#   from the SIGKILL of the holder to the waiter (another process, blocked in the server) holding the lock; median: kill to reaped ${
       fixed(median(results.map((run) => run.reaped)))
-    } (the kernel tearing the process down, its socket closed on the way), max ${fixed(Math.max(...results.map((run) => run.total)))}`
+    } (the kernel tearing the process down, its socket closed on the way), max ${
+      fixed(Math.max(...results.map((run) => run.total)))
+    }`
   )
   console.log(
     `#   times from now() (timeOrigin + performance.now()) in the driver and the agents; the waiter's report reached the driver ${
@@ -556,9 +570,9 @@ const pgHandoff = async () => {
     } (p99 ${fixed(quantile(fromEnd, 0.99))}); the release itself took ${fixed(median(releases))}`
   )
   console.log(
-    `#   times from now() in the agents; the waiter's report reached the driver ${fixed(median(reports), 2)} ms (median; min ${
-      fixed(Math.min(...reports), 2)
-    }) after its timestamp`
+    `#   times from now() in the agents; the waiter's report reached the driver ${
+      fixed(median(reports), 2)
+    } ms (median; min ${fixed(Math.min(...reports), 2)}) after its timestamp`
   )
 }
 
@@ -575,7 +589,9 @@ const fileSystemOf = (path: string): string => {
 const main = async () => {
   const began = now()
   console.log(
-    `# ${new Date().toISOString()} ${quick ? "quick" : "full"} run; nproc ${Os.availableParallelism()}; node ${process.version}; lock dir ${base} (${
+    `# ${new Date().toISOString()} ${
+      quick ? "quick" : "full"
+    } run; nproc ${Os.availableParallelism()}; node ${process.version}; lock dir ${base} (${
       fileSystemOf(base)
     }); load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`
   )
@@ -604,7 +620,9 @@ const main = async () => {
     Fs.rmSync(base, { recursive: true, force: true })
     await stopPostgres()
   }
-  console.log(`# done in ${fixed((now() - began) / 1000)} s; load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`)
+  console.log(
+    `# done in ${fixed((now() - began) / 1000)} s; load average ${Os.loadavg().map((load) => fixed(load, 2)).join(" ")}`
+  )
 }
 
 await main()

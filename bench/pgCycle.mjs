@@ -8,16 +8,21 @@
 // which the other variants send.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as PgLock from "effect-pidlock/PgLock"
+import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
-import * as PgLock from "effect-pidlock/PgLock"
-import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import pg from "pg"
 import { send } from "./common.mjs"
 
-const [url, rounds, batch, implList] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5]]
+const [url, rounds, batch, implList] = [
+  process.argv[2],
+  Number(process.argv[3]),
+  Number(process.argv[4]),
+  process.argv[5]
+]
 const impls = implList.split(",")
 const NAME = "pg-cycle"
 
@@ -34,7 +39,10 @@ const query = pg.Client.prototype.query
 pg.Client.prototype.query = function(config, values, callback) {
   statementCount++
   if (recording) {
-    sent.push({ text: typeof config === "string" ? config : config.text, values: Array.isArray(values) ? [...values] : [] })
+    sent.push({
+      text: typeof config === "string" ? config : config.text,
+      values: Array.isArray(values) ? [...values] : []
+    })
   }
   mark()
   if (typeof callback === "function") {
@@ -95,7 +103,9 @@ if (
   lockStatements.length !== 2 || !lockStatements[0].text.includes("pg_try_advisory_lock") ||
   !lockStatements[1].text.includes("pg_advisory_unlock")
 ) {
-  throw new Error(`a PgLock cycle sent other statements than the lock and the unlock: ${JSON.stringify(lockStatements)}`)
+  throw new Error(
+    `a PgLock cycle sent other statements than the lock and the unlock: ${JSON.stringify(lockStatements)}`
+  )
 }
 const sendStatements = async (client) => {
   for (const { text, values } of lockStatements) await client.query(text, values)

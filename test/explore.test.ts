@@ -4,7 +4,7 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Path from "node:path"
-import * as Posix from "../src/Posix.js"
+import type * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import type * as Testing from "../src/testing/index.js"
 import { replay, search, type SearchOptions } from "./explore/explorer.js"
@@ -48,14 +48,27 @@ const TIMEOUT = 90_000
 
 describe("interleaving explorer", () => {
   for (const contenders of [2, 3]) {
-    it.each(["free", "stale"] as const)(`${contenders} contenders from a %s lock: seeded random schedules, crashes included`, (scenario) =>
-      clean({ contenders, scenario, strategy: { _tag: "random", count: SCHEDULES, seed: contenders } }, SCHEDULES), TIMEOUT)
+    it.each(["free", "stale"] as const)(
+      `${contenders} contenders from a %s lock: seeded random schedules, crashes included`,
+      (scenario) =>
+        clean({ contenders, scenario, strategy: { _tag: "random", count: SCHEDULES, seed: contenders } }, SCHEDULES),
+      TIMEOUT
+    )
   }
 
   // Every holder listens on its socket before a record names it: where /proc
   // is wrong, the socket still proves a live holder alive.
-  it("with /proc calling every holder dead, the holders' sockets alone keep the lock exclusive", () =>
-    clean({ contenders: 2, scenario: "free", processInfo: everyHolderStale, strategy: { _tag: "random", count: SCHEDULES, seed: 7 } }, SCHEDULES), TIMEOUT)
+  it(
+    "with /proc calling every holder dead, the holders' sockets alone keep the lock exclusive",
+    () =>
+      clean({
+        contenders: 2,
+        scenario: "free",
+        processInfo: everyHolderStale,
+        strategy: { _tag: "random", count: SCHEDULES, seed: 7 }
+      }, SCHEDULES),
+    TIMEOUT
+  )
 
   it("finds the lock taken from a live holder when the judge calls it dead, and the printed schedule replays it", () => {
     const options = { contenders: 2, scenario: "free", processInfo: everyHolderStale, posix: noSocketAnswers } as const
@@ -74,7 +87,10 @@ describe("interleaving explorer", () => {
     assert.strictEqual(report.violations, 1)
     const [failure] = report.failures
     assert.isDefined(failure)
-    assert.isTrue(failure.messages.some((message) => /handed generation 1, after 1$/.test(message)), failure.messages.join("; "))
+    assert.isTrue(
+      failure.messages.some((message) => /handed generation 1, after 1$/.test(message)),
+      failure.messages.join("; ")
+    )
     const replayed = replay(options, failure.schedule)
     assert.deepStrictEqual(replayed.violations, failure.messages)
   })
@@ -102,7 +118,8 @@ describe("the dependency relation", () => {
     step(1, "remove", at(`generation.${A}`), { syscall: "lstat" }),
     step(1, "remove", at(`generation.${A}`), { syscall: "unlink" })
   ]
-  const dependsOn = (own: ReturnType<typeof step>) => other.filter((step) => dependent(own, step)).map((step) => step.label)
+  const dependsOn = (own: ReturnType<typeof step>) =>
+    other.filter((step) => dependent(own, step)).map((step) => step.label)
   const home = "/tmp/locks/app"
 
   it("orders each call of the generation counter with exactly the calls that touch its names", () => {

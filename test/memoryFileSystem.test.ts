@@ -1,6 +1,6 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -325,12 +325,22 @@ const cases: ReadonlyArray<Case> = [
   {
     name: "remove an empty directory without recursive",
     run: (fs, at) => fs.remove(at("empty")),
-    failure: fails("remove", "Unknown", "ERR_FS_EISDIR", "Path is a directory: rm returned EISDIR (is a directory) ~/empty")
+    failure: fails(
+      "remove",
+      "Unknown",
+      "ERR_FS_EISDIR",
+      "Path is a directory: rm returned EISDIR (is a directory) ~/empty"
+    )
   },
   {
     name: "remove a symlinked directory with a trailing slash, without recursive",
     run: (fs, at) => fs.remove(at("linkdir/")),
-    failure: fails("remove", "Unknown", "ERR_FS_EISDIR", "Path is a directory: rm returned EISDIR (is a directory) ~/linkdir/")
+    failure: fails(
+      "remove",
+      "Unknown",
+      "ERR_FS_EISDIR",
+      "Path is a directory: rm returned EISDIR (is a directory) ~/linkdir/"
+    )
   },
   {
     name: "remove a directory recursively",
@@ -906,7 +916,10 @@ describe("memory file system: fault hooks", () => {
       const fs = memory.fileSystem
       yield* fs.makeDirectory("/tmp/staging")
       const error = yield* Effect.flip(fs.rename("/tmp/staging", "/tmp/lock"))
-      assert.deepStrictEqual(shapeOf(error), shapeOf(Testing.systemError("rename", "/tmp/staging", "EXDEV", { dest: "/tmp/lock" })))
+      assert.deepStrictEqual(
+        shapeOf(error),
+        shapeOf(Testing.systemError("rename", "/tmp/staging", "EXDEV", { dest: "/tmp/lock" }))
+      )
       yield* fs.rename("/tmp/staging", "/tmp/lock")
       assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), ["lock"])
     }))
@@ -917,7 +930,10 @@ describe("memory file system: fault hooks", () => {
         hook: Testing.failMatching({ method: "symlink", path: "/tmp/entry", errno: "ENOSPC" })
       })
       const error = yield* Effect.flip(memory.fileSystem.symlink("record", "/tmp/entry"))
-      assert.deepStrictEqual(shapeOf(error), shapeOf(Testing.systemError("symlink", "record", "ENOSPC", { dest: "/tmp/entry" })))
+      assert.deepStrictEqual(
+        shapeOf(error),
+        shapeOf(Testing.systemError("symlink", "record", "ENOSPC", { dest: "/tmp/entry" }))
+      )
       assert.deepStrictEqual(yield* memory.fileSystem.readDirectory("/tmp"), [])
     }))
 
@@ -969,7 +985,10 @@ const watching = (memory: Testing.MemoryFileSystem, path: string, options?: File
     const events = yield* Queue.unbounded<string>()
     const calls = yield* memory.calls
     yield* Effect.forkScoped(
-      Stream.runForEach(memory.fileSystem.watch(path, options), (event) => Queue.offer(events, `${event._tag} ${event.path}`))
+      Stream.runForEach(
+        memory.fileSystem.watch(path, options),
+        (event) => Queue.offer(events, `${event._tag} ${event.path}`)
+      )
     )
     while ((yield* memory.calls) === calls) yield* Effect.yieldNow()
     return events
@@ -1148,22 +1167,70 @@ describe("memory file system: an unprivileged user", () => {
     readonly [string, (fs: FileSystem.FileSystem) => Effect.Effect<unknown, PlatformError>, string]
   > = [
     // fs.rm: unlink EPERM (sticky), then rmdir EPERM, then reading the "directory" fails.
-    ["remove another's file in a sticky directory", (fs) => fs.remove("/tmp/sticky/rootfile"), "ENOTDIR scandir /tmp/sticky/rootfile"],
-    ["remove another's directory in a sticky directory", (fs) => fs.remove("/tmp/sticky/rootdir", { recursive: true }), "EPERM rmdir /tmp/sticky/rootdir"],
-    ["rename another's file in a sticky directory", (fs) => fs.rename("/tmp/sticky/rootfile", "/tmp/sticky/x"), "EPERM rename /tmp/sticky/rootfile"],
+    [
+      "remove another's file in a sticky directory",
+      (fs) => fs.remove("/tmp/sticky/rootfile"),
+      "ENOTDIR scandir /tmp/sticky/rootfile"
+    ],
+    [
+      "remove another's directory in a sticky directory",
+      (fs) => fs.remove("/tmp/sticky/rootdir", { recursive: true }),
+      "EPERM rmdir /tmp/sticky/rootdir"
+    ],
+    [
+      "rename another's file in a sticky directory",
+      (fs) => fs.rename("/tmp/sticky/rootfile", "/tmp/sticky/x"),
+      "EPERM rename /tmp/sticky/rootfile"
+    ],
     ["makeDirectory in a read-only directory", (fs) => fs.makeDirectory("/tmp/ro/x"), "EACCES mkdir /tmp/ro/x"],
-    ["makeDirectory of an existing name in a read-only directory", (fs) => fs.makeDirectory("/tmp/ro/sub"), "EEXIST mkdir /tmp/ro/sub"],
-    ["makeDirectory recursive of an existing directory in a read-only directory", (fs) => fs.makeDirectory("/tmp/ro/sub", { recursive: true }), "ok"],
+    [
+      "makeDirectory of an existing name in a read-only directory",
+      (fs) => fs.makeDirectory("/tmp/ro/sub"),
+      "EEXIST mkdir /tmp/ro/sub"
+    ],
+    [
+      "makeDirectory recursive of an existing directory in a read-only directory",
+      (fs) => fs.makeDirectory("/tmp/ro/sub", { recursive: true }),
+      "ok"
+    ],
     ["symlink in a read-only directory", (fs) => fs.symlink("t", "/tmp/ro/x"), "EACCES symlink t"],
-    ["symlink onto an existing name in a read-only directory", (fs) => fs.symlink("t", "/tmp/ro/f"), "EEXIST symlink t"],
+    [
+      "symlink onto an existing name in a read-only directory",
+      (fs) => fs.symlink("t", "/tmp/ro/f"),
+      "EEXIST symlink t"
+    ],
     ["remove in a read-only directory", (fs) => fs.remove("/tmp/ro/f"), "EACCES unlink /tmp/ro/f"],
-    ["rename out of a read-only directory", (fs) => fs.rename("/tmp/ro/f", "/tmp/sticky/mine"), "EACCES rename /tmp/ro/f"],
-    ["rename into a read-only directory", (fs) => fs.rename("/tmp/sticky/own", "/tmp/ro/own"), "EACCES rename /tmp/sticky/own"],
-    ["rename a missing name in a read-only directory", (fs) => fs.rename("/tmp/ro/missing", "/tmp/sticky/zz"), "ENOENT rename /tmp/ro/missing"],
+    [
+      "rename out of a read-only directory",
+      (fs) => fs.rename("/tmp/ro/f", "/tmp/sticky/mine"),
+      "EACCES rename /tmp/ro/f"
+    ],
+    [
+      "rename into a read-only directory",
+      (fs) => fs.rename("/tmp/sticky/own", "/tmp/ro/own"),
+      "EACCES rename /tmp/sticky/own"
+    ],
+    [
+      "rename a missing name in a read-only directory",
+      (fs) => fs.rename("/tmp/ro/missing", "/tmp/sticky/zz"),
+      "ENOENT rename /tmp/ro/missing"
+    ],
     ["readDirectory without read permission", (fs) => fs.readDirectory("/tmp/noread"), "EACCES scandir /tmp/noread"],
-    ["stat through a directory without search permission", (fs) => fs.stat("/tmp/nosearch/f"), "EACCES stat /tmp/nosearch/f"],
-    ["readLink through a directory without search permission", (fs) => fs.readLink("/tmp/nosearch/f"), "EACCES readlink /tmp/nosearch/f"],
-    ["remove with force through a directory without search permission", (fs) => fs.remove("/tmp/nosearch/missing", { force: true }), "EACCES lstat /tmp/nosearch/missing"],
+    [
+      "stat through a directory without search permission",
+      (fs) => fs.stat("/tmp/nosearch/f"),
+      "EACCES stat /tmp/nosearch/f"
+    ],
+    [
+      "readLink through a directory without search permission",
+      (fs) => fs.readLink("/tmp/nosearch/f"),
+      "EACCES readlink /tmp/nosearch/f"
+    ],
+    [
+      "remove with force through a directory without search permission",
+      (fs) => fs.remove("/tmp/nosearch/missing", { force: true }),
+      "EACCES lstat /tmp/nosearch/missing"
+    ],
     ["readFile without read permission", (fs) => fs.readFile("/tmp/secret"), "EACCES open /tmp/secret"],
     ["writeFile without write permission", (fs) => fs.writeFileString("/tmp/secret", "x"), "EACCES open /tmp/secret"],
     ["access readable", (fs) => fs.access("/tmp/secret", { readable: true }), "EACCES access /tmp/secret"],
@@ -1194,7 +1261,11 @@ describe("memory file system: an unprivileged user", () => {
       const fs = yield* setUp
       yield* fs.writeFileString("/tmp/sticky/new", "")
       const info = yield* fs.stat("/tmp/sticky/new")
-      assert.deepStrictEqual([info.uid, info.gid, info.mode.toString(8)], [Option.some(1000), Option.some(1000), "100644"])
+      assert.deepStrictEqual([info.uid, info.gid, info.mode.toString(8)], [
+        Option.some(1000),
+        Option.some(1000),
+        "100644"
+      ])
     }))
 })
 
@@ -1319,7 +1390,20 @@ const makeMachine = (options?: Omit<Testing.MemoryFileSystemOptions, "processes"
 
 describe("memory Posix: lstat", () => {
   // Each path of the conformance tree, on the real disk through node:fs and in memory.
-  const paths = ["file", "dir", "linkfile", "linkdir", "linkdir/", "dangling", "dangling/", "loop1", "loop1/", "missing", "file/x", "file/"]
+  const paths = [
+    "file",
+    "dir",
+    "linkfile",
+    "linkdir",
+    "linkdir/",
+    "dangling",
+    "dangling/",
+    "loop1",
+    "loop1/",
+    "missing",
+    "file/x",
+    "file/"
+  ]
 
   it.scopedLive("answers as Node's lstat on every entry of the conformance tree", () =>
     Effect.gen(function*() {
@@ -1349,7 +1433,11 @@ describe("memory Posix: lstat", () => {
             assert.strictEqual(error.method, "lstat")
             assert.strictEqual(error._tag === "SystemError" && error.syscall, "lstat")
             assert.strictEqual(error.description, cause.message)
-            return Effect.succeed({ code: cause.code, syscall: cause.syscall, message: cause.message.split("/tmp").join("~") })
+            return Effect.succeed({
+              code: cause.code,
+              syscall: cause.syscall,
+              message: cause.message.split("/tmp").join("~")
+            })
           })
         )
         assert.deepStrictEqual(actual, expected, path)
@@ -1450,11 +1538,14 @@ describe("memory Posix: listen", () => {
 
       yield* fs.writeFileString("/tmp/file", "")
       yield* fs.makeDirectory("/tmp/ro", { mode: 0o555 })
-      const failures = yield* Effect.forEach(["/tmp/missing", "/tmp/ro", "/tmp/file"], (directory) =>
-        Effect.map(Effect.flip(posix.listen(directory)), (error) => [
-          error._tag === "SystemError" && error.reason,
-          error.description
-        ]))
+      const failures = yield* Effect.forEach(
+        ["/tmp/missing", "/tmp/ro", "/tmp/file"],
+        (directory) =>
+          Effect.map(Effect.flip(posix.listen(directory)), (error) => [
+            error._tag === "SystemError" && error.reason,
+            error.description
+          ])
+      )
       assert.deepStrictEqual(failures, [
         ["PermissionDenied", `listen EACCES: permission denied ${posix.socketPath("/tmp/missing")}`],
         ["PermissionDenied", `listen EACCES: permission denied ${posix.socketPath("/tmp/ro")}`],
@@ -1576,12 +1667,15 @@ describe("memory Posix: sockets in the tree, the hook, the constructors", () => 
         Effect.flip(fs.copyFile(path, "/tmp/copy")),
         Effect.flip(fs.open(path))
       ])
-      assert.deepStrictEqual(unopened.map(shapeOf), [
-        Testing.systemError("readFile", path, "ENXIO", { syscall: "open" }),
-        Testing.systemError("writeFile", path, "ENXIO", { syscall: "open" }),
-        Testing.systemError("copyFile", path, "ENXIO", { dest: "/tmp/copy" }),
-        Testing.systemError("open", path, "ENXIO")
-      ].map(shapeOf))
+      assert.deepStrictEqual(
+        unopened.map(shapeOf),
+        [
+          Testing.systemError("readFile", path, "ENXIO", { syscall: "open" }),
+          Testing.systemError("writeFile", path, "ENXIO", { syscall: "open" }),
+          Testing.systemError("copyFile", path, "ENXIO", { dest: "/tmp/copy" }),
+          Testing.systemError("open", path, "ENXIO")
+        ].map(shapeOf)
+      )
       // Permission is checked first: others may read this one (0755), not write it.
       const other = memory.asUser({ uid: 2000, gid: 2000 })
       assert.strictEqual(codeOfError(yield* Effect.flip(other.readFile(path))), "ENXIO")
@@ -1609,14 +1703,19 @@ describe("memory Posix: sockets in the tree, the hook, the constructors", () => 
       assert.deepStrictEqual(yield* fs.readDirectory("/tmp"), [])
       const io = yield* Effect.flip(posix.probe("/tmp/x"))
       assert.deepStrictEqual(shapeOf(io), shapeOf(Testing.systemError("probe", "/tmp/x", "EIO")))
-      assert.deepStrictEqual([io._tag === "SystemError" && io.syscall, io.description], ["connect", "connect EIO /tmp/x"])
+      assert.deepStrictEqual([io._tag === "SystemError" && io.syscall, io.description], [
+        "connect",
+        "connect EIO /tmp/x"
+      ])
       yield* posix.listen("/tmp")
 
       // A probe takes effect when its hook lets it go: the process ended meanwhile.
       const arrived = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       yield* memory.setHook((call) =>
-        call.method === "probe" ? Effect.zipRight(Deferred.succeed(arrived, undefined), Deferred.await(release)) : Effect.void
+        call.method === "probe"
+          ? Effect.zipRight(Deferred.succeed(arrived, undefined), Deferred.await(release))
+          : Effect.void
       )
       const probing = yield* Effect.fork(posix.probe(path))
       yield* Deferred.await(arrived)
@@ -1632,7 +1731,9 @@ describe("memory Posix: sockets in the tree, the hook, the constructors", () => 
       const onNode = yield* Effect.exit(Effect.provide(Testing.makePosix(1), NodeFileSystem.layer))
       assert.include(messageOf(onNode), "not a memory file system")
       const bare = yield* Testing.makeFileSystem()
-      const noTable = yield* Effect.exit(Effect.provideService(Testing.makePosix(1), FileSystem.FileSystem, bare.fileSystem))
+      const noTable = yield* Effect.exit(
+        Effect.provideService(Testing.makePosix(1), FileSystem.FileSystem, bare.fileSystem)
+      )
       assert.include(messageOf(noTable), "no process table")
       const { posixOf } = yield* makeMachine()
       assert.include(messageOf(yield* Effect.exit(posixOf(4242))), "no process with pid 4242")

@@ -1,8 +1,8 @@
 // Posix.layerNode on the real disk, with real sockets and real processes.
 // The child processes run test/fixtures/listener.mjs, which loads the built
 // module (dist/): after changing src/, run `npm run build`.
-import type { PlatformError } from "@effect/platform/Error"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -104,8 +104,10 @@ const spawnListener = (directory: string, ...flags: ReadonlyArray<string>) =>
         const line = out.split("\n").find((l) => l.startsWith("ready "))
         if (line !== undefined) resume(Effect.succeed(JSON.parse(line.slice("ready ".length)) as Ready))
       })
-      child.once("exit", (code, signal) =>
-        resume(Effect.fail(new Error(`listener exited (${code ?? signal}): ${err}`))))
+      child.once(
+        "exit",
+        (code, signal) => resume(Effect.fail(new Error(`listener exited (${code ?? signal}): ${err}`)))
+      )
     }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("listener not ready") }))
     if (ready.sleepPid !== undefined) {
       const sleepPid = ready.sleepPid
@@ -458,18 +460,24 @@ interface Setup {
 }
 
 const implementations: ReadonlyArray<readonly [string, Effect.Effect<Setup, PlatformError, Scope.Scope>]> = [
-  ["node", Effect.gen(function*() {
-    const fs = yield* Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer)
-    return { posix: yield* posixNode, fs, dir: yield* tempDir }
-  })],
-  ["memory", Effect.gen(function*() {
-    const processes = yield* Testing.makeProcessTable()
-    const memory = yield* Testing.makeFileSystem({ processes })
-    const { pid } = yield* processes.spawn()
-    const posix = yield* Effect.provide(Testing.makePosix(pid), memory.layer)
-    yield* memory.fileSystem.makeDirectory("/tmp/posix", { recursive: true })
-    return { posix, fs: memory.fileSystem, dir: "/tmp/posix" }
-  })]
+  [
+    "node",
+    Effect.gen(function*() {
+      const fs = yield* Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer)
+      return { posix: yield* posixNode, fs, dir: yield* tempDir }
+    })
+  ],
+  [
+    "memory",
+    Effect.gen(function*() {
+      const processes = yield* Testing.makeProcessTable()
+      const memory = yield* Testing.makeFileSystem({ processes })
+      const { pid } = yield* processes.spawn()
+      const posix = yield* Effect.provide(Testing.makePosix(pid), memory.layer)
+      yield* memory.fileSystem.makeDirectory("/tmp/posix", { recursive: true })
+      return { posix, fs: memory.fileSystem, dir: "/tmp/posix" }
+    })
+  ]
 ]
 
 // What a call gave, reduced to what both must agree on.
@@ -494,37 +502,66 @@ type SharedCase = readonly [
 ]
 
 const sharedCases: ReadonlyArray<SharedCase> = [
-  ["lstat of a file", ({ dir, fs, posix }) =>
-    Effect.zipRight(fs.writeFileString(`${dir}/file`, "x"), observe(typeOf(posix, `${dir}/file`))), { ok: "File" }],
+  [
+    "lstat of a file",
+    ({ dir, fs, posix }) =>
+      Effect.zipRight(fs.writeFileString(`${dir}/file`, "x"), observe(typeOf(posix, `${dir}/file`))),
+    { ok: "File" }
+  ],
   ["lstat of a directory", ({ dir, posix }) => observe(typeOf(posix, dir)), { ok: "Directory" }],
-  ["lstat of a symbolic link", ({ dir, fs, posix }) =>
-    Effect.zipRight(fs.symlink(dir, `${dir}/link`), observe(typeOf(posix, `${dir}/link`))), { ok: "SymbolicLink" }],
-  ["lstat of a dangling symbolic link", ({ dir, fs, posix }) =>
-    Effect.zipRight(fs.symlink(`${dir}/nowhere`, `${dir}/link`), observe(typeOf(posix, `${dir}/link`))), {
-    ok: "SymbolicLink"
-  }],
+  [
+    "lstat of a symbolic link",
+    ({ dir, fs, posix }) => Effect.zipRight(fs.symlink(dir, `${dir}/link`), observe(typeOf(posix, `${dir}/link`))),
+    { ok: "SymbolicLink" }
+  ],
+  [
+    "lstat of a dangling symbolic link",
+    ({ dir, fs, posix }) =>
+      Effect.zipRight(fs.symlink(`${dir}/nowhere`, `${dir}/link`), observe(typeOf(posix, `${dir}/link`))),
+    {
+      ok: "SymbolicLink"
+    }
+  ],
   ["lstat of a missing path", ({ dir, posix }) => observe(posix.lstat(`${dir}/missing`)), {
     error: { reason: "NotFound", method: "lstat", syscall: "lstat", code: "ENOENT" }
   }],
-  ["lstat through a file", ({ dir, fs, posix }) =>
-    Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.lstat(`${dir}/file/below`))), {
-    error: { reason: "BadResource", method: "lstat", syscall: "lstat", code: "ENOTDIR" }
-  }],
+  [
+    "lstat through a file",
+    ({ dir, fs, posix }) =>
+      Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.lstat(`${dir}/file/below`))),
+    {
+      error: { reason: "BadResource", method: "lstat", syscall: "lstat", code: "ENOTDIR" }
+    }
+  ],
   ["probe of a missing path", ({ dir, posix }) => observe(posix.probe(`${dir}/missing.sock`)), { ok: "Missing" }],
-  ["probe of a regular file", ({ dir, fs, posix }) =>
-    Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.probe(`${dir}/file`))), { ok: "Refused" }],
-  ["probe through a file", ({ dir, fs, posix }) =>
-    Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.probe(`${dir}/file/x.sock`))), {
-    error: { reason: "BadResource", method: "probe", syscall: "connect", code: "ENOTDIR" }
-  }],
-  ["listen, then lstat and probe its socket", ({ dir, posix }) =>
-    Effect.flatMap(posix.listen(dir), ({ path }) => observe(Effect.all([typeOf(posix, path), posix.probe(path)]))), {
-    ok: ["Socket", "Listening"]
-  }],
-  ["listen where the name is taken", ({ dir, fs, posix }) =>
-    Effect.zipRight(fs.writeFileString(posix.socketPath(dir), ""), observe(posix.listen(dir))), {
-    error: { reason: "Unknown", method: "listen", syscall: "listen", code: "EADDRINUSE" }
-  }]
+  [
+    "probe of a regular file",
+    ({ dir, fs, posix }) => Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.probe(`${dir}/file`))),
+    { ok: "Refused" }
+  ],
+  [
+    "probe through a file",
+    ({ dir, fs, posix }) =>
+      Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.probe(`${dir}/file/x.sock`))),
+    {
+      error: { reason: "BadResource", method: "probe", syscall: "connect", code: "ENOTDIR" }
+    }
+  ],
+  [
+    "listen, then lstat and probe its socket",
+    ({ dir, posix }) =>
+      Effect.flatMap(posix.listen(dir), ({ path }) => observe(Effect.all([typeOf(posix, path), posix.probe(path)]))),
+    {
+      ok: ["Socket", "Listening"]
+    }
+  ],
+  [
+    "listen where the name is taken",
+    ({ dir, fs, posix }) => Effect.zipRight(fs.writeFileString(posix.socketPath(dir), ""), observe(posix.listen(dir))),
+    {
+      error: { reason: "Unknown", method: "listen", syscall: "listen", code: "EADDRINUSE" }
+    }
+  ]
 ]
 
 describe("Posix: the Node layer and Testing.makePosix agree", () => {

@@ -1,8 +1,8 @@
 // The PostgreSQL server of the test run (test/support/postgresSetup.ts): it
 // answers queries, gives each caller a database of its own, and runs as an
 // unprivileged user.
-import { assert, describe, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import { freshDatabase, layerPgClient } from "./support/postgres.js"

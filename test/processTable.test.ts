@@ -13,8 +13,7 @@ const makeMachine = (options?: Testing.ProcessTableOptions) =>
     const processes = yield* Testing.makeProcessTable(options)
     const memory = yield* Testing.makeFileSystem({ processes })
     const fs = memory.fileSystem
-    const infoOf = (pid: number) =>
-      Testing.makeProcessInfo(pid).pipe(Effect.provideService(FileSystem.FileSystem, fs))
+    const infoOf = (pid: number) => Testing.makeProcessInfo(pid).pipe(Effect.provideService(FileSystem.FileSystem, fs))
     // A new process and its ProcessInfo, as a contender would build it on start.
     const start = (options?: Testing.SpawnOptions) =>
       Effect.flatMap(processes.spawn(options), (process) => infoOf(process.pid))
@@ -43,7 +42,10 @@ describe("ProcessTable under /proc", () => {
       const { fs, processes } = yield* makeMachine({ hostname: "box", pidNamespace: "pid:[4026532001]" })
       const process = yield* processes.spawn({ cmdline: ["node", "main.js", "--flag"] })
       assert.strictEqual(yield* fs.readFileString(`/proc/${process.pid}/cmdline`), "node\0main.js\0--flag\0")
-      assert.match(yield* fs.readFileString("/proc/sys/kernel/random/boot_id"), /^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\n$/)
+      assert.match(
+        yield* fs.readFileString("/proc/sys/kernel/random/boot_id"),
+        /^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\n$/
+      )
       assert.strictEqual(yield* fs.readFileString("/proc/sys/kernel/hostname"), "box\n")
       assert.strictEqual(yield* fs.readLink("/proc/self/ns/pid"), "pid:[4026532001]")
       assert.strictEqual(yield* fs.readLink(`/proc/${process.pid}/ns/pid`), "pid:[4026532001]")
@@ -58,7 +60,11 @@ describe("ProcessTable under /proc", () => {
       const process = yield* processes.spawn()
       for (const path of [`/proc/${process.pid}/environ`, "/proc/4242/stat", "/proc/uptime", "/proc/self/stat"]) {
         const error = yield* Effect.flip(fs.readFileString(path))
-        assert.deepStrictEqual([error._tag === "SystemError" && error.reason, codeOf(error)], ["NotFound", "ENOENT"], path)
+        assert.deepStrictEqual(
+          [error._tag === "SystemError" && error.reason, codeOf(error)],
+          ["NotFound", "ENOENT"],
+          path
+        )
       }
     }))
 
@@ -187,7 +193,12 @@ describe("ProcessTable under /proc", () => {
       assert.isTrue(yield* processes.isAlive(process.pid))
       const error = yield* Effect.flip(fs.readFileString(`/proc/${process.pid}/stat`))
       assert.deepStrictEqual(
-        [error._tag === "SystemError" && error.reason, codeOf(error), error.description, (error.cause as { path?: string }).path],
+        [
+          error._tag === "SystemError" && error.reason,
+          codeOf(error),
+          error.description,
+          (error.cause as { path?: string }).path
+        ],
         ["Unknown", "ESRCH", "ESRCH: no such process, read", undefined]
       )
       assert.isFalse(yield* processes.isAlive(process.pid))
@@ -320,7 +331,10 @@ describe("ProcessInfo.makeLinux on a fake process", () => {
       assert.deepStrictEqual([asA.uid, asB.uid], [Option.some(memory.uid), Option.some(memory.uid)])
       assert.deepStrictEqual(yield* asB.judge(asA.self), ProcessInfo.Verdict.Alive())
       // The same through layers.
-      const viaLayer = yield* ProcessInfo.ProcessInfo.pipe(Effect.provide(Testing.layerProcessInfo(b.pid)), Effect.provide(memory.layer))
+      const viaLayer = yield* ProcessInfo.ProcessInfo.pipe(
+        Effect.provide(Testing.layerProcessInfo(b.pid)),
+        Effect.provide(memory.layer)
+      )
       assert.isTrue(ProcessInfo.isSameProcess(viaLayer.self, asB.self))
     }))
 })

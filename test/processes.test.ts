@@ -3,21 +3,20 @@
 // would. `npm test` builds first; after changing src/, run `npm run build`.
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as ChildProcess from "node:child_process"
+import type * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as PidLock from "../src/PidLock.js"
+import { formatReport, runStress } from "./stress/stress.js"
 import { describeChild, spawnNode, waitForExit, waitForLine } from "./support/children.js"
 import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
-import { formatReport, runStress } from "./stress/stress.js"
 
 const HOLDER = fileURLToPath(new URL("./fixtures/holder.mjs", import.meta.url))
 const NAME = "app"
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
-
 
 // -----------------------------------------------------------------------------
 // Helpers
@@ -41,51 +40,65 @@ describe("real processes", () => {
     { title: "a race of 8 processes, each in a pid namespace of its own", pidNamespaces: true, run: isRoot }
   ]
   for (const { pidNamespaces, run, title } of stressRuns) {
-    it.live.skipIf(!run)(`${title} with SIGKILLed holders: never two holders, every dead holder's lock taken over`, () =>
-      Effect.gen(function*() {
-        const report = yield* runStress({
-          dir: Os.tmpdir(),
-          processes: 8,
-          acquisitions: 100,
-          killProbability: 0.05,
-          pauseMs: [20, 80],
-          minKills: 3,
-          pidNamespaces
-        })
-        console.log(formatReport(report))
-        assert.deepStrictEqual(report.problems, [], "overlaps, stuck locks, leftovers, generations or failed children")
-        assert.strictEqual(report.overlaps, 0)
-        assert.strictEqual(report.stuck, 0)
-        assert.strictEqual(report.generationsNotIncreasing, 0)
-        assert.strictEqual(report.generations?.[0], 1)
-        assert.isAtLeast(report.kills, 3, "holders SIGKILLed while holding, and taken over")
-        assert.isAtLeast(report.acquisitions, 100)
-      }), 60_000)
+    it.live.skipIf(!run)(
+      `${title} with SIGKILLed holders: never two holders, every dead holder's lock taken over`,
+      () =>
+        Effect.gen(function*() {
+          const report = yield* runStress({
+            dir: Os.tmpdir(),
+            processes: 8,
+            acquisitions: 100,
+            killProbability: 0.05,
+            pauseMs: [20, 80],
+            minKills: 3,
+            pidNamespaces
+          })
+          console.log(formatReport(report))
+          assert.deepStrictEqual(
+            report.problems,
+            [],
+            "overlaps, stuck locks, leftovers, generations or failed children"
+          )
+          assert.strictEqual(report.overlaps, 0)
+          assert.strictEqual(report.stuck, 0)
+          assert.strictEqual(report.generationsNotIncreasing, 0)
+          assert.strictEqual(report.generations?.[0], 1)
+          assert.isAtLeast(report.kills, 3, "holders SIGKILLed while holding, and taken over")
+          assert.isAtLeast(report.acquisitions, 100)
+        }),
+      60_000
+    )
   }
 
-  it.scopedLive("processes taking the lock in turn are handed generations 1, 2, 3, …: a takeover of a killed holder's lock included", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const generations: Array<unknown> = []
-      const tryOnce = Effect.gen(function*() {
-        const child = yield* spawnHolder(["try", "--dir", dir, "--name", NAME])
-        generations.push((yield* waitForLine(child, "acquired")).generation)
-        yield* waitForExit(child)
-      })
-      yield* tryOnce
-      yield* tryOnce
-      const killed = yield* spawnHolder(["hold", "--dir", dir, "--name", NAME])
-      generations.push((yield* waitForLine(killed, "ready")).generation)
-      killed.process.kill("SIGKILL")
-      yield* waitForExit(killed)
-      yield* tryOnce
-      const repeating = yield* spawnHolder(["repeat", "--dir", dir, "--name", NAME, "--count", "3"])
-      yield* waitForLine(repeating, "done")
-      const attempts = repeating.lines.filter((line) => line.startsWith("attempt ")).map((line) => JSON.parse(line.slice(8)))
-      generations.push(...attempts.map((attempt) => attempt.generation))
-      assert.deepStrictEqual(generations, [1, 2, 3, 4, 5, 6, 7], describeChild(repeating))
-      assert.strictEqual(Fs.readlinkSync(Path.join(dir, NAME, "generation")), "7")
-    }), 60_000)
+  it.scopedLive(
+    "processes taking the lock in turn are handed generations 1, 2, 3, …: a takeover of a killed holder's lock included",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const generations: Array<unknown> = []
+        const tryOnce = Effect.gen(function*() {
+          const child = yield* spawnHolder(["try", "--dir", dir, "--name", NAME])
+          generations.push((yield* waitForLine(child, "acquired")).generation)
+          yield* waitForExit(child)
+        })
+        yield* tryOnce
+        yield* tryOnce
+        const killed = yield* spawnHolder(["hold", "--dir", dir, "--name", NAME])
+        generations.push((yield* waitForLine(killed, "ready")).generation)
+        killed.process.kill("SIGKILL")
+        yield* waitForExit(killed)
+        yield* tryOnce
+        const repeating = yield* spawnHolder(["repeat", "--dir", dir, "--name", NAME, "--count", "3"])
+        yield* waitForLine(repeating, "done")
+        const attempts = repeating.lines.filter((line) => line.startsWith("attempt ")).map((line) =>
+          JSON.parse(line.slice(8))
+        )
+        for (const attempt of attempts) generations.push(attempt.generation)
+        assert.deepStrictEqual(generations, [1, 2, 3, 4, 5, 6, 7], describeChild(repeating))
+        assert.strictEqual(Fs.readlinkSync(Path.join(dir, NAME, "generation")), "7")
+      }),
+    60_000
+  )
 
   it.scopedLive("a holder that set process.title is still alive: the next contender gets LockHeld (fault 3)", () =>
     Effect.gen(function*() {
@@ -141,48 +154,54 @@ describe("real processes", () => {
       )
     }
 
-    it.scopedLive.skipIf(!isRoot)("a contender that cannot create the lock home gets PermissionDenied (EACCES)", () =>
-      Effect.gen(function*() {
-        const dir = yield* tempDir
-        Fs.chmodSync(dir, 0o755) // mkdtemp makes it 0700: let uid 65534 in
-        const parent = Path.join(dir, "root-only")
-        Fs.mkdirSync(parent, { mode: 0o755 })
-        assert.strictEqual(Fs.statSync(parent).uid, 0)
+    it.scopedLive.skipIf(!isRoot)(
+      "a contender that cannot create the lock home gets PermissionDenied (EACCES)",
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          Fs.chmodSync(dir, 0o755) // mkdtemp makes it 0700: let uid 65534 in
+          const parent = Path.join(dir, "root-only")
+          Fs.mkdirSync(parent, { mode: 0o755 })
+          assert.strictEqual(Fs.statSync(parent).uid, 0)
 
-        const contender = yield* spawnHolder(["try", "--dir", parent, "--name", NAME, "--as-user", String(NOBODY)])
-        const error = yield* waitForLine(contender, "error")
-        assert.deepStrictEqual(
-          { _tag: error._tag, operation: error.operation, code: error.code, path: error.path },
-          { _tag: "PermissionDenied", operation: "makeDirectory", code: "EACCES", path: Path.join(parent, NAME) },
-          describeChild(contender)
-        )
-        assert.deepStrictEqual(list(parent), [])
-      }))
+          const contender = yield* spawnHolder(["try", "--dir", parent, "--name", NAME, "--as-user", String(NOBODY)])
+          const error = yield* waitForLine(contender, "error")
+          assert.deepStrictEqual(
+            { _tag: error._tag, operation: error.operation, code: error.code, path: error.path },
+            { _tag: "PermissionDenied", operation: "makeDirectory", code: "EACCES", path: Path.join(parent, NAME) },
+            describeChild(contender)
+          )
+          assert.deepStrictEqual(list(parent), [])
+        })
+    )
 
-    it.scopedLive.skipIf(!isRoot)("a lock home owned by another uid is NameClash, left untouched", () =>
-      Effect.gen(function*() {
-        const dir = yield* tempDir
-        const home = Path.join(dir, NAME)
-        Fs.mkdirSync(Path.join(home, "lock"), { recursive: true })
-        Fs.chownSync(Path.join(home, "lock"), NOBODY, NOBODY)
-        Fs.chownSync(home, NOBODY, NOBODY)
-        const picture = () =>
-          [home, Path.join(home, "lock")].map((path) => {
-            const { uid, gid, mode, ino, mtimeMs, ctimeMs } = Fs.statSync(path)
-            return { path, uid, gid, mode, ino, mtimeMs, ctimeMs, entries: list(path) }
-          })
-        const before = picture()
+    it.scopedLive.skipIf(!isRoot)(
+      "a lock home owned by another uid is NameClash, left untouched",
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const home = Path.join(dir, NAME)
+          Fs.mkdirSync(Path.join(home, "lock"), { recursive: true })
+          Fs.chownSync(Path.join(home, "lock"), NOBODY, NOBODY)
+          Fs.chownSync(home, NOBODY, NOBODY)
+          const picture = () =>
+            [home, Path.join(home, "lock")].map((path) => {
+              const { ctimeMs, gid, ino, mode, mtimeMs, uid } = Fs.statSync(path)
+              return { path, uid, gid, mode, ino, mtimeMs, ctimeMs, entries: list(path) }
+            })
+          const before = picture()
 
-        const result = yield* Effect.scoped(PidLock.acquire({ name: NAME, dir })).pipe(
-          Effect.provide(nodeLayer),
-          Effect.flip
-        )
-        assert.strictEqual(result._tag, "NameClash")
-        assert.deepStrictEqual(
-          { path: (result as PidLock.NameClash).path, ownerUid: (result as PidLock.NameClash).ownerUid },
-          { path: home, ownerUid: NOBODY }
-        )
-        assert.deepStrictEqual(picture(), before)
-      }))
+          const result = yield* Effect.scoped(PidLock.acquire({ name: NAME, dir })).pipe(
+            Effect.provide(nodeLayer),
+            Effect.flip
+          )
+          assert.strictEqual(result._tag, "NameClash")
+          assert.deepStrictEqual(
+            { path: (result as PidLock.NameClash).path, ownerUid: (result as PidLock.NameClash).ownerUid },
+            { path: home, ownerUid: NOBODY }
+          )
+          assert.deepStrictEqual(picture(), before)
+        })
+    )
   })
 })

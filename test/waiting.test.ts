@@ -179,8 +179,7 @@ describe("waiting on the test clock", () => {
       yield* memory.setHook(Testing.combineHooks(noWatches, (call) =>
         call.method === "readLink" && call.path.startsWith("/tmp/app/lock/")
           ? Deferred.succeed(firstCheck, undefined)
-          : Effect.void
-      ))
+          : Effect.void))
       const lock = yield* PidLock.acquire({ name: NAME, dir: "/tmp", checkInterval: "2 seconds" })
       const lost = yield* Effect.fork(lock.lost)
       yield* Deferred.await(firstCheck)
@@ -226,9 +225,11 @@ describe("waiting on the test clock", () => {
         Effect.withConfigProvider(provider)
       )
       assert.strictEqual(lock.location, "/tmp/locks/nightly/lock")
-      const missing = yield* Effect.flip(Layer.build(PidLock.layerConfig({ name: Config.string("APP_LOCK") })).pipe(
-        Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
-      ))
+      const missing = yield* Effect.flip(
+        Layer.build(PidLock.layerConfig({ name: Config.string("APP_LOCK") })).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+        )
+      )
       assert.include(String(missing), "APP_LOCK")
     }).pipe(Effect.provide(world)))
 })

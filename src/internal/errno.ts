@@ -15,5 +15,4 @@ export const errnoOf = (error: PlatformError | { readonly _tag: string }): strin
 }
 
 /** @internal */
-export const isNotFound = (error: PlatformError | { readonly _tag: string }): boolean =>
-  errnoOf(error) === "ENOENT"
+export const isNotFound = (error: PlatformError | { readonly _tag: string }): boolean => errnoOf(error) === "ENOENT"

@@ -31,7 +31,13 @@ interface ProcStat {
 }
 
 const invalidData = (path: string, description: string): PlatformError =>
-  new SystemError({ reason: "InvalidData", module: "FileSystem", method: "readFileString", pathOrDescriptor: path, description })
+  new SystemError({
+    reason: "InvalidData",
+    module: "FileSystem",
+    method: "readFileString",
+    pathOrDescriptor: path,
+    description
+  })
 
 // The command name (field 2) may hold spaces and parentheses, so the fields
 // that follow are counted from the last `)`.
@@ -116,7 +122,10 @@ export const makeLinux = Effect.fnUntraced(function*(
         onSome: (stat) =>
           isDead(stat.state)
             ? Effect.succeedNone
-            : Effect.map(readCmdline(pid), (cmdline) => Option.some({ ...self, pid, startTime: stat.startTime, cmdline }))
+            : Effect.map(
+              readCmdline(pid),
+              (cmdline) => Option.some({ ...self, pid, startTime: stat.startTime, cmdline })
+            )
       }))
     )
 
@@ -177,11 +186,15 @@ const isSameMachine = (a: ProcessInfo.Identity, b: ProcessInfo.Identity): boolea
 const MACHINE_ID_FILES = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
 
 const readMachineId = (fs: FileSystem.FileSystem): Effect.Effect<Option.Option<string>, PlatformError> =>
-  Effect.reduce(MACHINE_ID_FILES, Option.none<string>(), (found, path) =>
-    Option.isSome(found) ? Effect.succeed(found) : fs.readFileString(path).pipe(
-      Effect.map((text) => Option.liftPredicate(text.trim(), (id) => id !== "")),
-      Effect.catchIf(isGone, () => Effect.succeedNone)
-    ))
+  Effect.reduce(
+    MACHINE_ID_FILES,
+    Option.none<string>(),
+    (found, path) =>
+      Option.isSome(found) ? Effect.succeed(found) : fs.readFileString(path).pipe(
+        Effect.map((text) => Option.liftPredicate(text.trim(), (id) => id !== "")),
+        Effect.catchIf(isGone, () => Effect.succeedNone)
+      )
+  )
 
 /** @internal */
 export const layerLinux = Layer.effect(tag, makeLinux())

@@ -30,10 +30,10 @@ import type * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
-import * as internal from "./memoryFileSystem.js"
-import * as internalProcessTable from "./processTable.js"
 import type * as Posix from "../Posix.js"
 import type * as ProcessInfo from "../ProcessInfo.js"
+import * as internal from "./memoryFileSystem.js"
+import * as internalProcessTable from "./processTable.js"
 
 // -----------------------------------------------------------------------------
 // errors

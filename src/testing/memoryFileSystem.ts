@@ -170,7 +170,14 @@ const firstSyscalls: Record<string, string> = {
   writeFile: "open"
 }
 
-const lookupCodes: ReadonlySet<Testing.Errno> = new Set(["ENOENT", "ENOTDIR", "ELOOP", "EACCES", "ENAMETOOLONG", "EEXIST"])
+const lookupCodes: ReadonlySet<Testing.Errno> = new Set([
+  "ENOENT",
+  "ENOTDIR",
+  "ELOOP",
+  "EACCES",
+  "ENAMETOOLONG",
+  "EEXIST"
+])
 
 // Methods that make several system calls fail in the first one on a lookup
 // error, and in a later one otherwise.
@@ -563,7 +570,13 @@ class State {
     }
   }
 
-  directory(mode: number, owner: Credentials, parent: Directory | undefined, name: string, readOnly = false): Directory {
+  directory(
+    mode: number,
+    owner: Credentials,
+    parent: Directory | undefined,
+    name: string,
+    readOnly = false
+  ): Directory {
     return { ...this.inode(mode, owner, readOnly), nlink: 2, type: "Directory", entries: new Map(), parent, name }
   }
 }
@@ -599,7 +612,14 @@ interface OpenFlags {
 }
 
 const openFlags = (() => {
-  const flags = (read: boolean, write: boolean, create: boolean, exclusive: boolean, truncate: boolean, append: boolean) => ({
+  const flags = (
+    read: boolean,
+    write: boolean,
+    create: boolean,
+    exclusive: boolean,
+    truncate: boolean,
+    append: boolean
+  ) => ({
     read,
     write,
     create,
@@ -690,7 +710,7 @@ const operations = (state: State, user: Credentials) => {
         if (++links > MAX_LINKS) throw fault("ELOOP")
         if (node.target === "") throw fault("ENOENT")
         if (node.target.startsWith("/")) dir = state.root
-        pending.push(...componentsOf(node.target))
+        for (const component of componentsOf(node.target)) pending.push(component)
         continue
       }
       if (last) return { parent: dir, name, node, dot: false, trailingSlash }
@@ -1031,7 +1051,10 @@ const operations = (state: State, user: Credentials) => {
     notifyChange(entry, "Update")
   }
 
-  const watch = (path: string, options?: FileSystem.WatchOptions): Stream.Stream<FileSystem.WatchEvent, PlatformError> =>
+  const watch = (
+    path: string,
+    options?: FileSystem.WatchOptions
+  ): Stream.Stream<FileSystem.WatchEvent, PlatformError> =>
     Stream.unwrapScoped(Effect.gen(function*() {
       const queue = yield* Effect.acquireRelease(Queue.unbounded<FileSystem.WatchEvent>(), Queue.shutdown)
       const watcher: Watcher = {
@@ -1053,7 +1076,12 @@ const operations = (state: State, user: Credentials) => {
     }))
 
   // Node's scoped temporary directories and files: removed with everything in them when the scope closes.
-  const tempDirectoryScoped = (method: string, template: string, make: () => string, directoryOf: (made: string) => string) =>
+  const tempDirectoryScoped = (
+    method: string,
+    template: string,
+    make: () => string,
+    directoryOf: (made: string) => string
+  ) =>
     Effect.acquireRelease(
       perform({ method, path: template }, site(method, template, "mkdtemp"), make),
       (made) => Effect.orDie(rm(method, directoryOf(made), { recursive: true }))
@@ -1066,7 +1094,6 @@ const operations = (state: State, user: Credentials) => {
     openNode(path, "w+")
     return path
   }
-
 
   const fileSystem = FileSystem.make({
     access: (path, options) =>
@@ -1082,7 +1109,8 @@ const operations = (state: State, user: Credentials) => {
         entry.node.mode = mode & 0o7777
         notifyChange(entry, "Update")
       }),
-    chown: (path, uid, gid) => perform({ method: "chown", path }, site("chown", path, "chown"), () => chown(path, uid, gid)),
+    chown: (path, uid, gid) =>
+      perform({ method: "chown", path }, site("chown", path, "chown"), () => chown(path, uid, gid)),
     copy: (fromPath, toPath) =>
       perform({ method: "copy", path: fromPath, target: toPath }, site("copy", fromPath, "cp", toPath), () => {
         throw new Unsupported("copy is not implemented by the memory file system")
@@ -1147,7 +1175,11 @@ const operations = (state: State, user: Credentials) => {
         () => readDirectory(path, options?.recursive ?? false)
       ),
     readFile: (path) =>
-      perform({ method: "readFile", path }, site("readFile", path, "open"), () => contents(openNode(path, "r").node).slice()),
+      perform(
+        { method: "readFile", path },
+        site("readFile", path, "open"),
+        () => contents(openNode(path, "r").node).slice()
+      ),
     readLink: (path) =>
       perform({ method: "readLink", path }, site("readLink", path, "readlink"), () => {
         const { node } = lookup(path, "link")
@@ -1162,7 +1194,8 @@ const operations = (state: State, user: Credentials) => {
         site("rename", oldPath, "rename", newPath),
         () => rename(oldPath, newPath)
       ),
-    stat: (path) => perform({ method: "stat", path }, site("stat", path, "stat"), () => infoOf(lookup(path, "target").node)),
+    stat: (path) =>
+      perform({ method: "stat", path }, site("stat", path, "stat"), () => infoOf(lookup(path, "target").node)),
     symlink: (target, path) =>
       perform({ method: "symlink", path, target }, site("symlink", target, "symlink", path), () => {
         if (target === "") throw fault("ENOENT")

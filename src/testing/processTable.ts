@@ -5,7 +5,9 @@ import * as Crypto from "node:crypto"
 import type * as Testing from "./index.js"
 
 /** @internal */
-export const TypeId: Testing.ProcessTableTypeId = Symbol.for("effect-pidlock/testing/ProcessTable") as Testing.ProcessTableTypeId
+export const TypeId: Testing.ProcessTableTypeId = Symbol.for(
+  "effect-pidlock/testing/ProcessTable"
+) as Testing.ProcessTableTypeId
 
 /** @internal */
 export const tag = Context.GenericTag<Testing.ProcessTable>("effect-pidlock/testing/ProcessTable")
@@ -68,8 +70,14 @@ const statLine = (record: ProcessRecord): string => {
     0, // 7 tty_nr
     -1, // 8 tpgid
     4194560, // 9 flags
-    0, 0, 0, 0, // 10-13 faults
-    0, 0, 0, 0, // 14-17 times
+    0,
+    0,
+    0,
+    0, // 10-13 faults
+    0,
+    0,
+    0,
+    0, // 14-17 times
     20, // 18 priority
     0, // 19 nice
     1, // 20 num_threads
@@ -78,12 +86,32 @@ const statLine = (record: ProcessRecord): string => {
     0, // 23 vsize
     0, // 24 rss
     "18446744073709551615", // 25 rsslim
-    0, 0, 0, 0, 0, // 26-30
-    0, 0, 0, 0, // 31-34 signals
-    0, 0, 0, // 35-37
+    0,
+    0,
+    0,
+    0,
+    0, // 26-30
+    0,
+    0,
+    0,
+    0, // 31-34 signals
+    0,
+    0,
+    0, // 35-37
     17, // 38 exit_signal
-    0, 0, 0, 0, 0, 0, // 39-44
-    0, 0, 0, 0, 0, 0, 0, // 45-51
+    0,
+    0,
+    0,
+    0,
+    0,
+    0, // 39-44
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0, // 45-51
     0 // 52 exit_code
   ]
   return `${record.pid} (${record.comm}) ${record.state} ${fields.join(" ")}\n`

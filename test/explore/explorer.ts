@@ -279,7 +279,9 @@ const depthFirst = (options: SearchOptions): Report => {
       }
       frames.push({
         enabled,
-        backtrack: new Set(reduce ? alternativesOf(enabled, first.contender) : enabled.map((transition) => transition.actor)),
+        backtrack: new Set(
+          reduce ? alternativesOf(enabled, first.contender) : enabled.map((transition) => transition.actor)
+        ),
         done: new Set(),
         sleep,
         chosen: first,

@@ -98,7 +98,10 @@ const runTask = (task: Task): void => {
 
 // -- parent: run the tasks on every core, then print
 
-const viteNode = Path.join(Path.dirname(createRequire(import.meta.url).resolve("vite-node/package.json")), "vite-node.mjs")
+const viteNode = Path.join(
+  Path.dirname(createRequire(import.meta.url).resolve("vite-node/package.json")),
+  "vite-node.mjs"
+)
 
 const PROGRESS_SECONDS = 30
 let progressShown = performance.now()
@@ -124,8 +127,9 @@ const runChild = (task: Task): Promise<Done> =>
       if (message.progress !== undefined) showProgress(task, message.progress)
     })
     child.on("exit", (code) =>
-      done !== undefined ? resolve(done) : reject(new Error(`explorer child for ${JSON.stringify(task)} exited with ${code}`))
-    )
+      done !== undefined
+        ? resolve(done)
+        : reject(new Error(`explorer child for ${JSON.stringify(task)} exited with ${code}`)))
   })
 
 const main = async (randomSchedules: number): Promise<number> => {
@@ -144,7 +148,11 @@ const main = async (randomSchedules: number): Promise<number> => {
       )
       for (const failure of report.failures) {
         console.log(`explore: FAILURE ${describe(done.task)}: ${failure.messages.join("; ")}`)
-        console.log(`  replay(${JSON.stringify({ contenders: done.task.contenders, scenario: done.task.scenario })}, ${JSON.stringify(failure.schedule)})`)
+        console.log(
+          `  replay(${JSON.stringify({ contenders: done.task.contenders, scenario: done.task.scenario })}, ${
+            JSON.stringify(failure.schedule)
+          })`
+        )
       }
     }
   }
@@ -153,7 +161,11 @@ const main = async (randomSchedules: number): Promise<number> => {
   // The reduction must see every end state (with its sequence of holder changes) that a reference sees: the
   // very same ones as the plain search.
   let failed = results.some((done) => done.report.violations > 0 || done.report.stuck > 0)
-  for (const reference of results.filter((done) => done.task.purpose === "reference" && done.task.strategy._tag !== "reduced")) {
+  for (
+    const reference of results.filter((done) =>
+      done.task.purpose === "reference" && done.task.strategy._tag !== "reduced"
+    )
+  ) {
     const { contenders, maxCrashes, scenario } = reference.task
     const reduced = results.find((done) =>
       done.task.strategy._tag === "reduced" && done.task.contenders === contenders && done.task.scenario === scenario &&
@@ -173,7 +185,8 @@ const main = async (randomSchedules: number): Promise<number> => {
 
   for (const contenders of [...new Set(results.map((done) => done.task.contenders))].sort((a, b) => a - b)) {
     const ofK = results.filter((done) => done.task.contenders === contenders && done.task.purpose === "bound")
-    const sum = (count: (report: Done["report"]) => number) => ofK.reduce((total, done) => total + count(done.report), 0)
+    const sum = (count: (report: Done["report"]) => number) =>
+      ofK.reduce((total, done) => total + count(done.report), 0)
     const [schedules, violations, stuck] = [sum((r) => r.schedules), sum((r) => r.violations), sum((r) => r.stuck)]
     console.log(`explore: K=${contenders} schedules=${schedules} violations=${violations} stuck=${stuck}`)
   }

@@ -71,7 +71,8 @@ const SOCKET = /\/(\d+)\.[^/]*\.sock$/
 
 // Node's remove is two calls: its lstat reads, its unlink writes.
 const isRead = (call: Testing.FileSystemCall): boolean =>
-  READS_ENTRY.has(call.method) || READS_LISTING.has(call.method) || (call.method === "remove" && call.syscall === "lstat")
+  READS_ENTRY.has(call.method) || READS_LISTING.has(call.method) ||
+  (call.method === "remove" && call.syscall === "lstat")
 
 /**
  * The transition of a contender's call. `makeDirectory` counts as creating

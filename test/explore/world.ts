@@ -87,7 +87,9 @@ class StepScheduler implements Scheduler.Scheduler {
       this.tasks = []
       for (const task of tasks) task()
       // Fibers that never stop at a call would spin here for ever.
-      if ((run += tasks.length) > MAX_TASKS_PER_STEP) throw new Error(`more than ${MAX_TASKS_PER_STEP} tasks in one step`)
+      if ((run += tasks.length) > MAX_TASKS_PER_STEP) {
+        throw new Error(`more than ${MAX_TASKS_PER_STEP} tasks in one step`)
+      }
     }
   }
 }
@@ -154,13 +156,12 @@ export class World {
   /** A fresh file system and process table, the scenario planted, every contender stopped at its first call. */
   static make(options: WorldOptions): World {
     const processes = Effect.runSync(Testing.makeProcessTable())
-    let world: World | undefined
     const memory = Effect.runSync(Testing.makeFileSystem({
       processes,
       hook: (call) =>
-        Effect.flatMap(FiberRef.get(contenderRef), (index) => index < 0 ? Effect.void : world!.gate(index, call))
+        Effect.flatMap(FiberRef.get(contenderRef), (index) => index < 0 ? Effect.void : world.gate(index, call))
     }))
-    world = new World(options, processes, memory.fileSystem)
+    const world: World = new World(options, processes, memory.fileSystem)
     world.start()
     return world
   }
@@ -176,7 +177,10 @@ export class World {
     const info = this.options.processInfo?.(honest) ?? honest
     const honestPosix = yield* Testing.makePosix(process.pid)
     const posix = this.options.posix?.(honestPosix) ?? honestPosix
-    return { pid: process.pid, context: Context.make(ProcessInfo.ProcessInfo, info).pipe(Context.add(Posix.Posix, posix)) }
+    return {
+      pid: process.pid,
+      context: Context.make(ProcessInfo.ProcessInfo, info).pipe(Context.add(Posix.Posix, posix))
+    }
   })
 
   private start(): void {
@@ -285,7 +289,9 @@ export class World {
     this.scheduler.flush()
     for (const contender of this.contenders) {
       if ((contender.waiting.size > 0) === (contender.exit !== undefined)) {
-        throw new Error(`${this.name(contender)} is neither stopped at a call nor finished: something ran outside the scheduler`)
+        throw new Error(
+          `${this.name(contender)} is neither stopped at a call nor finished: something ran outside the scheduler`
+        )
       }
     }
   }
@@ -407,7 +413,9 @@ export class World {
    */
   conclude(nextByEnd?: Map<string, Next>): Conclusion {
     const violations = [...this.violations]
-    const home = this.run(Effect.orElseSucceed(this.fs.readDirectory(HOME, { recursive: true }), (): Array<string> => []))
+    const home = this.run(
+      Effect.orElseSucceed(this.fs.readDirectory(HOME, { recursive: true }), (): Array<string> => [])
+    )
     const counter = this.run(Effect.orElseSucceed(this.fs.readLink(COUNTER), () => "none"))
     const outcomes = this.contenders.map((contender) => {
       const ended = this.outcomeOf(contender, home, violations)
@@ -428,7 +436,8 @@ export class World {
   private outcomeOf(contender: Contender, home: ReadonlyArray<string>, violations: Array<string>): string {
     if (contender.crashed) return "crashed"
     const exit = contender.exit!
-    const isOwn = (path: string) => path.startsWith(`${contender.pid}.`) || path.startsWith(`generation.${contender.pid}.`)
+    const isOwn = (path: string) =>
+      path.startsWith(`${contender.pid}.`) || path.startsWith(`generation.${contender.pid}.`)
     if (home.some((path) => isOwn(path) && !path.endsWith(".sock"))) {
       violations.push(`${this.name(contender)} returned and left its litter: ${home.join(", ")}`)
     }
@@ -442,14 +451,19 @@ export class World {
   // One more contender, started now: whether it takes the lock at once, and with which generation.
   private oneMore(): Next {
     const next = this.run(this.spawn)
-    const exit = Effect.runSyncExit(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
-      Effect.tap((lock) => lock.release),
-      Effect.scoped,
-      Effect.provide(this.withFileSystem(next.context)),
-      quiet
-    ))
+    const exit = Effect.runSyncExit(
+      PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
+        Effect.tap((lock) => lock.release),
+        Effect.scoped,
+        Effect.provide(this.withFileSystem(next.context)),
+        quiet
+      )
+    )
     return Exit.isFailure(exit)
-      ? { stuck: canonical(`one more contender could not take the lock: ${Cause.pretty(exit.cause)}`), generation: undefined }
+      ? {
+        stuck: canonical(`one more contender could not take the lock: ${Cause.pretty(exit.cause)}`),
+        generation: undefined
+      }
       : { stuck: undefined, generation: exit.value.generation }
   }
 }

@@ -67,7 +67,10 @@ const options = {
 const MAX_PROBLEMS_SHOWN = 20
 
 const runs = [
-  ...(values.dir ?? (values["pid-namespaces"] === undefined ? [Os.tmpdir()] : [])).map((dir) => ({ dir, pidNamespaces: false })),
+  ...(values.dir ?? (values["pid-namespaces"] === undefined ? [Os.tmpdir()] : [])).map((dir) => ({
+    dir,
+    pidNamespaces: false
+  })),
   ...(values["pid-namespaces"] ?? []).map((dir) => ({ dir, pidNamespaces: true }))
 ]
 

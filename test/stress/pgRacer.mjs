@@ -16,13 +16,13 @@
 // hundreds of modules cuts a child's start to a third.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as PgLock from "effect-pidlock/PgLock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Fs from "node:fs"
 import * as Readline from "node:readline"
 import { parseArgs } from "node:util"
-import * as PgLock from "effect-pidlock/PgLock"
 import { Environment, print } from "../fixtures/child.mjs"
 
 const { values: args } = parseArgs({
@@ -80,8 +80,10 @@ const awaitAnswer = Effect.async((resume) => {
 
 // The session that holds the lock, as the registry names it beside our token.
 const backendPidOf = (token) =>
-  Effect.flatMap(PgClient.PgClient, (sql) =>
-    sql.unsafe("SELECT backend_pid FROM effect_pidlock WHERE name = $1 AND owner->>'token' = $2", [args.name, token])
+  Effect.flatMap(
+    PgClient.PgClient,
+    (sql) =>
+      sql.unsafe("SELECT backend_pid FROM effect_pidlock WHERE name = $1 AND owner->>'token' = $2", [args.name, token])
   ).pipe(Effect.map(([row]) => row?.backend_pid))
 
 const once = Effect.scoped(Effect.gen(function*() {

@@ -142,7 +142,8 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
   const overlaps: Array<string> = []
   const disorder: Array<string> = []
   const strays: Array<string> = []
-  const describe = (holding: Holding) => `${holding.pid} ${holding.token} (generation ${holding.generation}, since line ${holding.line})`
+  const describe = (holding: Holding) =>
+    `${holding.pid} ${holding.token} (generation ${holding.generation}, since line ${holding.line})`
   const holders = () => [...inside.values()].map(describe).join(", ") || "nobody"
   lines.forEach((text, index) => {
     const line = index + 1
@@ -168,7 +169,10 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
       inside.set(token, { pid, token, generation, line })
     } else if (word === "exit" && holding !== undefined && holding.killedAt === undefined) {
       inside.delete(token)
-    } else if ((word === "kill" || word === "terminate") && holding?.killedAt === undefined && holding?.terminatedAt === undefined && holding !== undefined) {
+    } else if (
+      (word === "kill" || word === "terminate") && holding?.killedAt === undefined &&
+      holding?.terminatedAt === undefined && holding !== undefined
+    ) {
       if (word === "kill") holding.killedAt = line
       else {
         holding.terminatedAt = line
@@ -314,7 +318,7 @@ export const runPgStress = (options: PgStressOptions): Effect.Effect<PgStressRep
     const awaitingLoss = new Set<string>()
     const terminatedRacers = new Set<number>()
     const troubles: Array<{ readonly racer: Racer; readonly message: string }> = []
-    const problems: Array<string> = []
+    let problems: Array<string> = []
     let stalled = false
     // Whatever ends the run, no child outlives it.
     yield* Effect.addFinalizer(() =>
@@ -351,7 +355,9 @@ export const runPgStress = (options: PgStressOptions): Effect.Effect<PgStressRep
       onTimeout: Option.none
     })
     const onLost = (racer: Racer, token: string) => {
-      if (!awaitingLoss.delete(token)) problems.push(`${describeRacer(racer)} lost the lock as ${token}, whose session was not ended`)
+      if (!awaitingLoss.delete(token)) {
+        problems.push(`${describeRacer(racer)} lost the lock as ${token}, whose session was not ended`)
+      }
     }
 
     const startedAt = Date.now()
@@ -394,7 +400,9 @@ export const runPgStress = (options: PgStressOptions): Effect.Effect<PgStressRep
         const [row] = yield* sql.unsafe<{ readonly ended: boolean }>("SELECT pg_terminate_backend($1, 5000) AS ended", [
           backendPid
         ]).pipe(Effect.orDie)
-        if (row?.ended !== true) problems.push(`the session ${backendPid} of ${describeRacer(racer)} could not be ended`)
+        if (row?.ended !== true) {
+          problems.push(`the session ${backendPid} of ${describeRacer(racer)} could not be ended`)
+        }
       } else {
         racer.process.stdin!.write("release\n")
       }
@@ -438,14 +446,18 @@ export const runPgStress = (options: PgStressOptions): Effect.Effect<PgStressRep
       }
     }
     const analysis = analyzeLog(Fs.readFileSync(logPath, "utf8").split("\n").filter((line) => line !== ""))
-    problems.push(...analysis.overlaps, ...analysis.disorder, ...analysis.strays)
+    problems = problems.concat(analysis.overlaps, analysis.disorder, analysis.strays)
     if (analysis.untakenKill !== undefined) problems.push(`stuck: ${analysis.untakenKill}`)
     // No stuck lock: a fresh contender takes it at once (acquire never waits),
     // with a generation above every one logged.
-    const fresh = yield* Effect.exit(Effect.scoped(Effect.map(PgLock.acquire({ name: NAME }), (lock) => lock.generation)))
+    const fresh = yield* Effect.exit(
+      Effect.scoped(Effect.map(PgLock.acquire({ name: NAME }), (lock) => lock.generation))
+    )
     if (Exit.isFailure(fresh)) problems.push(`stuck: a fresh acquire failed: ${String(fresh.cause)}`)
     else if (fresh.value <= analysis.lastGeneration) {
-      problems.push(`a fresh acquire got generation ${fresh.value}, not above the last logged ${analysis.lastGeneration}`)
+      problems.push(
+        `a fresh acquire got generation ${fresh.value}, not above the last logged ${analysis.lastGeneration}`
+      )
     }
 
     return {

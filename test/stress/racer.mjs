@@ -14,8 +14,8 @@
 // snapshot is loaded, not while it is built. argv[1] names the program either
 // way (the runner passes a placeholder after the snapshot).
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as Effect from "effect/Effect"
 import * as PidLock from "effect-pidlock/PidLock"
+import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Readline from "node:readline"
 import { parseArgs } from "node:util"

@@ -126,7 +126,9 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
       generations.push(Number(generation))
       if (current?.killedAt !== undefined) holderKills++
       else if (current !== undefined) {
-        overlaps.push(`log line ${line}: ${text} while ${current.pid} ${current.token} holds (since line ${current.line})`)
+        overlaps.push(
+          `log line ${line}: ${text} while ${current.pid} ${current.token} holds (since line ${current.line})`
+        )
       }
       current = { pid, token: token!, line }
     } else if (word === "exit" && current?.pid === pid && current.token === token && current.killedAt === undefined) {
@@ -134,9 +136,13 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
     } else if (word === "kill" && current?.pid === pid && current.token === token && current.killedAt === undefined) {
       current.killedAt = line
     } else if (word === "kill") {
-      strayKills.push(`log line ${line}: ${text}, but the holder is ${current ? `${current.pid} ${current.token}` : "nobody"}`)
+      strayKills.push(
+        `log line ${line}: ${text}, but the holder is ${current ? `${current.pid} ${current.token}` : "nobody"}`
+      )
     } else {
-      overlaps.push(`log line ${line}: ${text}, but the holder is ${current ? `${current.pid} ${current.token}` : "nobody"}`)
+      overlaps.push(
+        `log line ${line}: ${text}, but the holder is ${current ? `${current.pid} ${current.token}` : "nobody"}`
+      )
     }
   })
   return {
@@ -237,7 +243,9 @@ const spawnRacer = (
       return
     }
     output.push(line)
-    if (line.startsWith("log ") && TROUBLE.has(JSON.parse(line.slice(4)).level)) onTrouble(`child ${racer.pid}: ${line}`)
+    if (line.startsWith("log ") && TROUBLE.has(JSON.parse(line.slice(4)).level)) {
+      onTrouble(`child ${racer.pid}: ${line}`)
+    }
   })
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
   child.once("error", (error) => output.push(String(error)))
@@ -285,7 +293,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
     const events = yield* Queue.unbounded<RaceEvent>()
     const running = new Map<number, Racer>()
     const killed = new Set<number>()
-    const problems: Array<string> = []
+    let problems: Array<string> = []
     let ownerMismatches = 0
     let stalled = false
     // Whatever ends the run, no child outlives it.
@@ -370,25 +378,29 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
     const seconds = (Date.now() - started) / 1000
 
     const analysis = analyzeLog(Fs.readFileSync(logPath, "utf8").split("\n").filter((line) => line !== ""))
-    problems.push(...analysis.overlaps, ...analysis.strayKills)
+    problems = problems.concat(analysis.overlaps, analysis.strayKills)
     if (analysis.untakenKill !== undefined) problems.push(`stuck: ${analysis.untakenKill}`)
     // Every child has stopped, and the only ones killed were holding (their
     // staging directory was already the lock): nothing else may be left.
     const leftInLock = list(lockDir)
     if (leftInLock.length > 0) problems.push(`the lock still holds ${leftInLock.join(", ")} after every child stopped`)
     // No stuck lock: a fresh contender takes it at once (acquire never waits).
-    const fresh = yield* Effect.exit(Effect.scoped(PidLock.acquire({ name: NAME, dir: runDir })).pipe(
-      Effect.provide(nodeLayer)
-    ))
+    const fresh = yield* Effect.exit(
+      Effect.scoped(PidLock.acquire({ name: NAME, dir: runDir })).pipe(
+        Effect.provide(nodeLayer)
+      )
+    )
     if (Exit.isFailure(fresh)) problems.push(`stuck: a fresh acquire failed: ${String(fresh.cause)}`)
     const generations = Exit.isSuccess(fresh) ? [...analysis.generations, fresh.value.generation] : analysis.generations
     const generationProblems = notIncreasing(generations)
-    problems.push(...generationProblems)
+    problems = problems.concat(generationProblems)
     // Stopped children removed their sockets; a killed holder's went with the
     // takeover of its lock (the fresh acquire's, for the last one). The
     // generation counter stays.
     const litter = list(home).filter((name) => name !== "lock" && name !== "generation")
-    if (litter.length > 0) problems.push(`staging directories, sockets or counter links left in the lock home: ${litter.join(", ")}`)
+    if (litter.length > 0) {
+      problems.push(`staging directories, sockets or counter links left in the lock home: ${litter.join(", ")}`)
+    }
 
     return {
       fileSystem: fileSystemOf(runDir),

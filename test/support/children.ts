@@ -35,7 +35,7 @@ export const spawnNode = (script: string, args: ReadonlyArray<string>, options: 
       child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
         const parts = (partial + chunk).split("\n")
         partial = parts.pop()!
-        lines.push(...parts)
+        for (const line of parts) lines.push(line)
       })
       child.stderr!.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
       child.stdin!.on("error", () => {}) // a child that died has closed it

@@ -15,12 +15,16 @@ export const NAME = "app"
 // the log lines written during the test collected.
 export const withFixture = <A, E>(
   environment: Environment,
-  body: (fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string; readonly logs: Array<string> }) => Effect.Effect<A, E, Services | Scope.Scope>
+  body: (
+    fixture: Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string; readonly logs: Array<string> }
+  ) => Effect.Effect<A, E, Services | Scope.Scope>
 ) =>
   Effect.gen(function*() {
     const fixture = yield* environment.fixture
     const logs: Array<string> = []
-    const logger = Logger.make(({ message }) => void logs.push(String(Array.isArray(message) ? message.join(" ") : message)))
+    const logger = Logger.make(({ message }) =>
+      void logs.push(String(Array.isArray(message) ? message.join(" ") : message))
+    )
     return yield* Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       return yield* body({ ...fixture, fs, home: Path.join(fixture.dir, NAME), logs })
@@ -28,7 +32,6 @@ export const withFixture = <A, E>(
       Effect.provide(Layer.merge(fixture.layer, Logger.replace(Logger.defaultLogger, logger)))
     )
   })
-
 
 /** What the lock needs. */
 export type Services = FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
@@ -83,8 +86,7 @@ export const recordOf = (identity: ProcessInfo.Identity, token?: string): PidLoc
   token: token ?? (++tokens).toString(16).padStart(16, "0")
 })
 
-export const entryNameOf = (record: { readonly pid: number; readonly token: string }) =>
-  `${record.pid}.${record.token}`
+export const entryNameOf = (record: { readonly pid: number; readonly token: string }) => `${record.pid}.${record.token}`
 
 /** Puts `record` into the lock directory, as its holder would have. Returns the entry's path. */
 export const plantHolder = (
@@ -115,7 +117,8 @@ export const plantStaging = (fs: FileSystem.FileSystem, home: string, record: Pi
  * process's socket in a lock home on its first try there (before its record
  * can name it), and it stays while the process lives, also after a refusal.
  */
-export const isSocketOf = (pid: number) => (line: string): boolean => new RegExp(`/${pid}\\.[0-9a-f]+\\.sock `).test(line)
+export const isSocketOf = (pid: number) => (line: string): boolean =>
+  new RegExp(`/${pid}\\.[0-9a-f]+\\.sock `).test(line)
 
 /** Every path below `root`, sorted, with symlink targets: a picture of the tree to compare before and after. */
 export const snapshot = (fs: FileSystem.FileSystem, root: string): Effect.Effect<ReadonlyArray<string>> =>

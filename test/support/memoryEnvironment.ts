@@ -17,12 +17,15 @@ export const memoryEnvironment: Environment = {
     const layer = Testing.layerProcessInfo(self.pid).pipe(Layer.provideMerge(fileSystem), Layer.orDie)
     const context = yield* Layer.build(layer)
     yield* Effect.orDie(memory.fileSystem.makeDirectory(dir))
-    const spawn = Effect.flatMap(processes.spawn({ cmdline: ["node", "other.js"] }), (process) =>
-      Effect.flatMap(ProcessInfo.ProcessInfo, (info) => info.identify(process.pid)).pipe(
-        Effect.flatten,
-        Effect.orDie,
-        Effect.provide(context)
-      ))
+    const spawn = Effect.flatMap(
+      processes.spawn({ cmdline: ["node", "other.js"] }),
+      (process) =>
+        Effect.flatMap(ProcessInfo.ProcessInfo, (info) => info.identify(process.pid)).pipe(
+          Effect.flatten,
+          Effect.orDie,
+          Effect.provide(context)
+        )
+    )
     return {
       dir,
       layer: Layer.succeedContext(context),

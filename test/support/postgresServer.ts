@@ -394,9 +394,11 @@ const awaitReady = (child: ChildProcess.ChildProcess, data: string, log: string)
     Effect.flatMap(() => {
       const tail = logTail(log)
       const message = `postgres exited (${child.exitCode ?? child.signalCode}) while starting:\n${tail}`
-      return Effect.fail(/could not bind|could not create any TCP\/IP sockets/.test(tail)
-        ? new PortTaken({ message })
-        : new PostgresError({ message }))
+      return Effect.fail(
+        /could not bind|could not create any TCP\/IP sockets/.test(tail)
+          ? new PortTaken({ message })
+          : new PostgresError({ message })
+      )
     })
   )
   return Effect.raceFirst(ready, exited).pipe(
