@@ -68,6 +68,12 @@ export default tseslint.config(
     }
   },
   {
+    // The CLI's starter is CommonJS: it runs the bundle from V8's code cache, which Node 20 keeps for scripts only.
+    files: ["**/*.cjs"],
+    languageOptions: { sourceType: "commonjs" },
+    rules: { "@typescript-eslint/no-require-imports": "off" }
+  },
+  {
     // The library: no console, and deep imports only (the root modules of effect and @effect/platform load everything).
     files: ["src/**/*"],
     rules: {

@@ -12,7 +12,7 @@ import { freshDir, send } from "./common.mjs"
 
 const [dir, roundsText] = process.argv.slice(2)
 const rounds = Number(roundsText)
-const bin = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url))
+const bin = fileURLToPath(new URL("../dist/cli/bin.cjs", import.meta.url))
 freshDir(dir)
 const flockFile = Path.join(dir, "flock")
 Fs.writeFileSync(flockFile, "")

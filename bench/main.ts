@@ -337,7 +337,7 @@ const cliStartup = () => {
       verdict(cli <= node + 100, "status ≤ node -e 0 + 100 ms")
   )
   console.log(
-    `#   median wall-clock ms of ${rounds} fresh processes each, in turn: effect-pidlock status --name … --dir … (dist/cli/bin.js) on a free lock, node -e 0, flock -n <file> true`
+    `#   median wall-clock ms of ${rounds} fresh processes each, in turn: effect-pidlock status --name … --dir … (dist/cli/bin.cjs) on a free lock, node -e 0, flock -n <file> true`
   )
 }
 

@@ -1,4 +1,4 @@
-// The built CLI (dist/cli/bin.js, the bundle) run as real processes on a real disk. `npm test`
+// The built CLI (dist/cli/bin.cjs, the bundle) run as real processes on a real disk. `npm test`
 // builds first; after changing src/, run `npm run build`.
 import * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
@@ -13,7 +13,7 @@ import * as ProcessInfo from "../src/ProcessInfo.js"
 import { entryNameOf, plantHolder, recordOf } from "./support/environment.js"
 import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
 
-const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url))
+const BIN = fileURLToPath(new URL("../dist/cli/bin.cjs", import.meta.url))
 const NAME = "app"
 
 interface Finished {
@@ -845,4 +845,48 @@ describe("a lock home of another user's", () => {
         assert.deepStrictEqual(Fs.readdirSync(home), [])
       })
   )
+})
+
+describe("the bundle", () => {
+  // Copied where no node_modules is found above it: what it needs, it ships.
+  const copyOfBundle = Effect.gen(function*() {
+    const copy = Path.join(yield* tempDir, "cli")
+    Fs.cpSync(Path.dirname(BIN), copy, { recursive: true })
+    return copy
+  })
+  const runBin = (bin: string, ...args: ReadonlyArray<string>) =>
+    ChildProcess.spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", env: cliEnvironment })
+
+  it.scopedLive("runs with no package beside it, and asks for pg, in one line, only when PostgreSQL is used", () =>
+    Effect.gen(function*() {
+      const copy = yield* copyOfBundle
+      const dir = yield* tempDir
+      const bin = Path.join(copy, "bin.cjs")
+      const free = runBin(bin, "status", "--name", NAME, "--dir", dir)
+      assert.strictEqual(free.status, 0, free.stderr)
+      assert.strictEqual(free.stdout, `${Path.join(dir, NAME, "lock")} is free\n`)
+      const postgres = runBin(bin, "status", "--name", NAME, "--postgres", "postgresql://app@127.0.0.1:1/app")
+      assert.strictEqual(postgres.status, 69, postgres.stderr)
+      assert.match(
+        postgres.stderr,
+        /^effect-pidlock: cannot load PostgreSQL support \(Cannot find module 'pg'\): install @effect\/sql-pg/
+      )
+      assert.strictEqual(postgres.stderr.trimEnd().split("\n").length, 1, postgres.stderr)
+    }))
+
+  it.scopedLive("starts without its code cache, and with one V8 refuses", () =>
+    Effect.gen(function*() {
+      const copy = yield* copyOfBundle
+      const dir = yield* tempDir
+      const bin = Path.join(copy, "bin.cjs")
+      const cache = Path.join(copy, "main.cjs.cache")
+      assert.isTrue(Fs.statSync(cache).size > 0, "the build made a code cache")
+      Fs.writeFileSync(cache, "not a code cache")
+      const refused = runBin(bin, "status", "--name", NAME, "--dir", dir)
+      assert.strictEqual(refused.status, 0, refused.stderr)
+      Fs.rmSync(cache)
+      const none = runBin(bin, "status", "--name", NAME, "--dir", dir)
+      assert.strictEqual(none.status, 0, none.stderr)
+      assert.strictEqual(none.stdout, refused.stdout)
+    }))
 })

@@ -1,4 +1,4 @@
-// The built CLI (dist/cli/bin.js, the bundle) over PostgreSQL, run as real processes against
+// The built CLI (dist/cli/bin.cjs, the bundle) over PostgreSQL, run as real processes against
 // the run's server (test/support/postgres.ts), each test on a database of its
 // own. `npm test` builds first; after changing src/, run `npm run build`.
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 import { tempDir } from "./support/nodeEnvironment.js"
 import { freshDatabase, layerPgClient, postgresUrl } from "./support/postgres.js"
 
-const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url))
+const BIN = fileURLToPath(new URL("../dist/cli/bin.cjs", import.meta.url))
 const NAME = "app"
 const VARIABLE = "PIDLOCK_DATABASE_URL"
 

@@ -123,7 +123,7 @@ export const redact = (text: string, secrets: ReadonlyArray<string>) =>
 /**
  * What went wrong, in one line. Node's connect to a name with several
  * addresses fails with an AggregateError without a message: its first error
- * says it.
+ * says it. A module not found adds its require stack on further lines.
  *
  * @internal
  */
@@ -131,7 +131,7 @@ export const describeCause = (cause: unknown): string => {
   if (cause instanceof AggregateError && cause.errors.length > 0) return describeCause(cause.errors[0])
   if (cause instanceof Error) {
     const code = (cause as { readonly code?: unknown }).code
-    return cause.message !== "" ? cause.message : typeof code === "string" ? code : cause.name
+    return cause.message !== "" ? cause.message.split("\n")[0]! : typeof code === "string" ? code : cause.name
   }
   return String(cause)
 }

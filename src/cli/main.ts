@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The `effect-pidlock` command: guard a shell command with a lock, as
  * `flock -n` does (`run`), see who holds a lock (`status`), and remove a dead
