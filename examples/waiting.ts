@@ -1,7 +1,7 @@
 // Migrations that one process at a time runs, the others waiting their turn: the lock "migrations" from
-// `PidLock.layerConfig`, with an optional wait read from APP_LOCK_WAIT (e.g. "2 minutes"; without it, a second copy
+// `PidLock.layerConfig`, with an optional wait read from APP_LOCK_WAIT (e.g. "2m"; without it, a second copy
 // fails at once with LockHeld), and the work raced against `lock.lost`. Run: `npm run build`, then
-// `APP_LOCK_WAIT="2 minutes" npx tsx examples/waiting.ts` in two terminals.
+// `APP_LOCK_WAIT=2m npx tsx examples/waiting.ts` in two terminals.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as PidLock from "effect-pidlock/PidLock"
@@ -12,7 +12,7 @@ import * as Option from "effect/Option"
 
 const Lock = PidLock.layerConfig({
   name: Config.succeed("migrations"),
-  wait: Config.option(Config.duration("APP_LOCK_WAIT")).pipe(Config.map(Option.getOrUndefined))
+  wait: Config.option(PidLock.durationConfig("APP_LOCK_WAIT")).pipe(Config.map(Option.getOrUndefined))
 })
 
 // Stands for the real work: three seconds of it.

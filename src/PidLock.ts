@@ -35,6 +35,7 @@ import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
+import * as internalDuration from "./internal/duration.js"
 import {
   allowedFor,
   cliCommand,
@@ -558,6 +559,35 @@ export const layer: (
   internal.layer
 
 /**
+ * A `Config` of a duration written as the options and the command line take
+ * it: `"30s"`, `"500ms"`, `"2m"`, `"1.5h"` or `"30 seconds"`, for
+ * {@link layerConfig}'s `wait` and `checkInterval`. Effect's `Config.duration`
+ * reads only the long form (`"30 seconds"`). Anything else fails with a
+ * `ConfigError` that says what is allowed.
+ *
+ * @example
+ * ```ts
+ * import * as Config from "effect/Config"
+ * import * as ConfigProvider from "effect/ConfigProvider"
+ * import * as Duration from "effect/Duration"
+ * import * as Effect from "effect/Effect"
+ * import * as PidLock from "effect-pidlock/PidLock"
+ *
+ * const wait = Effect.runSync(
+ *   Effect.withConfigProvider(
+ *     Config.option(PidLock.durationConfig("APP_LOCK_WAIT")),
+ *     ConfigProvider.fromMap(new Map([["APP_LOCK_WAIT", "30s"]]))
+ *   )
+ * )
+ * console.log(wait._tag === "Some" && Duration.toSeconds(wait.value)) // 30
+ * ```
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const durationConfig: (name?: string) => Config.Config<Duration.Duration> = internalDuration.durationConfig
+
+/**
  * Hold the lock for the lifetime of the layer, with options read from
  * configuration, e.g.
  * `PidLock.layerConfig({ name: Config.succeed("app"), dir: Config.option(Config.string("LOCK_DIR")).pipe(Config.map(Option.getOrUndefined)) })`.
@@ -569,10 +599,10 @@ export const layer: (
  * import * as Option from "effect/Option"
  * import * as PidLock from "effect-pidlock/PidLock"
  *
- * // APP_LOCK_NAME is required; APP_LOCK_WAIT (e.g. "30 seconds") is optional: without it, fail fast.
+ * // APP_LOCK_NAME is required; APP_LOCK_WAIT (e.g. "30s") is optional: without it, fail fast.
  * export const Lock = PidLock.layerConfig({
  *   name: Config.string("APP_LOCK_NAME"),
- *   wait: Config.option(Config.duration("APP_LOCK_WAIT")).pipe(Config.map(Option.getOrUndefined))
+ *   wait: Config.option(PidLock.durationConfig("APP_LOCK_WAIT")).pipe(Config.map(Option.getOrUndefined))
  * })
  * ```
  *

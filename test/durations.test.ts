@@ -4,10 +4,15 @@
 // what is allowed, from both backends' validation.
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as PgLock from "../src/PgLock.js"
 import * as PidLock from "../src/PidLock.js"
@@ -99,4 +104,42 @@ describe("durations written as the CLI takes them", () => {
       }
     }
   }
+})
+
+describe("durations in configuration: PidLock.durationConfig", () => {
+  const withEnvironment = (entries: ReadonlyArray<readonly [string, string]>) =>
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(entries)))
+
+  it.effect("reads the short forms and the long one", () =>
+    Effect.gen(function*() {
+      for (const [text, millis] of [["30s", 30_000], ["1.5h", 5_400_000], ["30 seconds", 30_000]] as const) {
+        const duration = yield* PidLock.durationConfig("WAIT").pipe(withEnvironment([["WAIT", text]]))
+        assert.strictEqual(Duration.toMillis(duration), millis, text)
+      }
+    }))
+
+  it.effect("a value that is no duration is a ConfigError naming the variable and what is allowed", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(PidLock.durationConfig("WAIT").pipe(withEnvironment([["WAIT", "soon"]])))
+      const message = String(error)
+      assert.include(message, "WAIT")
+      assert.include(message, "\"soon\"")
+      assert.include(message, "30s, 500ms, 2m, 1.5h")
+    }))
+
+  it.scoped("gives layerConfig a short-form wait: the lock waits that long, then fails with LockHeld", () =>
+    Effect.gen(function*() {
+      yield* PidLock.acquire({ name: NAME, dir: DIR })
+      const waiter = yield* Effect.fork(
+        Layer.launch(PidLock.layerConfig({
+          name: Config.succeed(NAME),
+          dir: Config.succeed(DIR),
+          wait: Config.option(PidLock.durationConfig("WAIT")).pipe(Config.map(Option.getOrUndefined))
+        })).pipe(withEnvironment([["WAIT", "2s"]]))
+      )
+      yield* TestClock.adjust(1_999)
+      assert.isNull(waiter.unsafePoll(), "gave up before its time")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(failureTag(yield* Fiber.await(waiter)), "LockHeld")
+    }).pipe(Effect.provide(world)))
 })

@@ -120,7 +120,7 @@ describe("examples/", () => {
         yield* waitUntil("the holder's lock", Effect.sync(() => holder.lines.find((line) => line.startsWith("ready "))))
 
         // Started together, so that when the impatient one has been refused, the waiter has asked too.
-        const waiter = yield* runExample("waiting.ts", { PIDLOCK_DIR: dir, APP_LOCK_WAIT: "60 seconds" })
+        const waiter = yield* runExample("waiting.ts", { PIDLOCK_DIR: dir, APP_LOCK_WAIT: "60s" })
         const impatient = yield* exitOf(yield* runExample("waiting.ts", { PIDLOCK_DIR: dir }))
         assert.strictEqual(impatient.code, 1, impatient.output)
         assert.match(impatient.output, new RegExp(`LockHeld: .* is held by pid ${holder.pid}`))

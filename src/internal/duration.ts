@@ -1,4 +1,7 @@
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 
 const MILLIS_PER_UNIT: Readonly<Record<string, number>> = {
@@ -44,3 +47,20 @@ export const decodeDuration = (input: unknown): Option.Option<Duration.Duration>
 
 /** How the messages say what a duration may be written as. @internal */
 export const DURATION_EXAMPLES = "e.g. 30s, 500ms, 2m, \"30 seconds\" or a Duration"
+
+/** @internal */
+export const durationConfig = (name?: string): Config.Config<Duration.Duration> =>
+  Config.mapOrFail(
+    name === undefined ? Config.string() : Config.string(name),
+    (text) =>
+      Option.match(parseDuration(text), {
+        onNone: () =>
+          Either.left(
+            ConfigError.InvalidData(
+              [],
+              `Expected a duration such as 30s, 500ms, 2m, 1.5h or "30 seconds", but received ${JSON.stringify(text)}`
+            )
+          ),
+        onSome: Either.right
+      })
+  )
