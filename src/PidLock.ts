@@ -45,7 +45,7 @@ import {
   TaggedError,
   withNextStep
 } from "./internal/errors.js"
-import { describeHolder } from "./internal/ownerRecord.js"
+import { describeHeld, describeHolder, describeStale } from "./internal/ownerRecord.js"
 import * as internal from "./internal/pidLock.js"
 import { show } from "./internal/text.js"
 import type * as Posix from "./Posix.js"
@@ -248,27 +248,23 @@ export class LockHeld extends TaggedError("LockHeld")<{
    * @since 0.1.0
    */
   get message(): string {
-    const who = describeHolder(this.holder)
     const waitOption = `the option wait (e.g. wait: "30s"; --wait 30s on the command line)`
     if (this.heldByThisProcess) {
       return withNextStep(
-        `${this.location} is held by this very process (${who}): another fiber holds it, and the lock is not re-entrant`,
+        `${this.location} is held by this very process (${
+          describeHolder(this.holder)
+        }): another fiber holds it, and the lock is not re-entrant`,
         `Take it once and share it (one PidLock.layer for every service that needs it), or wait for the other ` +
           `fiber's release with ${waitOption}`
       )
     }
-    if (this.verdict._tag === "Foreign") {
-      const where = this.verdict.scope === "host" ? "on another host" : "in another pid namespace"
-      return withNextStep(
-        `${this.location} is held by ${who} (${where}: it cannot be checked, so it counts as alive)`,
-        `Wait for its release with ${waitOption}; if you know that process is gone, remove its lock: ${
+    return withNextStep(
+      describeHeld(this),
+      this.verdict._tag === "Foreign"
+        ? `Wait for its release with ${waitOption}; if you know that process is gone, remove its lock: ${
           cliCommand("break", this.location, "--force")
         }`
-      )
-    }
-    return withNextStep(
-      `${this.location} is held by ${who}`,
-      `Wait for its release with ${waitOption}, or see who holds it: ${cliCommand("status", this.location)}`
+        : `Wait for its release with ${waitOption}, or see who holds it: ${cliCommand("status", this.location)}`
     )
   }
 }
@@ -290,7 +286,7 @@ export class StaleLock extends TaggedError("StaleLock")<{
   get message(): string {
     const breakIt = cliCommand("break", this.path)
     return withNextStep(
-      `${this.path} is stale (${this.reason}): it was held by ${describeHolder(this.holder)}`,
+      describeStale(this.path, this.holder, this.reason),
       `Remove it with ${breakIt}, or let the lock take it over: onStale: "takeover" (the default)`
     )
   }

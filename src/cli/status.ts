@@ -5,8 +5,9 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { describeHeld, describeStale } from "../internal/ownerRecord.js"
 import { escapeText } from "../internal/text.js"
-import * as PidLock from "../PidLock.js"
+import type * as PidLock from "../PidLock.js"
 import type { StatusArgs } from "./args.js"
 import { makeBackend } from "./backend.js"
 import { exitCodeOf, exitWith } from "./exitCodes.js"
@@ -17,15 +18,15 @@ const STATUS_HELD = 1
 const STATUS_STALE = 2
 
 /**
- * The message of the error that acquiring would give: says who holds the
- * lock in the words the library uses everywhere.
+ * Who holds the lock, in the words of the error that acquiring would give,
+ * without its next step: what to do next is the command's to say.
  *
  * @internal
  */
 export const describeStatus = (status: PidLock.Status): string =>
   status.verdict._tag === "Stale"
-    ? new PidLock.StaleLock({ path: status.location, holder: status.holder, reason: status.verdict.reason }).message
-    : new PidLock.LockHeld(status).message
+    ? describeStale(status.location, status.holder, status.verdict.reason)
+    : describeHeld(status)
 
 interface Report {
   readonly name: string | null

@@ -15,6 +15,28 @@ export const describeHolder = (holder: PidLock.OwnerRecord): string => {
     (command === "" ? "" : ` (${show(command).slice(1, -1)})`)
 }
 
+/**
+ * Who holds the lock at `status.location`, without a next step: the first
+ * sentence of `LockHeld`'s message, and what `effect-pidlock status` says.
+ *
+ * @internal
+ */
+export const describeHeld = (status: Omit<PidLock.Status, "heldByThisProcess">): string => {
+  const who = describeHolder(status.holder)
+  if (status.verdict._tag !== "Foreign") return `${status.location} is held by ${who}`
+  const where = status.verdict.scope === "host" ? "on another host" : "in another pid namespace"
+  return `${status.location} is held by ${who} (${where}: it cannot be checked, so it counts as alive)`
+}
+
+/**
+ * A dead holder's lock, without a next step: the first sentence of
+ * `StaleLock`'s message.
+ *
+ * @internal
+ */
+export const describeStale = (path: string, holder: PidLock.OwnerRecord, reason: string): string =>
+  `${path} is stale (${reason}): it was held by ${describeHolder(holder)}`
+
 // The holder's socket, `<pid>.<token>.sock` in the lock home: a bare name,
 // so that a planted record cannot send a contender to connect elsewhere.
 /** @internal */
