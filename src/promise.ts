@@ -48,7 +48,7 @@
  */
 import type { PlatformError } from "@effect/platform/Error"
 import * as internal from "./internal/promise.js"
-import * as PidLock from "./PidLock.js"
+import type * as PidLock from "./PidLock.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -165,123 +165,77 @@ export type Status = PidLock.Status
  */
 export type PidLockError = PidLock.PidLockError
 
-/**
- * A live process holds the lock (`holder`), or one on another host or in
- * another pid namespace that cannot be checked; `heldByThisProcess` when it
- * is this very process (the lock is not re-entrant).
- *
- * @example
- * ```ts
- * import { acquire, LockHeld } from "effect-pidlock/promise"
- *
- * const first = await acquire({ name: "promise-lockheld-example" })
- * try {
- *   const second = await acquire({ name: "promise-lockheld-example" })
- *   await second.release()
- * } catch (error) {
- *   if (!(error instanceof LockHeld)) throw error
- *   console.error(`held by pid ${error.holder.pid}, this process: ${error.heldByThisProcess}`)
- * } finally {
- *   await first.release()
- * }
- * ```
- *
- * @since 0.2.0
- * @category errors
- */
-export const LockHeld: typeof PidLock.LockHeld = PidLock.LockHeld
-
-/**
- * @since 0.2.0
- * @category errors
- */
-export type LockHeld = PidLock.LockHeld
-
-/**
- * The holder is gone, and `onStale: "fail"` asked not to take its lock over.
- *
- * @since 0.2.0
- * @category errors
- */
-export const StaleLock: typeof PidLock.StaleLock = PidLock.StaleLock
-
-/**
- * @since 0.2.0
- * @category errors
- */
-export type StaleLock = PidLock.StaleLock
-
-/**
- * The operating system refused an operation on the lock (`EACCES`, `EPERM`,
- * `EROFS`).
- *
- * @since 0.2.0
- * @category errors
- */
-export const PermissionDenied: typeof PidLock.PermissionDenied = PidLock.PermissionDenied
-
-/**
- * @since 0.2.0
- * @category errors
- */
-export type PermissionDenied = PidLock.PermissionDenied
-
-/**
- * An option was not valid (`option`, `value`, `reason`); nothing was touched.
- *
- * @since 0.2.0
- * @category errors
- */
-export const InvalidOptions: typeof PidLock.InvalidOptions = PidLock.InvalidOptions
-
-/**
- * @since 0.2.0
- * @category errors
- */
-export type InvalidOptions = PidLock.InvalidOptions
-
-/**
- * The lock's files are not what the lock makes; they are left as they are.
- *
- * @since 0.2.0
- * @category errors
- */
-export const CorruptLock: typeof PidLock.CorruptLock = PidLock.CorruptLock
-
-/**
- * @since 0.2.0
- * @category errors
- */
-export type CorruptLock = PidLock.CorruptLock
-
-/**
- * The lock home `<dir>/<name>` belongs to another user: someone else uses this
- * lock name in a shared directory. Nothing of theirs is touched.
- *
- * @since 0.2.0
- * @category errors
- */
-export const NameClash: typeof PidLock.NameClash = PidLock.NameClash
-
-/**
- * @since 0.2.0
- * @category errors
- */
-export type NameClash = PidLock.NameClash
-
-/**
- * The lock was lost while held: someone removed the owner entry.
- *
- * @since 0.2.0
- * @category errors
- */
-export const LockCompromised: typeof PidLock.LockCompromised = PidLock.LockCompromised
-
-/**
- * @since 0.2.0
- * @category errors
- */
-export type LockCompromised = PidLock.LockCompromised
+// The errors the lock rejects with: the very classes of `effect-pidlock/PidLock`,
+// so that `error instanceof LockHeld` holds and narrows to the error's fields.
+export {
+  /**
+   * The lock's files are not what the lock makes; they are left as they are.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  CorruptLock,
+  /**
+   * An option was not valid (`option`, `value`, `reason`); nothing was touched.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  InvalidOptions,
+  /**
+   * The lock was lost while held: someone removed the owner entry.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  LockCompromised,
+  /**
+   * A live process holds the lock (`holder`), or one on another host or in another pid namespace that
+   * cannot be checked; `heldByThisProcess` when it is this very process (the lock is not re-entrant).
+   *
+   * @example
+   * ```ts
+   * import { acquire, LockHeld } from "effect-pidlock/promise"
+   *
+   * const first = await acquire({ name: "promise-lockheld-example" })
+   * try {
+   *   const second = await acquire({ name: "promise-lockheld-example" })
+   *   await second.release()
+   * } catch (error) {
+   *   if (!(error instanceof LockHeld)) throw error
+   *   console.error(`held by pid ${error.holder.pid}, this process: ${error.heldByThisProcess}`)
+   * } finally {
+   *   await first.release()
+   * }
+   * ```
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  LockHeld,
+  /**
+   * The lock home `<dir>/<name>` belongs to another user: someone else uses this lock name in a shared
+   * directory. Nothing of theirs is touched.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  NameClash,
+  /**
+   * The operating system refused an operation on the lock (`EACCES`, `EPERM`, `EROFS`).
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  PermissionDenied,
+  /**
+   * The holder is gone, and `onStale: "fail"` asked not to take its lock over.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  StaleLock
+} from "./PidLock.js"
 
 // -----------------------------------------------------------------------------
 // constructors
