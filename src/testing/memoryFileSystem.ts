@@ -146,6 +146,7 @@ const firstSyscalls: Record<string, string> = {
   chown: "chown",
   copy: "cp",
   copyFile: "copyfile",
+  kill: "kill",
   link: "link",
   listen: "listen",
   lstat: "lstat",
@@ -1264,6 +1265,16 @@ const operations = (state: State, user: Credentials) => {
     return node.type === "Socket" && node.listening() ? "Listening" : "Refused"
   }
 
+  // kill(pid, 0): a zombie exists until it is reaped, as in the kernel.
+  const processExists = (pid: number): Effect.Effect<boolean, PlatformError> =>
+    !Number.isSafeInteger(pid) || pid <= 0
+      ? Effect.fail(new BadArgument({ module: "FileSystem", method: "kill", description: `not a process id: ${pid}` }))
+      : perform(
+        { method: "kill", path: String(pid) },
+        site("kill", String(pid), "kill"),
+        () => state.processes?.lifeOf(pid) !== undefined
+      )
+
   const makePosix = (pid: number): Effect.Effect<Posix.Posix> =>
     Effect.suspend(() => {
       if (state.processes === undefined) {
@@ -1294,7 +1305,8 @@ const operations = (state: State, user: Credentials) => {
         lstat,
         socketPath,
         listen,
-        probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path))
+        probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),
+        processExists
       }))
     })
 
