@@ -136,8 +136,19 @@ export interface ProcessInfo {
    * Judge a recorded holder. Errs toward `Alive` or `Foreign` wherever it
    * cannot see; any I/O error other than "no such process" is an error, never
    * `Stale`.
+   *
+   * `socket`, given where the holder named one, connects to it (at most once,
+   * however often it is run). An implementation whose own look is dearer than
+   * a connection (the portable one starts `ps`) may ask it first: `Listening`
+   * proves the holder alive; any other answer proves nothing by itself, and
+   * the process is looked at. The `/proc` implementation does not ask it: the
+   * lock asks the socket itself wherever a verdict leaves room for it.
+   * (`socket` since 0.2.0.)
    */
-  readonly judge: (holder: Identity) => Effect.Effect<Verdict, PlatformError>
+  readonly judge: (
+    holder: Identity,
+    options?: { readonly socket?: Effect.Effect<Posix.Probe, PlatformError> | undefined }
+  ) => Effect.Effect<Verdict, PlatformError>
 }
 
 /**
@@ -191,8 +202,13 @@ export const layerLinux: Layer.Layer<ProcessInfo, PlatformError, FileSystem.File
  *   PID that exists, `ps` tells a zombie, and its start time tells a reused
  *   PID. An equal start time, to the second, is the holder: one second of
  *   resolution errs toward held only. A holder recorded by the `/proc` layer
- *   (clock ticks since boot) cannot be compared: a live PID holds. The lock
- *   asks the holder's socket before it calls a holder gone.
+ *   (clock ticks since boot) cannot be compared: a live PID holds.
+ * - Before both, the holder's socket, where the lock passes one to `judge`
+ *   (same boot, same namespace): a socket that answers is a live holder, and
+ *   no `ps` is started, so that a contended acquire against a live holder
+ *   runs no command; one that refuses, or is missing, or cannot be asked,
+ *   proves nothing by itself, and `kill` and `ps` decide. The lock reads the
+ *   same answer again before it calls a holder gone.
  * - A boot time moves when the wall clock is set: a changed one never
  *   proves a reboot by itself; the process is looked at instead.
  *

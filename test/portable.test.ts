@@ -254,6 +254,103 @@ describe("the portable layer's verdicts, on a fake process table", () => {
     }))
 })
 
+// The portable layer of fake process `pid`, on a SystemCommand that counts
+// the commands it runs.
+const countingPortable = (pid: number, runs: Array<string>) =>
+  Layer.effect(ProcessInfo.ProcessInfo, ProcessInfo.makePortable({ platform: "linux", pid, uid: 1000 })).pipe(
+    Layer.provideMerge(Layer.effect(Posix.Posix, Testing.makePosix(pid))),
+    Layer.provide(Layer.effect(
+      SystemCommand.SystemCommand,
+      Effect.map(Testing.makeSystemCommand(), (command) =>
+        SystemCommand.SystemCommand.of({
+          ...command,
+          run: (name, args, options) =>
+            Effect.zipRight(Effect.sync(() => runs.push(name)), command.run(name, args, options))
+        }))
+    ))
+  )
+
+describe("the holder's socket first, on the portable layer", () => {
+  it.scoped("a contended acquire against a live holder with a socket runs no ps; a dead holder's is looked at", () =>
+    Effect.gen(function*() {
+      const { memory, processes } = yield* machine()
+      const [holder, contender] = [yield* processes.spawn(), yield* processes.spawn()]
+      const [holderRuns, contenderRuns] = [[] as Array<string>, [] as Array<string>]
+      const acquireAs = (pid: number, runs: Array<string>) =>
+        PidLock.acquire({ name: "app", dir: "/tmp" }).pipe(
+          Effect.provide(countingPortable(pid, runs).pipe(Layer.provideMerge(memory.layer)))
+        )
+      const held = yield* acquireAs(holder.pid, holderRuns)
+      assert.isDefined(held.owner.socket)
+      const contended = Effect.gen(function*() {
+        const before = contenderRuns.length
+        const error = yield* Effect.flip(Effect.scoped(acquireAs(contender.pid, contenderRuns)))
+        return { error, runs: contenderRuns.slice(before) }
+      })
+      // Building the layer asks ps and sysctl about the contender itself;
+      // judging the live holder asks nothing.
+      const first = yield* contended
+      assert.strictEqual(first.error._tag, "LockHeld")
+      assert.deepStrictEqual(first.error._tag === "LockHeld" && first.error.verdict, ProcessInfo.Verdict.Alive())
+      assert.deepStrictEqual(first.runs.filter((name) => name === "ps"), ["ps"])
+      const calls: Array<string> = []
+      yield* memory.setHook((call) => Effect.sync(() => void calls.push(call.method)))
+      const second = yield* contended
+      assert.strictEqual(second.error._tag, "LockHeld")
+      assert.deepStrictEqual(second.runs.filter((name) => name === "ps"), ["ps"])
+      assert.include(calls, "probe")
+      assert.notInclude(calls, "kill")
+      yield* memory.setHook(() => Effect.void)
+      // Killed: its socket refuses, kill(pid, 0) finds no process, and the
+      // lock is taken over, still without a ps about the holder.
+      yield* processes.exit(holder.pid)
+      const before = contenderRuns.length
+      const taken = yield* Effect.scoped(acquireAs(contender.pid, contenderRuns))
+      assert.strictEqual(taken.owner.pid, contender.pid)
+      assert.deepStrictEqual(contenderRuns.slice(before).filter((name) => name === "ps"), ["ps"])
+    }))
+
+  it.effect("a socket that refuses proves nothing by itself: a live PID of the same start is still the holder", () =>
+    Effect.gen(function*() {
+      const { portableOf, processes } = yield* machine()
+      const judge = yield* portableOf((yield* processes.spawn()).pid)
+      const holder = Option.getOrThrow(yield* judge.identify((yield* processes.spawn()).pid))
+      for (const probe of ["Refused", "Missing"] as const) {
+        assert.deepStrictEqual(
+          yield* judge.judge(holder, { socket: Effect.succeed(probe) }),
+          ProcessInfo.Verdict.Alive()
+        )
+      }
+      // A probe that fails is not a verdict either: the process is looked at.
+      const failed = Effect.fail(Testing.systemError("probe", "/tmp/app/x.sock", "EACCES"))
+      assert.deepStrictEqual(yield* judge.judge(holder, { socket: failed }), ProcessInfo.Verdict.Alive())
+      yield* processes.exit(holder.pid)
+      assert.deepStrictEqual(
+        yield* judge.judge(holder, { socket: Effect.succeed("Refused") }),
+        ProcessInfo.Verdict.Stale({ reason: "Exited" })
+      )
+      // Another host's holder is not asked: its socket cannot answer here.
+      const asked: Array<string> = []
+      const socket = Effect.sync(() => asked.push("probe")).pipe(Effect.as("Listening" as const))
+      assert.deepStrictEqual(
+        yield* judge.judge({ ...holder, bootId: "boottime:1", hostname: "elsewhere" }, { socket }),
+        ProcessInfo.Verdict.Foreign({ scope: "host" })
+      )
+      assert.deepStrictEqual(asked, [])
+    }))
+
+  it.effect("the /proc layer does not ask the socket it is given", () =>
+    Effect.gen(function*() {
+      const { procOf, processes } = yield* machine()
+      const judge = yield* procOf((yield* processes.spawn()).pid)
+      const holder = Option.getOrThrow(yield* judge.identify((yield* processes.spawn()).pid))
+      const socket = Effect.dieMessage("not asked")
+      assert.deepStrictEqual(yield* judge.judge(holder, { socket }), ProcessInfo.Verdict.Alive())
+      yield* processes.exit(holder.pid)
+      assert.deepStrictEqual(yield* judge.judge(holder, { socket }), ProcessInfo.Verdict.Stale({ reason: "Exited" }))
+    }))
+})
+
 describe("a holder recorded by one layer and judged by the other, on one Linux machine", () => {
   it.effect("the same boot, host, machine and namespace on both: only the clock of the start time differs", () =>
     Effect.gen(function*() {

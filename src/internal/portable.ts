@@ -4,6 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Posix from "../Posix.js"
 import type * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf } from "./errno.js"
 import * as posix from "./posix.js"
@@ -304,7 +305,7 @@ export const makePortable = Effect.fnUntraced(function*(
       )
     )
 
-  const judge = (holder: ProcessInfo.Identity): Effect.Effect<ProcessInfo.Verdict, PlatformError> => {
+  const judge: ProcessInfo.ProcessInfo["judge"] = (holder, options) => {
     if (!isSameBoot(holder, self)) {
       if (!isSameMachine(holder, self)) return Effect.succeed(Verdict.Foreign({ scope: "host" }))
       // A random boot id (Linux) that changed proves a reboot; a boot time
@@ -315,7 +316,7 @@ export const makePortable = Effect.fnUntraced(function*(
     } else if (holder.pidNamespace !== self.pidNamespace) {
       return Effect.succeed(Verdict.Foreign({ scope: "namespace" }))
     }
-    return Effect.flatMap(kernel.processExists(holder.pid), (exists) =>
+    const look = Effect.flatMap(kernel.processExists(holder.pid), (exists) =>
       !exists
         ? Effect.succeed(Verdict.Stale({ reason: "Exited" }))
         : Effect.map(ps(holder.pid), (row) =>
@@ -336,6 +337,13 @@ export const makePortable = Effect.fnUntraced(function*(
                 ? Verdict.Alive()
                 : Verdict.Stale({ reason: "PidReused" })
           })))
+    // A socket that answers is a live holder (or a child that inherited its
+    // socket, which holds for it): no ps is started. Any other answer, or
+    // none, proves nothing here; the process is looked at.
+    return options?.socket === undefined ? look : options.socket.pipe(
+      Effect.catchAll(() => Effect.succeed<Posix.Probe>("Missing")),
+      Effect.flatMap((probe) => probe === "Listening" ? Effect.succeed(Verdict.Alive()) : look)
+    )
   }
 
   return make({ self, uid: Option.fromNullable(uid), identify, judge })
