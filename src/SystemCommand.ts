@@ -78,9 +78,12 @@ export const layerExecutor: Layer.Layer<SystemCommand, never, CommandExecutor.Co
 
 /**
  * The Node implementation: {@link layerExecutor} on the `CommandExecutor` of
- * `@effect/platform-node`.
+ * `@effect/platform-node`, an optional peer dependency, loaded only when the
+ * layer is built: importing this module loads nothing of it. Where it is not
+ * installed, building the layer fails with a `SystemError` (`NotFound`,
+ * method `import`) that says so.
  *
  * @since 0.2.0
  * @category layers
  */
-export const layerNode: Layer.Layer<SystemCommand, never, FileSystem.FileSystem> = internal.layerNode
+export const layerNode: Layer.Layer<SystemCommand, PlatformError, FileSystem.FileSystem> = internal.layerNode

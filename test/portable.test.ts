@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { decodeRecord } from "../src/internal/ownerRecord.js"
@@ -418,5 +419,51 @@ describe("a holder recorded by one layer and judged by the other, on one Linux m
       decodeRecord(JSON.stringify({ ...record, startClock: "ticks" })),
       Either.left(`field startClock is "ticks", not "unix-seconds" or absent`)
     )
+  })
+})
+
+// A fresh node that imports the built package with a loader hook refusing
+// every module whose URL matches `refused`: an import that succeeds loaded
+// none of them.
+const importRefusing = (refused: string, script: string): string =>
+  ChildProcess.execFileSync(process.execPath, ["--input-type=module", "-e", `${REFUSING_LOADER}\n${script}`, refused], {
+    encoding: "utf8",
+    env: { ...process.env, DIST: new URL("../dist/", import.meta.url).href }
+  })
+
+const REFUSING_HOOKS = `let refused
+export const initialize = (data) => { refused = new RegExp(data.refused) }
+export const resolve = async (specifier, context, next) => {
+  const resolved = await next(specifier, context)
+  if (refused.test(resolved.url)) throw new Error("refused: " + resolved.url)
+  return resolved
+}`
+
+const REFUSING_LOADER = `import { register } from "node:module"
+register("data:text/javascript," + encodeURIComponent(${JSON.stringify(REFUSING_HOOKS)}), {
+  data: { refused: process.argv[1] }
+})
+const dist = (name) => import(new URL(name, process.env.DIST).href)`
+
+describe("@effect/platform-node stays optional", () => {
+  it("importing ProcessInfo, SystemCommand or the package loads nothing of it, nor @effect/platform's Command", () => {
+    const printed = importRefusing(
+      "/@effect/platform-node/|/@effect/platform/dist/esm/Command(Executor)?\\.js$",
+      `const [info, command, index] = await Promise.all([dist("ProcessInfo.js"), dist("SystemCommand.js"), dist("index.js")])
+console.log(typeof info.layer, typeof info.layerPortableNode, typeof command.layerNode, typeof index.PidLock)`
+    )
+    assert.strictEqual(printed.trim(), "object object object object")
+  })
+
+  it("the portable layer loads its command executor when it is built, and says so where it cannot", () => {
+    const script = `const { Effect, Layer } = await import("effect")
+const { layer: fsLayer } = await import("@effect/platform-node/NodeFileSystem")
+const ProcessInfo = await dist("ProcessInfo.js")
+const exit = await Effect.runPromiseExit(Effect.scoped(Layer.build(Layer.provide(ProcessInfo.layerPortableNode, fsLayer))))
+console.log(exit._tag === "Success" ? "built" : JSON.stringify(exit.cause.error.message))`
+    assert.strictEqual(importRefusing("^$", script).trim(), "built")
+    const refused = importRefusing("/NodeCommandExecutor\\.js$", script)
+    assert.include(refused, "@effect/platform-node/NodeCommandExecutor cannot be loaded")
+    assert.include(refused, "an optional peer dependency")
   })
 })

@@ -1,11 +1,10 @@
-import * as NodeCommandExecutor from "@effect/platform-node/NodeCommandExecutor"
-import * as Command from "@effect/platform/Command"
-import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { PlatformError } from "@effect/platform/Error"
+import { SystemError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Stream from "effect/Stream"
 import type * as SystemCommand from "../SystemCommand.js"
 
 /** @internal */
@@ -14,29 +13,32 @@ export const TypeId: SystemCommand.TypeId = Symbol.for("effect-pidlock/SystemCom
 /** @internal */
 export const tag = Context.GenericTag<SystemCommand.SystemCommand>("effect-pidlock/SystemCommand")
 
-const collect = (stream: Stream.Stream<Uint8Array, PlatformError>) => Stream.mkString(Stream.decodeText(stream))
-
-const make = Effect.map(CommandExecutor.CommandExecutor, (executor) => {
-  // `Command.string` drops the exit code, which is what tells "no such
-  // process" from an answer: output and exit code are read together, the
-  // pipes drained while the command runs so that it never blocks on them.
-  const run: SystemCommand.SystemCommand["run"] = (command, args, options) =>
-    Effect.scoped(Effect.gen(function*() {
-      const process = yield* executor.start(
-        Command.make(command, ...args).pipe(Command.env(options?.env ?? {}))
-      )
-      const [stdout, stderr, exitCode] = yield* Effect.all(
-        [collect(process.stdout), collect(process.stderr), process.exitCode],
-        { concurrency: "unbounded" }
-      )
-      return { exitCode, stdout, stderr }
-    }))
-  return tag.of({ [TypeId]: TypeId, run })
-})
-
 /** @internal */
 export const layerExecutor: Layer.Layer<SystemCommand.SystemCommand, never, CommandExecutor.CommandExecutor> = Layer
-  .effect(tag, make)
+  .unwrapEffect(Effect.map(Effect.promise(() => import("./systemCommandExecutor.js")), (module) => module.layer))
+
+// @effect/platform-node is an optional peer dependency: it is loaded when
+// this layer is built (the portable ProcessInfo, on macOS and FreeBSD), never
+// by importing this module, so that the /proc layer loads nothing of it and
+// an application without it can still import ProcessInfo.
+const NODE_EXECUTOR = "@effect/platform-node/NodeCommandExecutor"
+
+const notInstalled = (cause: unknown): PlatformError =>
+  new SystemError({
+    reason: "NotFound",
+    module: "Command",
+    method: "import",
+    pathOrDescriptor: NODE_EXECUTOR,
+    description: `${NODE_EXECUTOR} cannot be loaded (${cause instanceof Error ? cause.message : String(cause)}): ` +
+      `the portable ProcessInfo runs ps and sysctl through @effect/platform-node, an optional peer dependency; ` +
+      `install it, or provide a SystemCommand of your own`,
+    cause
+  })
 
 /** @internal */
-export const layerNode = layerExecutor.pipe(Layer.provide(NodeCommandExecutor.layer))
+export const layerNode: Layer.Layer<SystemCommand.SystemCommand, PlatformError, FileSystem.FileSystem> = Layer
+  .unwrapEffect(
+    Effect.tryPromise({ try: () => import("@effect/platform-node/NodeCommandExecutor"), catch: notInstalled }).pipe(
+      Effect.map((NodeCommandExecutor) => Layer.provide(layerExecutor, NodeCommandExecutor.layer))
+    )
+  )
