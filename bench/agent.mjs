@@ -1,5 +1,5 @@
 // A lock client driven by JSON lines on stdin, for the process-level figures
-// (takeover, hand-off). Usage: node agent.mjs <effect-pidlock|proper-lockfile> <dir> <name>
+// (takeover, hand-off). Usage: node agent.mjs <effect-pidlock|effect-pidlock-portable|proper-lockfile> <dir> <name>
 //                          or: node agent.mjs pglock <database url> <name>
 // Commands: {"op":"acquire","wait":true|false,"stale":ms} → {"ok":true|false,"t":…,"tag":…}
 //           {"op":"release"} → {"released":true,"t0":…,"t1":…} (just before and after the release)
@@ -64,9 +64,10 @@ const properClient = () => {
   }
 }
 
-const fileLockClient = () =>
+// effect-pidlock-portable: the holder judged with ps and kill(pid, 0), as on macOS and FreeBSD.
+const fileLockClient = (processInfo) =>
   effectClient(
-    ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)),
+    processInfo.pipe(Layer.provideMerge(NodeFileSystem.layer)),
     (options) => PidLock.acquire({ ...options, dir })
   )
 
@@ -87,7 +88,9 @@ const pgLockClient = async () => {
 }
 
 const client = impl === "effect-pidlock"
-  ? fileLockClient()
+  ? fileLockClient(ProcessInfo.layer)
+  : impl === "effect-pidlock-portable"
+  ? fileLockClient(ProcessInfo.layerPortableNode)
   : impl === "pglock"
   ? await pgLockClient()
   : properClient()

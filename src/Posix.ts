@@ -100,6 +100,17 @@ export interface Posix {
    * error with `method: "probe"`, never `Refused`.
    */
   readonly probe: (path: string) => Effect.Effect<Probe, PlatformError>
+  /**
+   * `kill(pid, 0)`: whether a process with this PID exists, without
+   * signalling it. `ESRCH` is `false`; success and `EPERM` (it runs as
+   * another user) are `true`; so is a zombie, which exists until it is
+   * reaped. Any other failure is an error with `method: "kill"`; a PID that
+   * is not a positive integer (0 and negative numbers name process groups)
+   * is a `BadArgument`.
+   *
+   * @since 0.2.0
+   */
+  readonly processExists: (pid: number) => Effect.Effect<boolean, PlatformError>
 }
 
 /**

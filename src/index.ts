@@ -24,5 +24,13 @@ export * as ProcessInfo from "./ProcessInfo.js"
  */
 export * as Posix from "./Posix.js"
 
+/**
+ * Running a system command (`ps`, `sysctl`) and reading its output with its
+ * exit code: what the portable `ProcessInfo` asks the system through.
+ *
+ * @since 0.2.0
+ */
+export * as SystemCommand from "./SystemCommand.js"
+
 // `PgLock` is imported as `effect-pidlock/PgLock` only: its optional peer
 // dependencies (`@effect/sql`, `@effect/sql-pg`) must not load with the rest.

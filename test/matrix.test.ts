@@ -24,7 +24,7 @@ import {
   withFixture
 } from "./support/environment.js"
 import { memoryEnvironment } from "./support/memoryEnvironment.js"
-import { nodeEnvironment } from "./support/nodeEnvironment.js"
+import { nodeEnvironment, portableNodeEnvironment } from "./support/nodeEnvironment.js"
 
 type Context = Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string }
 
@@ -461,4 +461,4 @@ describe("the matrix", () => {
   })
 })
 
-for (const environment of [memoryEnvironment, nodeEnvironment]) matrix(environment)
+for (const environment of [memoryEnvironment, nodeEnvironment, portableNodeEnvironment]) matrix(environment)

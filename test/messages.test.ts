@@ -174,9 +174,18 @@ describe("every message says what happened, then the next step", () => {
 
   it("UnsupportedPlatform: what is supported", () => {
     assert.strictEqual(
-      new ProcessInfo.UnsupportedPlatform({ platform: "darwin" }).message,
-      `ProcessInfo: no implementation for platform "darwin". Supported: Linux (containers included), where the ` +
-        `holder check reads /proc; elsewhere, provide layers of your own for ProcessInfo and Posix`
+      new ProcessInfo.UnsupportedPlatform({ platform: "aix" }).message,
+      `ProcessInfo: no implementation for platform "aix". Supported: Linux (containers included), macOS and ` +
+        `FreeBSD; elsewhere, provide layers of your own for ProcessInfo and Posix`
+    )
+  })
+
+  it("UnsupportedPlatform on Windows: why", () => {
+    assert.strictEqual(
+      new ProcessInfo.UnsupportedPlatform({ platform: "win32" }).message,
+      `ProcessInfo: Windows is not supported: it refuses to rename a directory onto an existing one, even an ` +
+        `empty one, and that rename is how the lock is taken atomically. Supported: Linux (containers included), ` +
+        `macOS and FreeBSD; elsewhere, provide layers of your own for ProcessInfo and Posix`
     )
   })
 })

@@ -29,7 +29,7 @@ const snapshotOfOthers = (fs: FileSystem.FileSystem, dir: string) =>
     ({ self }) => Effect.map(snapshot(fs, dir), (lines) => lines.filter((line) => !isSocketOf(self.pid)(line)))
   )
 import { memoryEnvironment } from "./support/memoryEnvironment.js"
-import { nodeEnvironment } from "./support/nodeEnvironment.js"
+import { nodeEnvironment, portableNodeEnvironment } from "./support/nodeEnvironment.js"
 
 // `exists` follows links, and an owner entry's target is its record, not a path.
 const isLink = (fs: FileSystem.FileSystem, path: string) => Effect.isSuccess(fs.readLink(path))
@@ -56,6 +56,7 @@ const lockSuite = (environment: Environment) =>
             "v",
             "pid",
             "startTime",
+            ...(info.self.startClock === undefined ? [] : ["startClock"]),
             "bootId",
             "pidNamespace",
             "hostname",
@@ -409,4 +410,4 @@ const lockSuite = (environment: Environment) =>
       }))
   })
 
-for (const environment of [memoryEnvironment, nodeEnvironment]) lockSuite(environment)
+for (const environment of [memoryEnvironment, nodeEnvironment, portableNodeEnvironment]) lockSuite(environment)

@@ -36,10 +36,21 @@ describe("real processes", () => {
   // The stress run of `npm run stress`, short; in separate pid namespaces only
   // the holders' sockets tell the living from the dead.
   const stressRuns = [
-    { title: "a race of 8 processes", pidNamespaces: false, run: true },
-    { title: "a race of 8 processes, each in a pid namespace of its own", pidNamespaces: true, run: isRoot }
-  ]
-  for (const { pidNamespaces, run, title } of stressRuns) {
+    { title: "a race of 8 processes", pidNamespaces: false, run: true, processInfo: "proc" },
+    {
+      title: "a race of 8 processes judging holders with the portable ProcessInfo (ps, kill)",
+      pidNamespaces: false,
+      run: true,
+      processInfo: "portable"
+    },
+    {
+      title: "a race of 8 processes, each in a pid namespace of its own",
+      pidNamespaces: true,
+      run: isRoot,
+      processInfo: "proc"
+    }
+  ] as const
+  for (const { pidNamespaces, processInfo, run, title } of stressRuns) {
     it.live.skipIf(!run)(
       `${title} with SIGKILLed holders: never two holders, every dead holder's lock taken over`,
       () =>
@@ -51,7 +62,8 @@ describe("real processes", () => {
             killProbability: 0.05,
             pauseMs: [20, 80],
             minKills: 3,
-            pidNamespaces
+            pidNamespaces,
+            processInfo
           })
           console.log(formatReport(report))
           assert.deepStrictEqual(

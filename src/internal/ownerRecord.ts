@@ -42,12 +42,14 @@ export const describeStale = (path: string, holder: PidLock.OwnerRecord, reason:
 /** @internal */
 export const SOCKET_NAME = /^\d+\.[0-9a-f]+\.sock$/
 
-// Release 0.1 wrote records without `machineId` and `socket`; they still
-// decode, and are judged without them.
+// Release 0.1 wrote records without `machineId`, `socket` and `startClock`;
+// they still decode, and are judged without them (a start time without a
+// clock is in clock ticks since boot).
 const OwnerRecordSchema = Schema.Struct({
   v: Schema.Literal(1),
   pid: Schema.Int.pipe(Schema.positive()),
   startTime: Schema.String.pipe(Schema.pattern(/^\d+$/)),
+  startClock: Schema.optional(Schema.Literal("unix-seconds")),
   bootId: Schema.String,
   pidNamespace: Schema.String,
   hostname: Schema.String,
@@ -66,6 +68,7 @@ const FIELD_MUST_BE: Readonly<Record<string, string>> = {
   v: "1, the only version there is",
   pid: "a positive whole number",
   startTime: "a string of digits",
+  startClock: "\"unix-seconds\" or absent",
   cmdline: "a list of strings",
   "cmdline[]": "a string",
   token: "a string of lowercase hexadecimal digits",

@@ -402,19 +402,29 @@ const Verdict = ProcessInfo.Verdict
 const asksSocket = (verdict: ProcessInfo.Verdict): boolean =>
   verdict._tag === "Foreign" ? verdict.scope === "namespace" : verdict._tag === "Stale" && verdict.reason !== "Rebooted"
 
+//
+// The socket is also offered to the judge, which may ask it first where that
+// is cheaper than its own look (the portable layer's `ps`); it is connected
+// to at most once per verdict, and an answer read before the judge looked is
+// as good as one read after: a socket that refused never answers again (its
+// name is unique to its holder's life), and a holder's socket answers from
+// before its record names it.
 const judgeHolder = (
   { info, paths, posix }: Resolved,
   record: PidLock.OwnerRecord
 ): Effect.Effect<ProcessInfo.Verdict, PlatformError> =>
-  Effect.flatMap(info.judge(record), (verdict) =>
-    record.socket === undefined || !asksSocket(verdict)
-      ? Effect.succeed(verdict)
-      : Effect.map(posix.probe(Path.join(paths.home, record.socket)), (probe) =>
-        probe === "Listening"
-          ? Verdict.Alive()
-          : probe === "Refused" && verdict._tag === "Foreign"
-          ? Verdict.Stale({ reason: "Exited" })
-          : verdict))
+  record.socket === undefined
+    ? info.judge(record)
+    : Effect.flatMap(Effect.cached(posix.probe(Path.join(paths.home, record.socket))), (socket) =>
+      Effect.flatMap(info.judge(record, { socket }), (verdict) =>
+        !asksSocket(verdict)
+          ? Effect.succeed(verdict)
+          : Effect.map(socket, (probe) =>
+            probe === "Listening"
+              ? Verdict.Alive()
+              : probe === "Refused" && verdict._tag === "Foreign"
+              ? Verdict.Stale({ reason: "Exited" })
+              : verdict)))
 
 // The socket of a holder judged gone: no process has it open, and no other
 // process will ever listen under its name.

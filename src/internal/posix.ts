@@ -295,6 +295,35 @@ const probe = (path: string): Effect.Effect<Posix.Probe, PlatformError> =>
   )
 
 // -----------------------------------------------------------------------------
+// kill(pid, 0)
+// -----------------------------------------------------------------------------
+
+const processExists = (pid: number): Effect.Effect<boolean, PlatformError> =>
+  Effect.suspend((): Effect.Effect<boolean, PlatformError> => {
+    // 0 and negative PIDs name process groups: never what a record means.
+    if (!Number.isSafeInteger(pid) || pid <= 0) {
+      return Effect.fail(
+        new BadArgument({ module: "FileSystem", method: "kill", description: `not a process id: ${pid}` })
+      )
+    }
+    try {
+      process.kill(pid, 0)
+      return Effect.succeed(true)
+    } catch (cause) {
+      const error = cause as NodeJS.ErrnoException
+      switch (error.code) {
+        case "ESRCH":
+          return Effect.succeed(false)
+        // It exists, and belongs to another user.
+        case "EPERM":
+          return Effect.succeed(true)
+        default:
+          return Effect.fail(systemError("kill", String(pid), error))
+      }
+    }
+  })
+
+// -----------------------------------------------------------------------------
 // layer
 // -----------------------------------------------------------------------------
 
@@ -314,7 +343,7 @@ const make = Effect.gen(function*() {
         ? Effect.succeed(known)
         : Effect.tap(open(scope, path), (listener) => Effect.sync(() => listeners.set(path, listener)))
     }))
-  return tag.of({ [TypeId]: TypeId, lstat, socketPath, listen, probe })
+  return tag.of({ [TypeId]: TypeId, lstat, socketPath, listen, probe, processExists })
 })
 
 /** @internal */

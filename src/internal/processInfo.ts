@@ -9,7 +9,9 @@ import * as Option from "effect/Option"
 import type * as Posix from "../Posix.js"
 import type * as ProcessInfo from "../ProcessInfo.js"
 import { errnoOf } from "./errno.js"
+import * as portable from "./portable.js"
 import * as posix from "./posix.js"
+import * as systemCommand from "./systemCommand.js"
 
 /** @internal */
 export const TypeId: ProcessInfo.TypeId = Symbol.for("effect-pidlock/ProcessInfo") as ProcessInfo.TypeId
@@ -22,7 +24,7 @@ export const Verdict = Data.taggedEnum<ProcessInfo.Verdict>()
 
 /** @internal */
 export const isSameProcess = (a: ProcessInfo.Identity, b: ProcessInfo.Identity): boolean =>
-  a.pid === b.pid && a.startTime === b.startTime && a.bootId === b.bootId &&
+  a.pid === b.pid && a.startTime === b.startTime && a.startClock === b.startClock && a.bootId === b.bootId &&
   a.pidNamespace === b.pidNamespace && a.hostname === b.hostname
 
 interface ProcStat {
@@ -149,6 +151,10 @@ export const makeLinux = Effect.fnUntraced(function*(
             ? Verdict.Stale({ reason: "Zombie" })
             : stat.state === "X"
             ? Verdict.Stale({ reason: "Exited" })
+            // Recorded by the portable layer, in seconds since 1970: not
+            // comparable with clock ticks since boot, so a live PID holds.
+            : holder.startClock !== undefined
+            ? Verdict.Alive()
             : stat.startTime !== holder.startTime
             ? Verdict.Stale({ reason: "PidReused" })
             : Verdict.Alive()
@@ -200,8 +206,39 @@ const readMachineId = (fs: FileSystem.FileSystem): Effect.Effect<Option.Option<s
 export const layerLinux = Layer.effect(tag, makeLinux())
 
 /** @internal */
+export const makePortable = (options?: {
+  readonly platform?: string | undefined
+  readonly pid?: number | undefined
+  readonly uid?: number | undefined
+}) =>
+  portable.makePortable(
+    { ...options, platform: options?.platform ?? process.platform },
+    (fields) => tag.of({ [TypeId]: TypeId, ...fields })
+  )
+
+/** @internal */
+export const layerPortable = Layer.effect(tag, makePortable())
+
+/** @internal */
+export const PORTABLE_PLATFORMS: ReadonlyArray<string> = Object.keys(portable.PLATFORMS)
+
+/** @internal */
+export const layerPortableNode: Layer.Layer<
+  ProcessInfo.ProcessInfo | Posix.Posix,
+  PlatformError,
+  FileSystem.FileSystem
+> = layerPortable.pipe(
+  Layer.provideMerge(posix.layerNode),
+  Layer.provide(systemCommand.layerNode)
+)
+
+/** @internal */
 export const layerFor = <E>(
   platform: string,
   unsupported: (platform: string) => E
 ): Layer.Layer<ProcessInfo.ProcessInfo | Posix.Posix, PlatformError | E, FileSystem.FileSystem> =>
-  platform === "linux" ? Layer.merge(layerLinux, posix.layerNode) : Layer.fail(unsupported(platform))
+  platform === "linux"
+    ? Layer.merge(layerLinux, posix.layerNode)
+    : PORTABLE_PLATFORMS.includes(platform)
+    ? layerPortableNode
+    : Layer.fail(unsupported(platform))

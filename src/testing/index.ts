@@ -32,6 +32,7 @@ import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Posix from "../Posix.js"
 import type * as ProcessInfo from "../ProcessInfo.js"
+import type * as SystemCommand from "../SystemCommand.js"
 import * as internal from "./memoryFileSystem.js"
 import * as internalProcessTable from "./processTable.js"
 
@@ -486,6 +487,8 @@ export const makeProcessInfo: (
  *   fails as Node's `listen` does: `EADDRINUSE` when the name exists (a
  *   dangling symbolic link too), `EACCES` when the directory is missing (as
  *   libuv reports bind's `ENOENT`) or not writable, `ENOTDIR`.
+ * - `processExists(pid)` is `kill(pid, 0)` on the process table (method
+ *   `kill`, the PID as the path): `true` for a process, a zombie too.
  * - `probe(path)` connects as `connect(2)` does: a final symbolic link is
  *   followed; nothing there is `Missing`; the file must be writable
  *   (`EACCES`); a socket answers `Listening` while the process that listened
@@ -513,6 +516,62 @@ export const layerProcessInfo: (
   options?: { readonly uid?: number | undefined }
 ) => Layer.Layer<ProcessInfo.ProcessInfo | Posix.Posix, PlatformError, FileSystem.FileSystem> =
   internal.layerProcessInfo
+
+// -----------------------------------------------------------------------------
+// ps and sysctl
+// -----------------------------------------------------------------------------
+
+/**
+ * The system whose `ps` and `sysctl` a fake {@link makeSystemCommand}
+ * imitates: procps and Linux's `sysctl`, macOS's or FreeBSD's.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type FakePlatform = "linux" | "darwin" | "freebsd"
+
+/**
+ * A `SystemCommand` that answers `ps` and `sysctl` from the process table of
+ * the memory file system behind the `FileSystem` in context, in the output
+ * formats of `platform` (`linux` by default), as the portable `ProcessInfo`
+ * asks them:
+ *
+ * - `ps -o NAME= … -p PID` with the columns `stat` (`Ss`, or `Z` for a
+ *   zombie), `pidns` (Linux: the number in the table's pid namespace),
+ *   `jid` (FreeBSD: `0`), `lstart` (in the C locale and UTC) and `args`;
+ *   exit code 1 and no output when there is no such process. A process
+ *   started `startTime` seconds after its boot (a clock tick of the table is
+ *   one second here), and the first boot at 2026-01-01T00:00:00Z; every
+ *   reboot a day later.
+ * - `sysctl -n NAME…`: `kernel.random.boot_id` and `kernel.hostname` on
+ *   Linux; `kern.boottime` (`{ sec = N, usec = 0 } <date>`), `kern.hostname`
+ *   and the machine id as `kern.uuid` (macOS) or `kern.hostuuid` (FreeBSD);
+ *   each value on a line; an unknown name told on stderr, exit code 1.
+ * - Any other command fails as one that is not installed (`NotFound`).
+ *
+ * Dies when that `FileSystem` is not a memory one with a process table.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeSystemCommand: (
+  options?: { readonly platform?: FakePlatform | undefined }
+) => Effect.Effect<SystemCommand.SystemCommand, never, FileSystem.FileSystem> = internal.makeSystemCommand
+
+/**
+ * The portable `ProcessInfo` (`ProcessInfo.makePortable`) of fake process
+ * `pid`, asking {@link makeSystemCommand}'s `ps` and `sysctl` of `platform`
+ * (`linux` by default) and `kill(pid, 0)` of its {@link makePosix}, with that
+ * `Posix`: as {@link layerProcessInfo}, without `/proc`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerPortableProcessInfo: (
+  pid: number,
+  options?: { readonly platform?: FakePlatform | undefined; readonly uid?: number | undefined }
+) => Layer.Layer<ProcessInfo.ProcessInfo | Posix.Posix, PlatformError, FileSystem.FileSystem> =
+  internal.layerPortableProcessInfo
 
 /**
  * One fake process on a fresh memory file system with a fresh process table:

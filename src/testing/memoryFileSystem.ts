@@ -11,6 +11,8 @@ import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
+import * as SystemCommand from "../SystemCommand.js"
+import * as FakeCommands from "./fakeCommands.js"
 import type * as Testing from "./index.js"
 import * as ProcessTable from "./processTable.js"
 
@@ -146,6 +148,7 @@ const firstSyscalls: Record<string, string> = {
   chown: "chown",
   copy: "cp",
   copyFile: "copyfile",
+  kill: "kill",
   link: "link",
   listen: "listen",
   lstat: "lstat",
@@ -1264,6 +1267,16 @@ const operations = (state: State, user: Credentials) => {
     return node.type === "Socket" && node.listening() ? "Listening" : "Refused"
   }
 
+  // kill(pid, 0): a zombie exists until it is reaped, as in the kernel.
+  const processExists = (pid: number): Effect.Effect<boolean, PlatformError> =>
+    !Number.isSafeInteger(pid) || pid <= 0
+      ? Effect.fail(new BadArgument({ module: "FileSystem", method: "kill", description: `not a process id: ${pid}` }))
+      : perform(
+        { method: "kill", path: String(pid) },
+        site("kill", String(pid), "kill"),
+        () => state.processes?.lifeOf(pid) !== undefined
+      )
+
   const makePosix = (pid: number): Effect.Effect<Posix.Posix> =>
     Effect.suspend(() => {
       if (state.processes === undefined) {
@@ -1294,7 +1307,8 @@ const operations = (state: State, user: Credentials) => {
         lstat,
         socketPath,
         listen,
-        probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path))
+        probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),
+        processExists
       }))
     })
 
@@ -1499,6 +1513,7 @@ export const tag = Context.GenericTag<Testing.MemoryFileSystem>("effect-pidlock/
 const actors = new WeakMap<FileSystem.FileSystem, {
   readonly user: Credentials
   readonly makePosix: (pid: number) => Effect.Effect<Posix.Posix>
+  readonly processes: ProcessTable.ProcView | undefined
 }>()
 
 /** @internal */
@@ -1513,7 +1528,7 @@ export const make = (options?: Testing.MemoryFileSystemOptions): Effect.Effect<T
     }
     const actingAs = (user: Credentials) => {
       const acting = operations(state, user)
-      actors.set(acting.fileSystem, { user, makePosix: acting.makePosix })
+      actors.set(acting.fileSystem, { user, makePosix: acting.makePosix, processes })
       return acting
     }
     const user: Credentials = { uid: options?.uid ?? 1000, gid: options?.gid ?? 1000 }
@@ -1571,6 +1586,37 @@ export const layerProcessInfo = (
     Layer.effect(ProcessInfo.ProcessInfo, makeProcessInfo(pid, options)),
     Layer.effect(Posix.Posix, makePosix(pid))
   )
+
+/** @internal */
+export const makeSystemCommand = (
+  options?: { readonly platform?: Testing.FakePlatform | undefined }
+): Effect.Effect<SystemCommand.SystemCommand, never, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => {
+    const processes = actors.get(fs)?.processes
+    return processes === undefined
+      ? Effect.dieMessage(
+        "Testing.makeSystemCommand: the FileSystem in context is not a memory one with a process table"
+      )
+      : Effect.succeed(FakeCommands.make(processes, options?.platform ?? "linux"))
+  })
+
+/** @internal */
+export const layerPortableProcessInfo = (
+  pid: number,
+  options?: { readonly platform?: Testing.FakePlatform | undefined; readonly uid?: number | undefined }
+): Layer.Layer<ProcessInfo.ProcessInfo | Posix.Posix, PlatformError, FileSystem.FileSystem> =>
+  Layer.unwrapEffect(Effect.map(FileSystem.FileSystem, (fs) =>
+    Layer.effect(
+      ProcessInfo.ProcessInfo,
+      ProcessInfo.makePortable({
+        platform: options?.platform ?? "linux",
+        pid,
+        uid: options?.uid ?? actors.get(fs)?.user.uid
+      })
+    ).pipe(
+      Layer.provideMerge(Layer.effect(Posix.Posix, makePosix(pid))),
+      Layer.provide(Layer.effect(SystemCommand.SystemCommand, makeSystemCommand(options)))
+    )))
 
 /** @internal */
 export const layerProcess = (

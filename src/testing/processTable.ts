@@ -46,6 +46,18 @@ export interface ProcView {
    * `pid`.
    */
   readonly lifeOf: (pid: number) => (() => boolean) | undefined
+  /** The wall-clock time of this boot, whole seconds since 1970, as `kern.boottime` shows it. */
+  readonly bootTime: number
+  /** What `ps` shows of the process now at `pid`; `undefined` when there is none. */
+  readonly psOf: (pid: number) => PsView | undefined
+}
+
+/** A process as `ps` shows it: state letter, start time in seconds since 1970, command. */
+export interface PsView {
+  readonly state: "S" | "Z"
+  readonly startSeconds: number
+  readonly comm: string
+  readonly cmdline: ReadonlyArray<string>
 }
 
 /** A process record as `/proc` sees it; opaque except for its PID. */
@@ -119,6 +131,13 @@ const statLine = (record: ProcessRecord): string => {
 
 const FIRST_START_TIME = 100
 
+// The first boot's wall-clock time, 2026-01-01T00:00:00Z; every reboot is a
+// day later. For `ps`, a process starts `startTime` seconds after its boot
+// (one clock tick is one second), so that every spawn has a start time of
+// its own at ps's one-second resolution too.
+const FIRST_BOOT_TIME = 1767225600
+const SECONDS_PER_REBOOT = 86400
+
 // A valid machine id (32 lowercase hex digits, as systemd writes it), fixed so
 // that tests can name it.
 const DEFAULT_MACHINE_ID = "d6f1e4a0c2b84e5f9a7c3b1d0e2f4a6b"
@@ -131,6 +150,7 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   bootId = Crypto.randomUUID()
   // Clock ticks since boot: every spawn advances them, so start times strictly increase within a boot.
   private ticks = FIRST_START_TIME
+  bootTime = FIRST_BOOT_TIME
   private lastPid: number
   hostname: string
   pidNamespace: string
@@ -182,6 +202,16 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   lifeOf(pid: number): (() => boolean) | undefined {
     const record = this.processes.get(pid)
     return record === undefined ? undefined : () => this.isCurrent(record) && record.state === "S"
+  }
+
+  psOf(pid: number): PsView | undefined {
+    const record = this.processes.get(pid)
+    return record === undefined ? undefined : {
+      state: record.state,
+      startSeconds: this.bootTime + record.startTime,
+      comm: record.comm,
+      cmdline: record.cmdline
+    }
   }
 
   // -- ProcessTable
@@ -247,6 +277,7 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   get reboot(): Effect.Effect<void> {
     return Effect.sync(() => {
       this.bootId = Crypto.randomUUID()
+      this.bootTime += SECONDS_PER_REBOOT
       this.processes.clear()
       this.ticks = FIRST_START_TIME
       this.lastPid = this.firstPid - 1

@@ -4,7 +4,10 @@
 // preceded by a line for each problem found. Exit code 1 if any run found one.
 //
 //   vite-node test/stress/main.ts [--dir D]... [--processes 16] [--acquisitions 5000] [--kill-probability 0.2]
-//     [--pause-ms 100-300] [--pid-namespaces D]...
+//     [--pause-ms 100-300] [--pid-namespaces D]... [--process-info proc|portable]
+//
+// `--process-info portable` makes every contender judge holders with the
+// portable ProcessInfo (ps, sysctl, kill(pid, 0)), as on macOS and FreeBSD.
 //
 // Each `--pid-namespaces D` adds a run in D with every child in a pid
 // namespace of its own (needs root and util-linux's unshare).
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     "kill-probability": { type: "string", default: "0.2" },
     "pause-ms": { type: "string", default: "100-300" },
     "pid-namespaces": { type: "string", multiple: true },
+    "process-info": { type: "string", default: "proc" },
     backend: { type: "string" }
   }
 })
@@ -57,7 +61,14 @@ const rangeOption = (name: string, text: string): readonly [number, number] => {
   return valid(min) && valid(max) && min <= max ? [min, max] : outOfRange(name, text)
 }
 
+const processInfo = values["process-info"]
+if (processInfo !== "proc" && processInfo !== "portable") {
+  process.stderr.write(`stress: --process-info ${JSON.stringify(processInfo)} is neither proc nor portable\n`)
+  process.exit(2)
+}
+
 const options = {
+  processInfo: processInfo as "proc" | "portable",
   processes: numberOption("processes", values.processes, (n) => Number.isInteger(n) && n >= 2),
   acquisitions: numberOption("acquisitions", values.acquisitions, (n) => Number.isInteger(n) && n >= 1),
   killProbability: numberOption("kill-probability", values["kill-probability"], (p) => p >= 0 && p < 1),

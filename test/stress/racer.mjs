@@ -1,7 +1,7 @@
 // One contender of the stress run (stress.ts): it takes the lock through the
 // package's public API in a loop until its stdin ends.
 //
-//   node racer.mjs --dir D --name N --log F [--pause-ms MIN-MAX]
+//   node racer.mjs --dir D --name N --log F [--pause-ms MIN-MAX] [--process-info proc|portable]
 //
 // After each acquisition it appends `enter <pid> <token> <generation>` to F,
 // prints `hold {pid, token}` and holds until a line arrives on stdin (or stdin
@@ -20,7 +20,7 @@ import * as Fs from "node:fs"
 import * as Readline from "node:readline"
 import { parseArgs } from "node:util"
 import * as V8 from "node:v8"
-import { Environment, print } from "../fixtures/child.mjs"
+import { environmentOf, print } from "../fixtures/child.mjs"
 
 const randomMillis = (min, max) => min + Math.floor(Math.random() * (max - min + 1))
 
@@ -78,11 +78,14 @@ const main = () => {
       dir: { type: "string" },
       name: { type: "string" },
       log: { type: "string" },
-      "pause-ms": { type: "string", default: "20-80" }
+      "pause-ms": { type: "string", default: "20-80" },
+      "process-info": { type: "string", default: "proc" }
     }
   })
   // Without the pretty logger that runMain adds, every log line goes through ours.
-  NodeRuntime.runMain(race(args).pipe(Effect.provide(Environment)), { disablePrettyLogger: true })
+  NodeRuntime.runMain(race(args).pipe(Effect.provide(environmentOf(args["process-info"]))), {
+    disablePrettyLogger: true
+  })
 }
 
 if (V8.startupSnapshot.isBuildingSnapshot()) V8.startupSnapshot.setDeserializeMainFunction(main)

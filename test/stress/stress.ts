@@ -27,7 +27,7 @@ import * as Path from "node:path"
 import * as Readline from "node:readline"
 import { fileURLToPath } from "node:url"
 import * as PidLock from "../../src/PidLock.js"
-import { nodeLayer } from "../support/nodeEnvironment.js"
+import { nodeLayerOf, type ProcessInfoKind } from "../support/nodeEnvironment.js"
 
 const RACER = fileURLToPath(new URL("./racer.mjs", import.meta.url))
 const REPO = fileURLToPath(new URL("../..", import.meta.url))
@@ -55,12 +55,15 @@ export interface StressOptions {
    * tells a live holder from a dead one.
    */
   readonly pidNamespaces?: boolean | undefined
+  /** The `ProcessInfo` every contender judges holders by: `/proc` (the default) or the portable one (ps, kill). */
+  readonly processInfo?: ProcessInfoKind | undefined
 }
 
 export interface StressReport {
   /** Type of the file system that holds the lock, from /proc/mounts. */
   readonly fileSystem: string
   readonly pidNamespaces: boolean
+  readonly processInfo: ProcessInfoKind
   readonly processes: number
   /** `enter` lines in the log. */
   readonly acquisitions: number
@@ -83,7 +86,8 @@ export const formatReport = (report: StressReport) =>
   `stress: processes=${report.processes} acquisitions=${report.acquisitions} kills=${report.kills} ` +
   `overlaps=${report.overlaps} stuck=${report.stuck} generations=${report.generations?.join("..") ?? "none"} ` +
   `not-increasing=${report.generationsNotIncreasing} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}` +
-  (report.pidNamespaces ? " pid-namespaces=separate" : "")
+  (report.pidNamespaces ? " pid-namespaces=separate" : "") +
+  (report.processInfo === "proc" ? "" : ` process-info=${report.processInfo}`)
 
 // -----------------------------------------------------------------------------
 // The log
@@ -218,9 +222,21 @@ const spawnRacer = (
   runDir: string,
   logPath: string,
   pauseMs: readonly [number, number],
-  pidNamespace: boolean
+  pidNamespace: boolean,
+  processInfo: ProcessInfoKind
 ): Racer => {
-  const args = ["--dir", runDir, "--name", NAME, "--log", logPath, "--pause-ms", pauseMs.join("-")]
+  const args = [
+    "--dir",
+    runDir,
+    "--name",
+    NAME,
+    "--log",
+    logPath,
+    "--pause-ms",
+    pauseMs.join("-"),
+    "--process-info",
+    processInfo
+  ]
   const node = [process.execPath, ...command, ...args]
   // With --kill-child, the SIGKILL of unshare reaches the child too.
   const [file, ...argv] = pidNamespace ? ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", ...node] : node
@@ -313,7 +329,8 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
         runDir,
         logPath,
         options.pauseMs,
-        options.pidNamespaces ?? false
+        options.pidNamespaces ?? false,
+        options.processInfo ?? "proc"
       )
       running.set(racer.pid, racer)
     }
@@ -387,7 +404,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
     // No stuck lock: a fresh contender takes it at once (acquire never waits).
     const fresh = yield* Effect.exit(
       Effect.scoped(PidLock.acquire({ name: NAME, dir: runDir })).pipe(
-        Effect.provide(nodeLayer)
+        Effect.provide(nodeLayerOf(options.processInfo ?? "proc"))
       )
     )
     if (Exit.isFailure(fresh)) problems.push(`stuck: a fresh acquire failed: ${String(fresh.cause)}`)
@@ -405,6 +422,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
     return {
       fileSystem: fileSystemOf(runDir),
       pidNamespaces: options.pidNamespaces ?? false,
+      processInfo: options.processInfo ?? "proc",
       processes: options.processes,
       acquisitions: analysis.enters,
       kills: analysis.holderKills,

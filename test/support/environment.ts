@@ -77,6 +77,7 @@ export const recordOf = (identity: ProcessInfo.Identity, token?: string): PidLoc
   v: 1,
   pid: identity.pid,
   startTime: identity.startTime,
+  ...(identity.startClock === undefined ? {} : { startClock: identity.startClock }),
   bootId: identity.bootId,
   pidNamespace: identity.pidNamespace,
   hostname: identity.hostname,

@@ -7,11 +7,32 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as portable from "../../src/internal/portable.js"
 import * as ProcessInfo from "../../src/ProcessInfo.js"
 import { type Environment, readProcStat } from "./environment.js"
 
 /** The real file system and this process, as an application provides them. */
 export const nodeLayer = ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer))
+
+/** The same with the portable `ProcessInfo` (ps, sysctl, kill), as macOS and FreeBSD get it. */
+export const portableNodeLayer = ProcessInfo.layerPortableNode.pipe(Layer.provideMerge(NodeFileSystem.layer))
+
+/** Which `ProcessInfo` a run of the lock uses: `/proc` (the default on Linux) or the portable one. */
+export type ProcessInfoKind = "proc" | "portable"
+
+export const nodeLayerOf = (kind: ProcessInfoKind) => kind === "proc" ? nodeLayer : portableNodeLayer
+
+// State and start time of `pid` as each layer records them: /proc's clock
+// ticks since boot, or ps's seconds since 1970.
+const readState = (kind: ProcessInfoKind, fs: FileSystem.FileSystem, pid: number) =>
+  kind === "proc" ? readProcStat(fs, pid) : Effect.sync(() => {
+    const text = ChildProcess.execFileSync("ps", portable.psArgs(portable.PLATFORMS.linux!, pid), {
+      encoding: "utf8",
+      env: { ...process.env, LC_ALL: "C", TZ: "UTC" }
+    })
+    const row = portable.parsePsRow(portable.PLATFORMS.linux!, text)!
+    return { state: row.state.slice(0, 1), startTime: row.startTime }
+  })
 
 /** A scoped temporary directory on the real disk. */
 export const tempDir = Effect.acquireRelease(
@@ -56,12 +77,12 @@ const identify = (pid: number) =>
     Effect.orDie
   )
 
-/** The real Node `FileSystem` on a temporary directory, with real processes. */
-export const nodeEnvironment: Environment = {
-  name: "node",
+/** The real Node `FileSystem` on a temporary directory, with real processes, judged by the `ProcessInfo` of `kind`. */
+export const makeNodeEnvironment = (kind: ProcessInfoKind): Environment => ({
+  name: kind === "proc" ? "node" : "node (portable ProcessInfo)",
   fixture: Effect.gen(function*() {
     const dir = yield* tempDir
-    const context = yield* Layer.build(nodeLayer).pipe(Effect.orDie)
+    const context = yield* Layer.build(nodeLayerOf(kind)).pipe(Effect.orDie)
     const provide = Effect.provide(context)
     return {
       dir,
@@ -84,7 +105,7 @@ export const nodeEnvironment: Environment = {
         const pid = Number(yield* firstLine(parent))
         const self = yield* provide(ProcessInfo.ProcessInfo)
         const fs = yield* provide(FileSystem.FileSystem)
-        const stat = yield* readProcStat(fs, pid).pipe(
+        const stat = yield* readState(kind, fs, pid).pipe(
           Effect.filterOrFail((stat) => stat.state === "Z"),
           Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds"))),
           Effect.orDie
@@ -96,4 +117,10 @@ export const nodeEnvironment: Environment = {
       giveAway: (path) => Effect.sync(() => Fs.chownSync(path, 65534, 65534))
     }
   })
-}
+})
+
+/** The real Node `FileSystem` with the `/proc` `ProcessInfo`. */
+export const nodeEnvironment: Environment = makeNodeEnvironment("proc")
+
+/** The real Node `FileSystem` with the portable `ProcessInfo`. */
+export const portableNodeEnvironment: Environment = makeNodeEnvironment("portable")
