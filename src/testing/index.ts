@@ -72,8 +72,11 @@ export type Errno =
   | "ENAMETOOLONG"
   | "ENOTEMPTY"
   | "ELOOP"
+  | "EMSGSIZE"
   | "EADDRINUSE"
+  | "ECONNRESET"
   | "ETIMEDOUT"
+  | "ECONNREFUSED"
   | "ECANCELED"
 
 /**
