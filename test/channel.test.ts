@@ -139,9 +139,10 @@ const holdIn = (dir: string, ...flags: ReadonlyArray<string>) =>
 const sendFrom = (dir: string, data: unknown, ...flags: ReadonlyArray<string>) =>
   spawnMessenger(["send", "--dir", dir, "--name", NAME, "--data", JSON.stringify(data), ...flags])
 
+// Generous: twenty Node processes starting at once on a small machine.
 const outcomeOf = (child: Parameters<typeof waitForLine>[0]) =>
   Effect.gen(function*() {
-    yield* waitForExit(child)
+    yield* waitForExit(child, 90)
     const line = child.lines.find((text) => text.startsWith("reply ") || text.startsWith("error "))
     assert.isDefined(line, child.stderr())
     return JSON.parse(line!.slice(line!.indexOf(" ") + 1)) as {
@@ -158,12 +159,13 @@ describe("PidLock.send between real processes", () => {
       const holder = yield* holdIn(dir)
       const senders = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => sendFrom(dir, { n: i }))
       const outcomes = yield* Effect.forEach(senders, outcomeOf, { concurrency: "unbounded" })
+      // (each sender's own timeout is the default, 5 s: a start-up slower than that shows here as Timeout)
       outcomes.forEach((outcome, i) => {
         assert.deepStrictEqual(outcome.data?.echo, { n: i })
         assert.strictEqual(outcome.data?.pid, holder.pid)
         assert.strictEqual(outcome.data?.from, senders[i]!.pid)
       })
-    }), 60_000)
+    }), 120_000)
 
   it.scopedLive("a sender killed mid-frame harms nothing: the holder answers the next", () =>
     Effect.gen(function*() {
