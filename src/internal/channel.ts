@@ -118,6 +118,23 @@ export const validateOnMessage = (
     ? Either.right(onMessage as PidLock.Options["onMessage"])
     : Either.left(new PidLock.InvalidOptions({ option: "onMessage", value: onMessage, reason: "must be a function" }))
 
+// Each message's answer, for `refuseUnserved`: a refusal that the public
+// `decline` does not offer.
+const answers = new WeakMap<PidLock.Message, Deferred.Deferred<Reply>>()
+
+/**
+ * Refuses `message` as one the holder does not serve (`NotServed`), not as
+ * declined by its handler: a holder that reads its messages only to say
+ * that it takes none, as the wrapper of `effect-pidlock run` does.
+ *
+ * @internal
+ */
+export const refuseUnserved = (message: PidLock.Message, detail: string): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const answered = answers.get(message)
+    return answered === undefined ? message.decline(detail) : Deferred.succeed(answered, refusal("NotServed", detail))
+  }).pipe(Effect.asVoid)
+
 // Messages wait here for the holder to read them; once it is full, a sender
 // is told at once that the holder is busy, so that a holder that never reads
 // keeps no more than this many.
@@ -152,9 +169,11 @@ export const serveMessages = (
               cwd: request.cwd,
               pid: request.pid,
               data: request.data,
-              reply: (data) => Effect.asVoid(Deferred.succeed(answered, { v: 1, ok: true, data })),
+              // A handler that returns nothing (`Effect.void`) answers null.
+              reply: (data) => Effect.asVoid(Deferred.succeed(answered, { v: 1, ok: true, data: data ?? null })),
               decline: (reason) => Effect.asVoid(Deferred.succeed(answered, refusal("Declined", reason)))
             }
+            answers.set(message, answered)
             if (!(yield* Queue.offer(queue, message))) {
               return Option.some(encodeReply(refusal(
                 "Busy",
