@@ -21,7 +21,7 @@ const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const dirFlag = args.indexOf("--dir")
 const root = Path.resolve(dirFlag === -1 ? Os.tmpdir() : args[dirFlag + 1]!)
-// `--only takeover,handoff`: some of the figures (cycle, takeover, handoff, contention, import, cli, heap,
+// `--only takeover,handoff`: some of the figures (cycle, takeover, handoff, contention, send, import, cli, heap,
 // pg_cycle, pg_takeover, pg_handoff).
 const onlyFlag = args.indexOf("--only")
 const only = onlyFlag === -1 ? undefined : args[onlyFlag + 1]!.split(",")
@@ -591,6 +591,24 @@ const fileSystemOf = (path: string): string => {
   }
 }
 
+// -----------------------------------------------------------------------------
+// A message to a running holder
+// -----------------------------------------------------------------------------
+
+// PidLock.send to a holder in another process that answers at once: the
+// judge of the holder, a connection, a frame each way.
+const sendRoundTrip = () => {
+  const { samples } = runJson<{ samples: Array<number> }>("send.mjs", [
+    Fs.mkdtempSync(Path.join(base, "send-")),
+    String(quick ? 100 : 500)
+  ])
+  const m = median(samples)
+  console.log(
+    `send_ms: median=${fixed(m, 2)} p95=${fixed(quantile(samples, 0.95), 2)} n=${samples.length}` +
+      verdict(m <= 5, "median ≤ 5 ms")
+  )
+}
+
 const main = async () => {
   const began = now()
   console.log(
@@ -605,6 +623,7 @@ const main = async () => {
     takeover,
     handoff,
     contention,
+    send: sendRoundTrip,
     import: importCost,
     cli: cliStartup,
     heap,

@@ -28,12 +28,13 @@ import type * as Cause from "effect/Cause"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import type * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as internalDuration from "./internal/duration.js"
 import {
@@ -131,6 +132,59 @@ export interface Options {
    * seconds.
    */
   readonly checkInterval?: DurationInput | false | undefined
+  /**
+   * Answer each message that {@link send} brings with what this returns:
+   * its success is the reply (a JSON value), its failure declines the
+   * message (the sender gets {@link Refused}, with the error's message).
+   * Up to 16 messages are handled at once; with a handler,
+   * {@link FileLock.messages} stays empty. Default: the messages wait in
+   * `messages` for the program to read them.
+   *
+   * @since 0.2.0
+   */
+  readonly onMessage?: ((message: Message) => Effect.Effect<unknown, unknown>) | undefined
+}
+
+/**
+ * A message that another process sent to the holder with {@link send}: who
+ * sent it, and its JSON `data`. Answer it once, with `reply` or `decline`; a
+ * message left unanswered leaves its sender waiting until its `timeout`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Message {
+  /** The sender's command line. */
+  readonly argv: ReadonlyArray<string>
+  /** The sender's working directory: resolve the paths in `argv` and `data` against it. */
+  readonly cwd: string
+  /** The sender's pid, as its own pid namespace sees it. */
+  readonly pid: number
+  /** What the sender sent: a JSON value. */
+  readonly data: unknown
+  /**
+   * Answer with `data` (a JSON value, at most 64 KiB encoded). Only the first
+   * answer counts; one that JSON cannot hold, or too long, reaches the sender
+   * as {@link Refused}.
+   */
+  readonly reply: (data: unknown) => Effect.Effect<void>
+  /** Refuse the message: the sender's {@link send} fails with {@link Refused} (`Declined`), with this reason. */
+  readonly decline: (reason: string) => Effect.Effect<void>
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface SendOptions {
+  /** The lock's name, as its holder took it. */
+  readonly name: string
+  /** The lock's directory, as its holder took it (default as in {@link Options}). */
+  readonly dir?: string | undefined
+  /** What to send: a JSON value, at most 64 KiB encoded with the sender's command line and directory. */
+  readonly data: unknown
+  /** How long to wait for the reply. Default: 5 seconds. */
+  readonly timeout?: DurationInput | undefined
 }
 
 /**
@@ -202,6 +256,15 @@ export interface BackendError extends Cause.YieldableError {
 export interface FileLock extends PidLock<PermissionDenied | PlatformError> {
   /** The owner entry, `<dir>/<name>/lock/<pid>.<token>`. */
   readonly entry: string
+  /**
+   * The messages that other processes send to the holder ({@link send}),
+   * while the lock is held; one reader takes each. At most 16 wait to be
+   * read: beyond that, senders are told at once that the holder is busy
+   * ({@link Refused}). Empty when `onMessage` handles them.
+   *
+   * @since 0.2.0
+   */
+  readonly messages: Stream.Stream<Message>
 }
 
 /**
@@ -464,6 +527,120 @@ export class LockCompromised extends TaggedError("LockCompromised")<{
 }
 
 /**
+ * {@link send} found nobody to send to: the lock is free (`Free`), or its
+ * holder is gone (`Gone`).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class NoHolder extends TaggedError("NoHolder")<{
+  /** The lock directory. */
+  readonly location: string
+  readonly reason: "Free" | "Gone"
+}> {
+  /**
+   * @since 0.2.0
+   */
+  get message(): string {
+    return withNextStep(
+      this.reason === "Free" ? `${this.location} is free: nobody holds it` : `the holder of ${this.location} is gone`,
+      `Start the program that holds it (effect-pidlock run --forward starts the command when nobody holds it)`
+    )
+  }
+}
+
+/**
+ * The holder did not reply to {@link send} in time: it is busy, or it does
+ * not read its messages.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class Timeout extends TaggedError("Timeout")<{
+  readonly location: string
+  readonly holder: OwnerRecord
+  readonly timeout: Duration.Duration
+}> {
+  /**
+   * @since 0.2.0
+   */
+  get message(): string {
+    return withNextStep(
+      `${describeHolder(this.holder)}, the holder of ${this.location}, did not reply within ${
+        Duration.format(this.timeout)
+      }`,
+      `Give it longer (the option timeout; --timeout on the command line), or see whether it reads its messages (lock.messages, onMessage)`
+    )
+  }
+}
+
+/**
+ * The holder got the message of {@link send} and would not answer it:
+ *
+ * - `Busy`: too many messages wait for it to read them.
+ * - `NotServed`: it reads no messages: a process that inherited the
+ *   holder's socket (the command of `effect-pidlock run`, its wrapper gone),
+ *   a holder without a socket (release 0.1), or on another host.
+ * - `Declined`: its handler failed, or declined the message (`detail` says why).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class Refused extends TaggedError("Refused")<{
+  readonly location: string
+  readonly holder: OwnerRecord
+  readonly reason: "Busy" | "NotServed" | "Declined"
+  readonly detail: string
+}> {
+  /**
+   * @since 0.2.0
+   */
+  get message(): string {
+    return withNextStep(
+      `${
+        describeHolder(this.holder)
+      }, the holder of ${this.location}, refused the message: ${this.detail} (${this.reason})`,
+      this.reason === "Busy"
+        ? "Try again shortly"
+        : this.reason === "NotServed"
+        ? `It reads no messages; see who holds it: ${cliCommand("status", this.location)}`
+        : "See the holder's own logs for why"
+    )
+  }
+}
+
+/**
+ * The message of {@link send} does not fit in one frame (64 KiB, with the
+ * sender's command line and directory): nothing was sent.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class MessageTooLarge extends TaggedError("MessageTooLarge")<{
+  /** Its size, encoded, in bytes. */
+  readonly size: number
+  readonly limit: number
+}> {
+  /**
+   * @since 0.2.0
+   */
+  get message(): string {
+    return withNextStep(
+      `the message is ${this.size} bytes encoded; a message holds at most ${this.limit}`,
+      "Send less: a path to a file with the rest, rather than its contents"
+    )
+  }
+}
+
+/**
+ * What {@link send} fails with, besides the errors of reading the lock.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type SendError = NoHolder | Timeout | Refused | MessageTooLarge
+
+/**
  * Every error of the file lock. Each message says what happened and ends with
  * the next step a person can take, and each error prints as that one line,
  * `<tag>: <message>`.
@@ -653,6 +830,37 @@ export const inspect: (
   InvalidOptions | CorruptLock | NameClash | PermissionDenied | PlatformError,
   FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
 > = internal.inspect
+
+/**
+ * Send `data` to the process that holds the lock, and get its reply (a JSON
+ * value): the holder reads it from {@link FileLock.messages}, or answers it
+ * with its `onMessage` option. The message carries this process's command
+ * line, working directory and pid. Only the lock's own user can reach the
+ * holder: its socket lies in the lock home, which is theirs alone.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as PidLock from "effect-pidlock/PidLock"
+ *
+ * // A second copy of an editor hands its file to the first one, and exits.
+ * export const openInRunningInstance = (file: string) =>
+ *   PidLock.send({ name: "editor", data: { open: file }, timeout: "2s" }).pipe(
+ *     Effect.map((reply) => `the running instance says: ${JSON.stringify(reply)}`),
+ *     Effect.catchTag("NoHolder", () => Effect.succeed("no instance runs: start one"))
+ *   )
+ * ```
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const send: (
+  options: SendOptions
+) => Effect.Effect<
+  unknown,
+  SendError | InvalidOptions | CorruptLock | NameClash | PermissionDenied | PlatformError,
+  FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix
+> = internal.send
 
 /**
  * Remove the lock of the holder that {@link inspect} found, by the exact name

@@ -5,11 +5,18 @@
  * crosses pid namespaces.
  *
  * A holder listens on a socket in the lock home, made once per process and
- * directory and kept while the process lives; it never accepts. A contender
+ * directory and kept while the process lives. A contender
  * that cannot see the holder in `/proc` (another pid namespace, or a `run`
  * wrapper that was killed while its command still runs) connects: the kernel
  * queues the connection while any process still has the listening socket
  * open, and refuses it at once when none has.
+ *
+ * The same socket carries messages to the holder ({@link Posix.serve},
+ * {@link Posix.request}): one frame each way per connection, a 4-byte
+ * big-endian length and then that many bytes, at most
+ * {@link MAX_FRAME_BYTES}. A connection that sends nothing (a probe) is hung
+ * up as before; a frame that is too long, cut short or late is dropped, and
+ * the listener goes on.
  *
  * The Node implementation is provided by `ProcessInfo.layer`; the in-memory
  * one by `effect-pidlock/testing`, with the same errors as the Node layer.
@@ -19,9 +26,11 @@
 import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as internal from "./internal/posix.js"
 
 /**
@@ -68,6 +77,23 @@ export interface Listener {
 export type Probe = "Listening" | "Refused" | "Missing"
 
 /**
+ * The most bytes one frame carries, either way: 64 KiB.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const MAX_FRAME_BYTES: number = internal.MAX_FRAME_BYTES
+
+/**
+ * What a listener does with the payload of a frame it received: the payload
+ * of the frame to answer with, or `None` to hang up without an answer.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Handler = (payload: Uint8Array) => Effect.Effect<Option.Option<Uint8Array>>
+
+/**
  * @since 0.2.0
  * @category models
  */
@@ -111,6 +137,36 @@ export interface Posix {
    * @since 0.2.0
    */
   readonly processExists: (pid: number) => Effect.Effect<boolean, PlatformError>
+  /**
+   * Answer the frames that reach this process's socket in `directory` with
+   * `handler`, for the life of the scope: it listens first, as
+   * {@link Posix.listen} does. Without a handler (before, after, or in a
+   * process that never serves), a connection is hung up unread, as a probe's
+   * always is. One handler per directory: a later call replaces it until its
+   * own scope closes. An answer longer than {@link MAX_FRAME_BYTES} is not
+   * sent: the connection is hung up.
+   *
+   * @since 0.2.0
+   */
+  readonly serve: (directory: string, handler: Handler) => Effect.Effect<void, PlatformError, Scope.Scope>
+  /**
+   * Connect to the socket at `path`, send `payload` in one frame and wait for
+   * the answer's frame, all within `timeout`. Fails with `method: "request"`
+   * and the code in `cause.code`: `ENOENT` (`NotFound`) nothing there,
+   * `ECONNREFUSED` nobody listens, `ECONNRESET` hung up without an answer (a
+   * process that listens but does not serve, a malformed answer, or a
+   * listener that died meanwhile), `EMSGSIZE` a payload longer than
+   * {@link MAX_FRAME_BYTES}, `ETIMEDOUT` (`TimedOut`) no answer in time (a
+   * queue that is full stays so past it: a listener whose socket lives on in
+   * a process that never accepts).
+   *
+   * @since 0.2.0
+   */
+  readonly request: (
+    path: string,
+    payload: Uint8Array,
+    timeout: Duration.DurationInput
+  ) => Effect.Effect<Uint8Array, PlatformError>
 }
 
 /**

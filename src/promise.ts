@@ -70,7 +70,19 @@ export type LogLevel = "error" | "warning" | "info" | "debug"
  * @since 0.2.0
  * @category models
  */
-export interface Options extends PidLock.Options {
+export interface Options extends Omit<PidLock.Options, "onMessage"> {
+  /**
+   * Answer each message that {@link send} brings: what it returns (or the
+   * promise resolves with) is the reply, a JSON value; what it throws (or
+   * the promise rejects with) declines the message, and the sender gets
+   * {@link Refused} with the error's message. Up to 16 messages are handled
+   * at once. Without it, the lock refuses every message at once
+   * ({@link Refused}, `NotServed`): a lock of this module has no other way
+   * to read them.
+   *
+   * @since 0.2.0
+   */
+  readonly onMessage?: ((message: Message) => unknown) | undefined
   /**
    * The least severe level of the lock's logs written to stderr (never to
    * stdout), or `false` for none. Default: `"info"`, which writes one line
@@ -79,6 +91,33 @@ export interface Options extends PidLock.Options {
    */
   readonly log?: false | LogLevel | undefined
 }
+
+/**
+ * A message that another process sent with {@link send}, as `onMessage`
+ * gets it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Message {
+  /** The sender's command line. */
+  readonly argv: ReadonlyArray<string>
+  /** The sender's working directory: resolve the paths in `argv` and `data` against it. */
+  readonly cwd: string
+  /** The sender's pid, as its own pid namespace sees it. */
+  readonly pid: number
+  /** What the sender sent: a JSON value. */
+  readonly data: unknown
+}
+
+/**
+ * The options of {@link send}: which lock's holder to reach, what to send it,
+ * and how long to wait for its reply (default 5 seconds).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type SendOptions = PidLock.SendOptions
 
 /**
  * A held lock. It stays held until {@link Lock.release}, or until the process
@@ -165,6 +204,14 @@ export type Status = PidLock.Status
  */
 export type PidLockError = PidLock.PidLockError
 
+/**
+ * What {@link send} rejects with, besides the errors of reading the lock.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type SendError = PidLock.SendError
+
 // The errors the lock rejects with: the very classes of `effect-pidlock/PidLock`,
 // so that `error instanceof LockHeld` holds and narrows to the error's fields.
 export {
@@ -214,6 +261,13 @@ export {
    */
   LockHeld,
   /**
+   * {@link send}'s message is over 64 KiB encoded (`size`, `limit`): nothing was sent.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  MessageTooLarge,
+  /**
    * The lock home `<dir>/<name>` belongs to another user: someone else uses this lock name in a shared
    * directory. Nothing of theirs is touched.
    *
@@ -222,6 +276,13 @@ export {
    */
   NameClash,
   /**
+   * {@link send} found nobody to send to: the lock is free (`Free`), or its holder is gone (`Gone`).
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  NoHolder,
+  /**
    * The operating system refused an operation on the lock (`EACCES`, `EPERM`, `EROFS`).
    *
    * @since 0.2.0
@@ -229,12 +290,27 @@ export {
    */
   PermissionDenied,
   /**
+   * The holder would not answer {@link send}'s message: `Busy` (too many wait), `NotServed` (it reads no
+   * messages) or `Declined` (its handler threw); `detail` says why.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  Refused,
+  /**
    * The holder is gone, and `onStale: "fail"` asked not to take its lock over.
    *
    * @since 0.2.0
    * @category errors
    */
-  StaleLock
+  StaleLock,
+  /**
+   * The holder did not reply to {@link send} within its `timeout`.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  Timeout
 } from "./PidLock.js"
 
 // -----------------------------------------------------------------------------
@@ -358,3 +434,34 @@ export const guard: (dir: string, key: string, callback: GuardCallback) => void 
 export const inspect: (
   options: { readonly name: string; readonly dir?: string | undefined }
 ) => Promise<Status | undefined> = internal.inspect
+
+/**
+ * Send `data` (a JSON value) to the process that holds the lock, and resolve
+ * with its reply: the holder answers with its `onMessage` option. Rejects
+ * with {@link NoHolder} when nobody holds the lock, {@link Timeout},
+ * {@link Refused}, {@link MessageTooLarge}, or an error of reading the lock
+ * ({@link InvalidOptions}, {@link CorruptLock}, {@link NameClash},
+ * {@link PermissionDenied}, a `PlatformError`).
+ *
+ * @example
+ * ```ts
+ * import { acquire, NoHolder, send } from "effect-pidlock/promise"
+ *
+ * const lock = await acquire({
+ *   name: "promise-send-example",
+ *   onMessage: async (message) => ({ opened: message.data })
+ * })
+ * try {
+ *   console.log(await send({ name: "promise-send-example", data: "notes.txt", timeout: "2s" }))
+ * } catch (error) {
+ *   if (!(error instanceof NoHolder)) throw error
+ *   console.log("nobody runs")
+ * } finally {
+ *   await lock.release()
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const send: (options: SendOptions) => Promise<unknown> = internal.send

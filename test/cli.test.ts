@@ -10,10 +10,12 @@ import * as Path from "node:path"
 import type { Readable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import * as ProcessInfo from "../src/ProcessInfo.js"
+import { spawnNode, waitForLine } from "./support/children.js"
 import { entryNameOf, plantHolder, recordOf } from "./support/environment.js"
 import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
 
 const BIN = fileURLToPath(new URL("../dist/cli/bin.cjs", import.meta.url))
+const MESSENGER = fileURLToPath(new URL("./fixtures/messenger.mjs", import.meta.url))
 const NAME = "app"
 
 interface Finished {
@@ -454,6 +456,121 @@ while :; do sleep 1 >/dev/null 3>&- & wait $!; done`
       assert.include(result.stderr, "stopping the command")
       assert.include(result.stdout, "stopped")
       assertNoStackTrace(result)
+    }))
+})
+
+describe("effect-pidlock send, and run --forward", () => {
+  /** A program that holds lock `NAME` itself and answers each message with `{ echo: data, pid, from }`. */
+  const startMessenger = (dir: string, ...flags: ReadonlyArray<string>) =>
+    Effect.tap(
+      spawnNode(MESSENGER, ["hold", "--dir", dir, "--name", NAME, ...flags]),
+      (holder) => waitForLine(holder, "ready")
+    )
+
+  it.scopedLive("send prints the holder's reply to {argv} as JSON on stdout; run --forward hands its command line", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const holder = yield* startMessenger(dir)
+      const sent = yield* runCli("send", "--name", NAME, "--dir", dir, "--", "open", "notes.txt", "--line=3")
+      assert.strictEqual(sent.code, 0, sent.stderr)
+      assert.strictEqual(sent.stderr, "")
+      const reply = JSON.parse(sent.stdout)
+      assert.deepStrictEqual(reply.echo, { argv: ["open", "notes.txt", "--line=3"] })
+      assert.strictEqual(reply.pid, holder.pid)
+
+      const bare = yield* runCli("send", "--name", NAME, "--dir", dir)
+      assert.strictEqual(bare.code, 0, bare.stderr)
+      assert.deepStrictEqual(JSON.parse(bare.stdout).echo, { argv: [] })
+
+      const forwarded = yield* runCli("run", "--forward", "--name", NAME, "--dir", dir, "--", "editor", "a b.txt")
+      assert.strictEqual(forwarded.code, 0, forwarded.stderr)
+      assert.deepStrictEqual(JSON.parse(forwarded.stdout).echo, { argv: ["editor", "a b.txt"] })
+    }))
+
+  it.scopedLive("run --forward runs the command when the lock is free, and holds it meanwhile", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const result = yield* runCli("run", "--forward", "--name", NAME, "--dir", dir, "--", "sh", "-c", "echo ran")
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(result.stdout, "ran\n")
+    }))
+
+  it.scopedLive("exit codes: 69 nobody holds the lock, 75 no reply in time, 76 refused", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const free = yield* runCli("send", "--name", NAME, "--dir", dir, "--", "x")
+      assert.strictEqual(free.code, 69, free.stderr)
+      assert.strictEqual(free.stdout, "")
+      assert.include(free.stderr, "is free: nobody holds it")
+      assertNoStackTrace(free)
+
+      const silent = yield* startMessenger(dir, "--silent")
+      const late = yield* runCli("send", "--name", NAME, "--dir", dir, "--timeout", "300ms", "--", "x")
+      assert.strictEqual(late.code, 75, late.stderr)
+      assert.include(late.stderr, "did not reply within")
+      const lateForward = yield* runCli(
+        "run",
+        "--forward",
+        "--timeout",
+        "300ms",
+        "--name",
+        NAME,
+        "--dir",
+        dir,
+        "--",
+        "x"
+      )
+      assert.strictEqual(lateForward.code, 75, lateForward.stderr)
+      silent.process.kill("SIGKILL")
+      yield* Effect.promise(() => silent.closed)
+
+      const gone = yield* runCli("send", "--name", NAME, "--dir", dir, "--", "x")
+      assert.strictEqual(gone.code, 69, gone.stderr)
+      assert.include(gone.stderr, "is gone")
+    }))
+
+  it.scopedLive("a lock held by run refuses messages at once (76): the wrapper hands none to its command", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const holder = yield* startHolder(dir)
+      const started = Date.now()
+      const sent = yield* runCli("send", "--name", NAME, "--dir", dir, "--", "x")
+      assert.isBelow(Date.now() - started, 3_000, "told at once, not after the 5 s timeout")
+      assert.strictEqual(sent.code, 76, sent.stderr)
+      assert.strictEqual(sent.stdout, "")
+      assert.include(
+        sent.stderr,
+        `it is effect-pidlock run (pid ${holder.pid}), which hands no messages to its command`
+      )
+      assert.include(sent.stderr, "(NotServed)")
+      const forwarded = yield* runCli("run", "--forward", "--name", NAME, "--dir", dir, "--", "x")
+      assert.strictEqual(forwarded.code, 76, forwarded.stderr)
+      assert.isTrue(holder.isRunning(), "the holder runs on")
+      yield* release(holder)
+      assert.strictEqual((yield* finished(holder)).code, 0)
+    }))
+
+  it.scopedLive("usage: --forward with --wait, --timeout without --forward, a timeout of zero: exit 64", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      for (
+        const [args, says] of [
+          [["run", "--forward", "--wait", "1s", "--name", NAME, "--dir", dir, "--", "x"], "--forward and --wait"],
+          [["run", "--timeout", "1s", "--name", NAME, "--dir", dir, "--", "x"], "--timeout is --forward's"],
+          [["send", "--timeout", "0s", "--name", NAME, "--dir", dir], "--timeout \"0s\" is not a positive duration"],
+          [["send", "--name", NAME, "--dir", dir, "open"], "unexpected argument \"open\": put it after --"],
+          [["send", "--name", NAME, "--postgres", "postgresql://h/d"], "send does not take --postgres"]
+        ] as const
+      ) {
+        const result = yield* runCli(...args)
+        assert.strictEqual(result.code, 64, `${args.join(" ")}: ${result.stderr}`)
+        assert.include(result.stderr, `effect-pidlock: ${says}`, args.join(" "))
+        assert.include(result.stderr, "usage: effect-pidlock", args.join(" "))
+      }
+      const help = yield* runCli("send", "--help")
+      assert.strictEqual(help.code, 0, help.stderr)
+      assert.include(help.stdout, "69 nobody holds the lock; 75 no reply in time")
+      assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing was made")
     }))
 })
 

@@ -14,7 +14,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url))
 const README = Fs.readFileSync(Path.join(ROOT, "README.md"), "utf8")
 
 /** The examples this file runs; a new one must be added here (and to the README) to pass the first test. */
-const EXAMPLES = ["demo.mjs", "layer.ts", "pgLayer.ts", "quickstart.ts", "waiting.ts"]
+const EXAMPLES = ["demo.mjs", "layer.ts", "openInRunning.ts", "pgLayer.ts", "quickstart.ts", "waiting.ts"]
 
 /** A fresh lock directory, removed with the scope. */
 const lockDir = Effect.acquireRelease(
@@ -22,9 +22,9 @@ const lockDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
 )
 
-/** `npx tsx examples/<file>` with `env` added to the environment. */
-const runExample = (file: string, env: Record<string, string>) =>
-  spawnNode("--import", ["tsx", Path.join("examples", file)], { env: { ...process.env, ...env } })
+/** `npx tsx examples/<file> ...args` with `env` added to the environment. */
+const runExample = (file: string, env: Record<string, string>, args: ReadonlyArray<string> = []) =>
+  spawnNode("--import", ["tsx", Path.join("examples", file), ...args], { env: { ...process.env, ...env } })
 
 /** Everything the program printed: its logs (stdout) and stderr. */
 const output = (child: Child) => `${child.lines.join("\n")}\n${child.stderr()}`
@@ -83,6 +83,27 @@ describe("examples/", () => {
         assert.strictEqual(refused.code, 0, refused.output) // the example catches LockHeld and logs it
         assert.notInclude(refused.output, "the only copy running")
         assert.match(refused.output, new RegExp(`WARN .*is held by pid ${holder.pid}`))
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "openInRunning.ts: the first copy opens its file and waits; a second hands it its files and exits",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* lockDir
+        const editor = yield* runExample("openInRunning.ts", { PIDLOCK_DIR: dir }, ["notes.txt"])
+        yield* waitForOutput(editor, /waiting for files to open/)
+        assert.include(output(editor), `opening ${Path.join(ROOT, "notes.txt")}`)
+
+        const second = yield* exitOf(
+          yield* runExample("openInRunning.ts", { PIDLOCK_DIR: dir }, ["todo.txt", "a.txt"])
+        )
+        assert.strictEqual(second.code, 0, second.output)
+        assert.include(second.output, "handed to the running instance: {\"opened\":2}")
+        yield* waitForOutput(editor, new RegExp(`opening ${Path.join(ROOT, "a.txt")}`))
+        assert.include(output(editor), `opening ${Path.join(ROOT, "todo.txt")}`)
+        assert.isUndefined(editor.status(), "the first copy runs on")
       }),
     60_000
   )

@@ -124,7 +124,9 @@ const notAsked = Posix.Posix.of({
   socketPath: () => "",
   listen: () => Effect.dieMessage("not asked"),
   probe: () => Effect.dieMessage("not asked"),
-  processExists: () => Effect.dieMessage("not asked")
+  processExists: () => Effect.dieMessage("not asked"),
+  serve: () => Effect.dieMessage("not asked"),
+  request: () => Effect.dieMessage("not asked")
 })
 
 const identityOn = (platform: "darwin" | "freebsd", answers: Record<string, string>) =>

@@ -6,6 +6,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -563,6 +564,138 @@ const sharedCases: ReadonlyArray<SharedCase> = [
     }
   ]
 ]
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+const bytes = (value: string) => new TextEncoder().encode(value)
+
+// Answers a frame with its text in capitals.
+const shout: Posix.Handler = (payload) => Effect.succeed(Option.some(bytes(text(payload).toUpperCase())))
+
+const requestOwn = ({ dir, posix }: Setup, payload: Uint8Array, timeout: Duration.DurationInput = "2 seconds") =>
+  observe(Effect.map(posix.request(posix.socketPath(dir), payload, timeout), text))
+
+// A case of the channel: what it serves lasts as long as its scope.
+type ChannelCase = readonly [
+  title: string,
+  run: (setup: Setup) => Effect.Effect<unknown, PlatformError, Scope.Scope>,
+  expected: unknown
+]
+
+const channelCases: ReadonlyArray<ChannelCase> = [
+  [
+    "a request to a socket that serves: its answer",
+    (setup) => Effect.zipRight(setup.posix.serve(setup.dir, shout), requestOwn(setup, bytes("open a.txt"))),
+    { ok: "OPEN A.TXT" }
+  ],
+  [
+    "an empty frame each way",
+    (setup) =>
+      Effect.zipRight(
+        setup.posix.serve(setup.dir, () => Effect.succeed(Option.some(new Uint8Array(0)))),
+        requestOwn(setup, new Uint8Array(0))
+      ),
+    { ok: "" }
+  ],
+  [
+    "a frame of MAX_FRAME_BYTES is carried whole",
+    (setup) =>
+      Effect.zipRight(
+        setup.posix.serve(setup.dir, (payload) => Effect.succeed(Option.some(bytes(String(payload.length))))),
+        requestOwn(setup, new Uint8Array(Posix.MAX_FRAME_BYTES))
+      ),
+    { ok: String(64 * 1024) }
+  ],
+  [
+    "a payload longer than MAX_FRAME_BYTES: EMSGSIZE, nothing sent",
+    (setup) => Effect.zipRight(setup.posix.serve(setup.dir, shout), requestOwn(setup, new Uint8Array(64 * 1024 + 1))),
+    { error: { reason: "Unknown", method: "request", syscall: "write", code: "EMSGSIZE" } }
+  ],
+  [
+    "a request to a socket that listens without serving: hung up (ECONNRESET)",
+    (setup) => Effect.zipRight(setup.posix.listen(setup.dir), requestOwn(setup, bytes("hello"))),
+    { error: { reason: "Unknown", method: "request", syscall: "read", code: "ECONNRESET" } }
+  ],
+  [
+    "a handler that answers None: hung up",
+    (setup) =>
+      Effect.zipRight(setup.posix.serve(setup.dir, () => Effect.succeedNone), requestOwn(setup, bytes("hello"))),
+    { error: { reason: "Unknown", method: "request", syscall: "read", code: "ECONNRESET" } }
+  ],
+  [
+    "a handler that dies: hung up, and the socket serves the next request",
+    (setup) => {
+      let first = true
+      const flaky: Posix.Handler = (payload) =>
+        first ? Effect.sync(() => (first = false)).pipe(Effect.zipRight(Effect.die("boom"))) : shout(payload)
+      return Effect.zipRight(
+        setup.posix.serve(setup.dir, flaky),
+        Effect.all([requestOwn(setup, bytes("one")), requestOwn(setup, bytes("two"))])
+      )
+    },
+    [{ error: { reason: "Unknown", method: "request", syscall: "read", code: "ECONNRESET" } }, { ok: "TWO" }]
+  ],
+  [
+    "an answer longer than MAX_FRAME_BYTES is not sent: hung up",
+    (setup) =>
+      Effect.zipRight(
+        setup.posix.serve(setup.dir, () => Effect.succeed(Option.some(new Uint8Array(64 * 1024 + 1)))),
+        requestOwn(setup, bytes("hello"))
+      ),
+    { error: { reason: "Unknown", method: "request", syscall: "read", code: "ECONNRESET" } }
+  ],
+  [
+    "a handler slower than the request's timeout: TimedOut",
+    (setup) =>
+      Effect.zipRight(
+        setup.posix.serve(setup.dir, () => Effect.never),
+        requestOwn(setup, bytes("hello"), "100 millis")
+      ),
+    { error: { reason: "TimedOut", method: "request", syscall: "connect", code: "ETIMEDOUT" } }
+  ],
+  [
+    "once serve's scope closes, requests are hung up; a probe still finds it Listening",
+    (setup) =>
+      Effect.gen(function*() {
+        yield* Effect.scoped(setup.posix.serve(setup.dir, shout))
+        return [yield* requestOwn(setup, bytes("hello")), yield* setup.posix.probe(setup.posix.socketPath(setup.dir))]
+      }),
+    [{ error: { reason: "Unknown", method: "request", syscall: "read", code: "ECONNRESET" } }, "Listening"]
+  ],
+  [
+    "a probe of a socket that serves: Listening",
+    (setup) =>
+      Effect.zipRight(
+        setup.posix.serve(setup.dir, shout),
+        observe(setup.posix.probe(setup.posix.socketPath(setup.dir)))
+      ),
+    { ok: "Listening" }
+  ],
+  [
+    "a request to a missing path: NotFound",
+    ({ dir, posix }) => observe(posix.request(`${dir}/missing.sock`, bytes("x"), "1 second")),
+    { error: { reason: "NotFound", method: "request", syscall: "connect", code: "ENOENT" } }
+  ],
+  [
+    "a request to a regular file: ECONNREFUSED",
+    ({ dir, fs, posix }) =>
+      Effect.zipRight(
+        fs.writeFileString(`${dir}/file`, ""),
+        observe(posix.request(`${dir}/file`, bytes("x"), "1 second"))
+      ),
+    { error: { reason: "Unknown", method: "request", syscall: "connect", code: "ECONNREFUSED" } }
+  ]
+]
+
+describe("Posix: the Node layer and Testing.makePosix agree on the channel", () => {
+  for (const [title, run, expected] of channelCases) {
+    it.scopedLive(title, () =>
+      Effect.gen(function*() {
+        for (const [name, setup] of implementations) {
+          assert.deepStrictEqual(yield* Effect.scoped(Effect.flatMap(setup, run)), expected, name)
+        }
+      }))
+  }
+})
 
 describe("Posix: the Node layer and Testing.makePosix agree", () => {
   for (const [title, run, expected] of sharedCases) {

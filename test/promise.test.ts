@@ -503,3 +503,68 @@ pidlock.guard('/tmp', 'supercalifragilisticexpialidocious', function(error, data
     })
   })
 })
+
+describe("effect-pidlock/promise: messages", () => {
+  it("send reaches a holder's onMessage in another process; what it throws is Refused (Declined)", async () => {
+    const holder = spawnChild("serve")
+    await holder.line("acquired")
+    const reply = await PromiseLock.send({ name: NAME, dir, data: { open: ["a.txt"] } })
+    const { argv, echo, pid } = reply as { echo: unknown; argv: Array<string>; pid: number }
+    assert.deepStrictEqual(echo, { open: ["a.txt"] })
+    assert.strictEqual(pid, process.pid)
+    assert.isTrue(argv.length > 0 && argv.every((arg) => typeof arg === "string"), "the sender's command line")
+    const declined = await rejection(PromiseLock.send({ name: NAME, dir, data: "decline" }))
+    assert.instanceOf(declined, PromiseLock.Refused)
+    assert.strictEqual((declined as PromiseLock.Refused).reason, "Declined")
+    assert.include((declined as PromiseLock.Refused).message, "no thanks")
+    holder.process.kill("SIGKILL")
+    await holder.exited
+    const gone = await rejection(PromiseLock.send({ name: NAME, dir, data: 1 }))
+    assert.instanceOf(gone, PromiseLock.NoHolder)
+  })
+
+  it("a child's send gets this process's onMessage reply; a lock without onMessage refuses at once", async () => {
+    const lock = await PromiseLock.acquire({
+      name: NAME,
+      dir,
+      checkInterval: CHECK_INTERVAL,
+      onMessage: (message) => ({ got: message.data, from: message.pid })
+    })
+    try {
+      const sender = spawnChild("send", JSON.stringify(["x", 1]))
+      const { data } = await sender.line("reply")
+      assert.deepStrictEqual(data, { got: ["x", 1], from: sender.process.pid })
+      assert.strictEqual((await sender.exited).code, 0)
+    } finally {
+      await lock.release()
+    }
+    const deaf = await PromiseLock.acquire({ name: NAME, dir, checkInterval: CHECK_INTERVAL })
+    try {
+      const started = Date.now()
+      const sender = spawnChild("send", "null")
+      const error = await sender.line("error")
+      assert.strictEqual(error._tag, "Refused")
+      assert.strictEqual(error.reason, "NotServed")
+      assert.include(error.message, "no onMessage option")
+      assert.isBelow(Date.now() - started, 2_500, "told at once, not after its 3 s timeout")
+      assert.strictEqual((await sender.exited).code, 1)
+    } finally {
+      await deaf.release()
+    }
+  })
+
+  it("a message over 64 KiB is MessageTooLarge; an onMessage that is no function InvalidOptions", async () => {
+    const tooLarge = await rejection(PromiseLock.send({ name: NAME, dir, data: "x".repeat(70_000) }))
+    // Nobody holds the lock: told before the size, which needs a holder to matter.
+    assert.instanceOf(tooLarge, PromiseLock.NoHolder)
+    const holder = spawnChild("serve")
+    await holder.line("acquired")
+    const large = await rejection(PromiseLock.send({ name: NAME, dir, data: "x".repeat(70_000) }))
+    assert.instanceOf(large, PromiseLock.MessageTooLarge)
+    holder.process.kill("SIGKILL")
+    await holder.exited
+    const invalid = await rejection(PromiseLock.acquire({ name: NAME, dir, onMessage: "yes" as never }))
+    assert.instanceOf(invalid, PidLock.InvalidOptions)
+    assert.strictEqual((invalid as PidLock.InvalidOptions).option, "onMessage")
+  })
+})

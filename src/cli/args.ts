@@ -9,7 +9,7 @@
  * @internal
  */
 import * as Data from "effect/Data"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
@@ -18,7 +18,7 @@ import { parseDuration } from "../internal/duration.js"
 import { show } from "../internal/text.js"
 import { EX_TEMPFAIL } from "./exitCodes.js"
 
-const COMMANDS = ["run", "status", "break"] as const
+const COMMANDS = ["run", "send", "status", "break"] as const
 
 /** @internal */
 export type CommandName = (typeof COMMANDS)[number]
@@ -33,10 +33,12 @@ export class UsageError extends Data.TaggedError("UsageError")<{
 // Every option, whether it takes a value, and which commands take it
 // (`undefined`: all of them, and the line without a command).
 const OPTIONS = {
-  name: { value: true, commands: ["run", "status", "break"] },
-  dir: { value: true, commands: ["run", "status", "break"] },
+  name: { value: true, commands: ["run", "send", "status", "break"] },
+  dir: { value: true, commands: ["run", "send", "status", "break"] },
   postgres: { value: true, commands: ["run", "status", "break"] },
   wait: { value: true, commands: ["run"] },
+  forward: { value: false, commands: ["run"] },
+  timeout: { value: true, commands: ["run", "send"] },
   "conflict-exit-code": { value: true, commands: ["run"] },
   json: { value: false, commands: ["status"] },
   force: { value: false, commands: ["break"] },
@@ -82,7 +84,11 @@ const splitLine = (argv: ReadonlyArray<string>): Effect.Effect<Line, UsageError>
         }
         return command === undefined
           ? fail(`unknown command ${show(arg)}: the commands are ${COMMANDS.join(", ")}`)
-          : fail(`unexpected argument ${show(arg)}${command === "run" ? ": put the command to run after --" : ""}`)
+          : fail(
+            `unexpected argument ${show(arg)}${
+              command === "run" ? ": put the command to run after --" : command === "send" ? ": put it after --" : ""
+            }`
+          )
       }
       const equals = arg.indexOf("=")
       const spelled = arg.startsWith("--") && equals !== -1 ? arg.slice(0, equals) : arg
@@ -161,7 +167,20 @@ export interface LockArgs {
 export interface RunArgs extends LockArgs {
   readonly wait: Option.Option<Duration.Duration>
   readonly conflictExitCode: number
+  /** When the lock is held, hand the command line to its holder instead (`send`). */
+  readonly forward: boolean
+  /** How long --forward waits for the holder's reply. */
+  readonly timeout: Option.Option<Duration.Duration>
   readonly command: readonly [string, ...Array<string>]
+}
+
+/** @internal */
+export interface SendArgs {
+  readonly name: string
+  readonly dir: Option.Option<string>
+  readonly timeout: Option.Option<Duration.Duration>
+  /** The words after --, sent as `{ argv }`. */
+  readonly argv: ReadonlyArray<string>
 }
 
 /** @internal */
@@ -178,6 +197,7 @@ export interface BreakArgs extends LockArgs {
 export type Request = Data.TaggedEnum<{
   Help: { readonly command: CommandName | undefined }
   Run: { readonly args: RunArgs }
+  Send: { readonly args: SendArgs }
   Status: { readonly args: StatusArgs }
   Break: { readonly args: BreakArgs }
 }>
@@ -197,15 +217,41 @@ const readLockArgs = (line: Line, command: CommandName): Effect.Effect<LockArgs,
   return Effect.succeed({ name, dir: text("dir"), postgres: Option.map(text("postgres"), Redacted.make) })
 }
 
+// A duration option: `None` when not given.
+const readDuration = (
+  line: Line,
+  option: "wait" | "timeout",
+  command: CommandName
+): Effect.Effect<Option.Option<Duration.Duration>, UsageError> => {
+  const text = line.options.get(option)
+  if (typeof text !== "string") return Effect.succeedNone
+  // A wait of zero is one attempt; a timeout of zero would never let a reply in.
+  const duration = Option.filter(
+    parseDuration(text),
+    (duration) => option === "wait" || Duration.greaterThan(duration, Duration.zero)
+  )
+  return Option.isSome(duration)
+    ? Effect.succeed(duration)
+    : Effect.fail(
+      new UsageError({
+        message: `--${option} ${show(text)} is not a ${
+          option === "wait" ? "" : "positive "
+        }duration: write e.g. 30s, 500ms, 2m or "30 seconds"`,
+        command
+      })
+    )
+}
+
 const readRunArgs = (line: Line): Effect.Effect<RunArgs, UsageError> =>
   Effect.gen(function*() {
     const fail = (message: string) => Effect.fail(new UsageError({ message, command: "run" }))
     const lock = yield* readLockArgs(line, "run")
-    const waitText = line.options.get("wait")
-    const wait = typeof waitText === "string" ? parseDuration(waitText) : Option.none()
-    if (typeof waitText === "string" && Option.isNone(wait)) {
-      return yield* fail(`--wait ${show(waitText)} is not a duration: write e.g. 30s, 500ms, 2m or "30 seconds"`)
-    }
+    const wait = yield* readDuration(line, "wait", "run")
+    const forward = line.options.has("forward")
+    const timeout = yield* readDuration(line, "timeout", "run")
+    // One waits for the holder to go, the other hands the work to it.
+    if (forward && Option.isSome(wait)) return yield* fail("--forward and --wait cannot be used together")
+    if (!forward && Option.isSome(timeout)) return yield* fail("--timeout is --forward's: give both, or neither")
     const codeText = line.options.get("conflict-exit-code")
     const conflictExitCode = typeof codeText === "string" ? Number(codeText) : EX_TEMPFAIL
     if (typeof codeText === "string" && !(/^\d+$/.test(codeText) && conflictExitCode <= 255)) {
@@ -213,7 +259,14 @@ const readRunArgs = (line: Line): Effect.Effect<RunArgs, UsageError> =>
     }
     const [program, ...args] = line.commandLine ?? []
     if (program === undefined) return yield* fail("run needs a command to run, after --")
-    return { ...lock, wait, conflictExitCode, command: [program, ...args] }
+    return { ...lock, wait, conflictExitCode, forward, timeout, command: [program, ...args] }
+  })
+
+const readSendArgs = (line: Line): Effect.Effect<SendArgs, UsageError> =>
+  Effect.gen(function*() {
+    const { dir, name } = yield* readLockArgs(line, "send")
+    const timeout = yield* readDuration(line, "timeout", "send")
+    return { name, dir, timeout, argv: line.commandLine ?? [] }
   })
 
 /**
@@ -231,14 +284,16 @@ export const parseCommandLine = (
     const { command } = line
     if (line.options.has("help")) return { request: Request.Help({ command }), verbosity }
     if (command === undefined) {
-      return yield* new UsageError({ message: "a command is needed: run, status or break", command })
+      return yield* new UsageError({ message: "a command is needed: run, send, status or break", command })
     }
-    if (command !== "run" && line.commandLine !== undefined) {
+    if (command !== "run" && command !== "send" && line.commandLine !== undefined) {
       return yield* new UsageError({ message: `${command} runs no command: nothing goes after --`, command })
     }
     switch (command) {
       case "run":
         return { request: Request.Run({ args: yield* readRunArgs(line) }), verbosity }
+      case "send":
+        return { request: Request.Send({ args: yield* readSendArgs(line) }), verbosity }
       case "status":
         return {
           request: Request.Status({

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import { lockLocation } from "../internal/location.js"
 import { validateName } from "../internal/options.js"
 import * as PidLock from "../PidLock.js"
@@ -49,13 +50,16 @@ export type BackendError =
   | PostgresUnavailable
   | PostgresRefused
 
+/** A lock as `run` holds it: a file lock's comes with the messages sent to its holder. @internal */
+export type HeldLock = PidLock.PidLock<unknown> & { readonly messages?: Stream.Stream<PidLock.Message> }
+
 /** The same operations on a file lock or over PostgreSQL. @internal */
 export interface Backend {
   readonly _tag: "File" | "Postgres"
   readonly acquire: (options: {
     readonly name: string
     readonly wait: Duration.Duration | undefined
-  }) => Effect.Effect<PidLock.PidLock<unknown>, BackendError, Scope.Scope>
+  }) => Effect.Effect<HeldLock, BackendError, Scope.Scope>
   readonly inspect: (name: string) => Effect.Effect<Option.Option<PidLock.Status>, BackendError>
   readonly breakLock: (status: PidLock.Status) => Effect.Effect<boolean, BackendError>
   /** Where the lock lives, held or not. */

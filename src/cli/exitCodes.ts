@@ -21,6 +21,8 @@ export const EX_IOERR = 74
 /** @internal */
 export const EX_TEMPFAIL = 75
 /** @internal */
+export const EX_PROTOCOL = 76
+/** @internal */
 export const EX_NOPERM = 77
 /** @internal */
 export const EX_CONFIG = 78
@@ -31,12 +33,21 @@ export const EX_CONFIG = 78
  *
  * @internal
  */
-export const exitCodeOf = (error: { readonly _tag: string }): number => {
+export const exitCodeOf = (error: { readonly _tag: string; readonly reason?: unknown }): number => {
   switch (error._tag) {
     case "UsageError":
     case "InvalidOptions":
     case "ConflictingOptions":
+    case "MessageTooLarge":
       return EX_USAGE
+    // A message to the holder: nobody to send to; no reply yet (try again
+    // later); or a holder that will not answer.
+    case "NoHolder":
+      return EX_UNAVAILABLE
+    case "Timeout":
+      return EX_TEMPFAIL
+    case "Refused":
+      return error.reason === "Busy" ? EX_TEMPFAIL : EX_PROTOCOL
     case "InvalidDatabaseUrl":
       return EX_CONFIG
     case "PostgresUnavailable":
@@ -55,7 +66,7 @@ export const exitCodeOf = (error: { readonly _tag: string }): number => {
 
 /** The failures' exit codes, as the help shows them. @internal */
 export const FAILURE_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
-  [EX_USAGE, "bad arguments (e.g. a name with \"/\", --dir with --postgres)"],
+  [EX_USAGE, "bad arguments (e.g. a name with \"/\", --dir with --postgres, a message over 64 KiB)"],
   [EX_DATAERR, "a corrupt lock, left untouched"],
   [EX_UNAVAILABLE, "PostgreSQL cannot be reached or fails (or pg is not installed)"],
   [EX_SOFTWARE, "a bug in effect-pidlock"],

@@ -5,7 +5,7 @@
  * @internal
  */
 import type { CommandName } from "./args.js"
-import { EX_IOERR, EX_TEMPFAIL, FAILURE_EXIT_CODES } from "./exitCodes.js"
+import { EX_IOERR, EX_PROTOCOL, EX_TEMPFAIL, EX_UNAVAILABLE, FAILURE_EXIT_CODES } from "./exitCodes.js"
 
 const LOCK_OPTIONS = `  --name <name>        the lock: 1 to 100 characters of A-Z a-z 0-9 . _ -, not starting with "."
   --dir <dir>          the file lock's directory (<dir>/<name>/lock); default $PIDLOCK_DIR, else
@@ -18,10 +18,16 @@ const COMMON_OPTIONS = `  --log-level <level>  all, trace, debug, info (default)
   -q, --quiet          errors only; a held lock is told by the exit code alone
   -h, --help           this help`
 
+const SEND_EXIT_CODES =
+  `${EX_UNAVAILABLE} nobody holds the lock; ${EX_TEMPFAIL} no reply in time, or the holder is busy; ${EX_PROTOCOL} the
+holder refused the message (it reads none, e.g. it is effect-pidlock run, or its handler declined)`
+
 const FAILURES = FAILURE_EXIT_CODES.map(([code, meaning]) => `  ${code}  ${meaning}`).join("\n")
 
 const USAGE: Readonly<Record<CommandName, string>> = {
-  run: "effect-pidlock run --name <name> [--dir <dir> | --postgres <url>] [--wait <duration>] -- <command> [<arg>...]",
+  run:
+    "effect-pidlock run --name <name> [--dir <dir> | --postgres <url>] [--wait <duration> | --forward [--timeout <duration>]] -- <command> [<arg>...]",
+  send: "effect-pidlock send --name <name> [--dir <dir>] [--timeout <duration>] -- [<arg>...]",
   status: "effect-pidlock status --name <name> [--dir <dir> | --postgres <url>] [--json]",
   break: "effect-pidlock break --name <name> [--dir <dir> | --postgres <url>] [--force]"
 }
@@ -30,10 +36,12 @@ const TOP = `effect-pidlock: a single-instance lock for shell commands and scrip
 
 usage:
   ${USAGE.run}
+  ${USAGE.send}
   ${USAGE.status}
   ${USAGE.break}
 
   run     run a command while holding the lock, like flock -n
+  send    hand words to the program that holds a file lock, and print its reply
   status  say who holds the lock, without touching it
   break   remove the lock of a holder that is gone
 
@@ -56,15 +64,36 @@ held while the command runs. Over PostgreSQL the lock is this wrapper's database
 SIGHUP, SIGINT, SIGQUIT and SIGTERM are forwarded to the command (not a terminal's Ctrl-C, which
 reached it already); while waiting for the lock, they end the wait with 128 + the signal number.
 If the lock is lost while the command runs, the command gets SIGTERM (SIGKILL 10 s later).
+Messages sent to the lock (effect-pidlock send, PidLock.send) are refused at once: this wrapper hands
+none to its command. With --forward, a held lock is not a failure: the command line is sent to the
+holder (a program that takes the lock itself), as send does, and its reply printed.
 
 ${LOCK_OPTIONS}
   --wait <duration>    wait at most this long for the holder (e.g. 30s, 500ms, 2m, "30 seconds")
+  --forward            when the lock is held, send {"argv":[<command>, <arg>...]} to its holder, print
+                       its reply (JSON) and exit 0; a file lock only
+  --timeout <duration> how long --forward waits for the reply (default 5s)
   --conflict-exit-code <code>
                        the exit code when the lock is held (default ${EX_TEMPFAIL})
 ${COMMON_OPTIONS}
 
 Exit codes: the command's; ${EX_TEMPFAIL} the lock is held; ${EX_IOERR} the lock was lost while the command ran;
-126 the command cannot be run, 127 it is not found; 128 + n a signal n ended the wait. On failure:
+126 the command cannot be run, 127 it is not found; 128 + n a signal n ended the wait. With --forward:
+0 the holder replied; ${SEND_EXIT_CODES}. On failure:
+${FAILURES}`,
+  send: `usage: ${USAGE.send}
+
+Sends {"argv":[<arg>...]}, the words after --, to the process that holds the file lock, with this
+process's working directory, and prints the holder's reply on stdout as one line of JSON. The holder
+reads it with PidLock's lock.messages or onMessage; one message and one reply, 64 KiB each at most.
+
+  --name <name>        the lock, as its holder took it
+  --dir <dir>          the file lock's directory, as its holder took it; default $PIDLOCK_DIR, else
+                       /run/lock/effect-pidlock-<euid> (or /tmp/effect-pidlock-<euid>)
+  --timeout <duration> how long to wait for the reply (default 5s)
+${COMMON_OPTIONS}
+
+Exit codes: 0 the reply is printed; ${SEND_EXIT_CODES}. On failure:
 ${FAILURES}`,
   status: `usage: ${USAGE.status}
 
@@ -96,5 +125,5 @@ export const helpOf = (command: CommandName | undefined): string => command === 
 /** The usage lines shown with a mistake in the command line. @internal */
 export const usageOf = (command: CommandName | undefined): string =>
   command === undefined
-    ? `usage:\n  ${USAGE.run}\n  ${USAGE.status}\n  ${USAGE.break}\nMore: effect-pidlock --help`
+    ? `usage:\n  ${USAGE.run}\n  ${USAGE.send}\n  ${USAGE.status}\n  ${USAGE.break}\nMore: effect-pidlock --help`
     : `usage: ${USAGE[command]}\nMore: effect-pidlock ${command} --help`

@@ -1,7 +1,8 @@
 /**
  * The `effect-pidlock` command: guard a shell command with a lock, as
- * `flock -n` does (`run`), see who holds a lock (`status`), and remove a dead
- * holder's lock by hand (`break`); on a file lock, or over PostgreSQL.
+ * `flock -n` does (`run`), hand words to a file lock's holder (`send`), see
+ * who holds a lock (`status`), and remove a dead holder's lock by hand
+ * (`break`); on a file lock, or over PostgreSQL.
  *
  * It starts like a shell tool: bundled into one file with its own small
  * argument parser, it loads only the modules the lock needs; the PostgreSQL
@@ -23,6 +24,7 @@ import { EX_SOFTWARE, EX_USAGE, exitCodeOf, exitWith, failWith } from "./exitCod
 import { helpOf, usageOf } from "./help.js"
 import { printLine, printToStderr, withLogger } from "./output.js"
 import { run, signalStatus } from "./run.js"
+import { send } from "./send.js"
 import { printJsonError, status } from "./status.js"
 
 const services = ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer))
@@ -33,6 +35,7 @@ const perform = (request: Request, verbosity: Verbosity) =>
   Request.$match(request, {
     Help: ({ command }) => printLine(helpOf(command)),
     Run: ({ args }) => run(args, verbosity),
+    Send: ({ args }) => send(args),
     Status: ({ args }) => status(args),
     Break: ({ args }) => breakLock(args)
   }).pipe(

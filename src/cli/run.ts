@@ -11,15 +11,18 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
+import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { refuseUnserved } from "../internal/channel.js"
 import { describeHolder } from "../internal/ownerRecord.js"
 import type * as PidLock from "../PidLock.js"
 import * as Posix from "../Posix.js"
 import type { RunArgs, Verbosity } from "./args.js"
-import { type Backend, makeBackend } from "./backend.js"
+import { type Backend, ConflictingOptions, type HeldLock, makeBackend } from "./backend.js"
 import { EX_IOERR, exitWith, failWith } from "./exitCodes.js"
+import { send } from "./send.js"
 
 // A status as a shell reports it: the exit code, or 128 + the number of the
 // signal that ended the process.
@@ -157,6 +160,20 @@ const acquire = (backend: Backend, name: string, wait: Option.Option<Duration.Du
         ))
   })
 
+// The wrapper holds the lock, but its command is what a sender means to
+// reach, and it knows nothing of the socket: each message is refused at
+// once, rather than left to time out.
+const refuseMessages = (lock: HeldLock) =>
+  Effect.forkScoped(Stream.runForEach(lock.messages ?? Stream.empty, (message) =>
+    refuseUnserved(
+      message,
+      `it is effect-pidlock run (pid ${process.pid}), which hands no messages to its command; ` +
+        "a program that takes the lock itself reads them"
+    )))
+
+/** The lock is held, and --forward asks to hand the command line to its holder: its reply, exit 0. */
+const forwardTo = (args: RunArgs) => send({ name: args.name, dir: args.dir, timeout: args.timeout, argv: args.command })
+
 /** @internal */
 export const run = (args: RunArgs, verbosity: Verbosity) =>
   Effect.scoped(Effect.gen(function*() {
@@ -164,8 +181,14 @@ export const run = (args: RunArgs, verbosity: Verbosity) =>
     const signals = yield* trapSignals
     const { backend, lock } = yield* Effect.gen(function*() {
       const backend = yield* makeBackend(args)
+      if (args.forward && backend._tag !== "File") {
+        return yield* new ConflictingOptions({
+          message: "--forward needs a file lock: a lock over PostgreSQL carries no messages to its holder"
+        })
+      }
       return { backend, lock: yield* acquire(backend, name, wait) }
     }).pipe(Effect.raceFirst(Effect.flatMap(Queue.take(signals), endBy)))
+    yield* refuseMessages(lock)
     // The file lock's holder socket, named in the owner record, is the
     // command's fd 3, as flock's command inherits its lock: a contender that
     // finds this process dead still finds the lock held while the command
@@ -185,11 +208,12 @@ export const run = (args: RunArgs, verbosity: Verbosity) =>
     yield* runChild(command, { stdio, env }, signals, lock)
   })).pipe(
     // A held lock is the expected outcome of a second copy: with --quiet, its
-    // exit code alone tells it.
+    // exit code alone tells it; with --forward, the first copy gets the work.
     Effect.catchTag("LockHeld", (error) =>
-      verbosity.quiet ? exitWith(args.conflictExitCode) : failWith(
+      args.forward ? forwardTo(args) : verbosity.quiet ? exitWith(args.conflictExitCode) : failWith(
         Option.match(args.wait, {
-          onNone: () => error.message,
+          onNone: () =>
+            error.message,
           onSome: (wait) => `still held after waiting ${Duration.format(wait)}: ${error.message}`
         }),
         args.conflictExitCode

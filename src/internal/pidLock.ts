@@ -16,8 +16,9 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as PidLock from "../PidLock.js"
-import type * as Posix from "../Posix.js"
+import * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
+import * as Channel from "./channel.js"
 import { errnoOf, isNotFound } from "./errno.js"
 import { type Held, type Loss, makeLoss, makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
 import { defaultDir, dirFromEnvironment, validateDir } from "./location.js"
@@ -693,7 +694,8 @@ const makeLock = ({ fs, paths }: Resolved, taken: Taken, loss: Loss): Held<PidLo
     owner: taken.owner,
     release,
     verify: loss.tell(verify),
-    lost: loss.lost
+    lost: loss.lost,
+    messages: Stream.empty
   }
   return { lock, verify }
 }
@@ -777,16 +779,17 @@ const resolve = (input: unknown) =>
     const onStale = yield* validateOnStale(options.onStale)
     const wait = yield* validateWait(options.wait)
     const checkInterval = yield* validateCheckInterval(options.checkInterval)
+    const onMessage = yield* Channel.validateOnMessage(options.onMessage)
     const found = yield* services
     const paths = given !== undefined
       ? pathsOf(name, given, false)
       : pathsOf(name, yield* Effect.mapError(defaultDir(found.posix, found.info), refineError), true)
-    return { resolved: { ...found, paths }, onStale, wait, checkInterval }
+    return { resolved: { ...found, paths }, onStale, wait, checkInterval, onMessage }
   })
 
 /** @internal */
 export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.Options) {
-  const { checkInterval, onStale, resolved, wait } = yield* resolve(options)
+  const { checkInterval, onMessage, onStale, resolved, wait } = yield* resolve(options)
   const loss = yield* makeLoss
   const attempt = Effect.acquireRelease(
     Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, loss)),
@@ -807,7 +810,9 @@ export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.O
       )
     )
   }
-  return lock
+  // Served once the lock is ours, and stopped before it is released.
+  const messages = yield* Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage)
+  return { ...lock, messages } satisfies PidLock.FileLock
 })
 
 /** @internal */
@@ -853,6 +858,83 @@ export const inspect = Effect.fn("PidLock.inspect")(function*(
     verdict,
     heldByThisProcess: isSameProcess(record, info.self)
   })
+})
+
+/** @internal */
+export const send = Effect.fn("PidLock.send")(function*(options: PidLock.SendOptions) {
+  const { resolved } = yield* resolve({ name: options?.name, dir: options?.dir })
+  const timeout = yield* Channel.validateTimeout(options.timeout)
+  const { info, paths, posix } = resolved
+  const location = paths.lock
+  const found = yield* ensureHome(resolved, paths, false).pipe(
+    Effect.flatMap((home) =>
+      home === "missing"
+        ? Effect.succeedNone
+        : Effect.zipRight(checkLockDirectory(resolved, paths.lock), readHolder(resolved.fs, paths.lock))
+    ),
+    Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
+  )
+  if (Option.isNone(found)) return yield* new PidLock.NoHolder({ location, reason: "Free" })
+  const holder = found.value.record
+  const notServed = (detail: string) => new PidLock.Refused({ location, holder, reason: "NotServed", detail })
+  if (holder.socket === undefined) {
+    return yield* notServed("its lock names no socket (a holder of release 0.1, or one that could make none)")
+  }
+  const socket = Path.join(paths.home, holder.socket)
+  // The holder's process itself, as /proc sees it: a socket that answers for
+  // a holder that is gone lives on in a process that inherited it (the
+  // command of `run`), which accepts nothing: told at once, rather than
+  // after the whole timeout.
+  const seen = yield* Effect.mapError(info.judge(holder), refineError)
+  if (seen._tag === "Foreign" && seen.scope !== "namespace") return yield* notServed("it runs on another host")
+  if (seen._tag === "Stale") {
+    const probe = yield* Effect.mapError(posix.probe(socket), refineError)
+    return yield* probe === "Listening"
+      ? notServed(`its process is gone; a process that inherited its socket holds the lock and reads no messages`)
+      : new PidLock.NoHolder({ location, reason: "Gone" })
+  }
+  const request = Channel.encodeRequest({
+    v: 1,
+    argv: info.self.cmdline,
+    cwd: process.cwd(),
+    pid: info.self.pid,
+    data: options.data ?? null,
+    timeoutMs: Duration.toMillis(timeout)
+  })
+  if (Either.isLeft(request)) {
+    return yield* request.left === "NotJson"
+      ? new PidLock.InvalidOptions({ option: "data", value: options.data, reason: "is not a value JSON can hold" })
+      : new PidLock.MessageTooLarge({ size: request.left, limit: Posix.MAX_FRAME_BYTES })
+  }
+  const answer = yield* posix.request(socket, request.right, timeout).pipe(
+    Effect.catchAll((error): Effect.Effect<never, PidLock.SendError | PidLock.PermissionDenied | PlatformError> => {
+      const code = errnoOf(error)
+      if (code === "ENOENT" || code === "ECONNREFUSED") {
+        return Effect.fail(new PidLock.NoHolder({ location, reason: "Gone" }))
+      }
+      if (error._tag === "SystemError" && error.reason === "TimedOut") {
+        return Effect.fail(new PidLock.Timeout({ location, holder, timeout }))
+      }
+      if (Channel.isHungUp(error)) {
+        // Hung up: the holder died as it read (then its socket refuses now),
+        // or it holds the socket and serves nothing in this lock home.
+        return Effect.flatMap(
+          Effect.mapError(posix.probe(socket), refineError),
+          (probe) =>
+            Effect.fail(
+              probe === "Listening"
+                ? notServed("it hung up without a reply (it reads no messages, or the message was malformed)")
+                : new PidLock.NoHolder({ location, reason: "Gone" })
+            )
+        )
+      }
+      return Effect.fail(refineError(error))
+    })
+  )
+  const reply = Channel.decodeReply(answer)
+  if (Option.isNone(reply)) return yield* notServed("its reply is not one this package sends")
+  if (reply.value.ok) return reply.value.data
+  return yield* new PidLock.Refused({ location, holder, reason: reply.value.reason, detail: reply.value.detail })
 })
 
 /** @internal */

@@ -2,11 +2,13 @@ import type { PlatformError, SystemErrorReason } from "@effect/platform/Error"
 import { BadArgument, SystemError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as NFS from "node:fs"
@@ -169,10 +171,15 @@ const addressOf = (
 // still reads as listening, so a short one is enough and pins little.
 const BACKLOG = 8
 
-const bind = (address: string): Effect.Effect<Net.Server, NodeJS.ErrnoException> =>
+const bind = (
+  address: string,
+  onConnection: (connection: Net.Socket) => void
+): Effect.Effect<Net.Server, NodeJS.ErrnoException> =>
   Effect.async((resume) => {
-    // Proof of life only: every connection is hung up at once, unread.
-    const server = Net.createServer({ pauseOnConnect: true }, (connection) => connection.destroy())
+    const server = Net.createServer({ pauseOnConnect: true }, onConnection)
+    // Each connection being read holds a buffer of at most one frame: a cap
+    // on them bounds what clients can make the holder keep.
+    server.maxConnections = MAX_CONNECTIONS
     server.unref()
     const onListenError = (error: NodeJS.ErrnoException) => resume(Effect.fail(error))
     server.once("error", onListenError)
@@ -234,10 +241,14 @@ const descriptorOf = (server: Net.Server): Option.Option<number> => {
 
 // A listener in a scope of its own under the layer's, closed at once if it
 // cannot be made, so that a failed attempt leaves no descriptor behind.
-const open = (parent: Scope.Scope, path: string): Effect.Effect<Posix.Listener, PlatformError> =>
+const open = (
+  parent: Scope.Scope,
+  path: string,
+  onConnection: (connection: Net.Socket) => void
+): Effect.Effect<Posix.Listener, PlatformError> =>
   Effect.flatMap(Scope.fork(parent, ExecutionStrategy.sequential), (scope) =>
     addressOf("listen", stagingOf(path)).pipe(
-      Effect.flatMap((address) => Effect.acquireRelease(bind(address), closeServer)),
+      Effect.flatMap((address) => Effect.acquireRelease(bind(address, onConnection), closeServer)),
       // The file at its name is ours once published, and removed with the listener.
       Effect.tap(() => Effect.acquireRelease(publish(path), () => unlink(path))),
       Effect.catchAll(unmaskNotFound(path)),
@@ -246,6 +257,152 @@ const open = (parent: Scope.Scope, path: string): Effect.Effect<Posix.Listener, 
       Scope.extend(scope),
       Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
     ))
+
+// -----------------------------------------------------------------------------
+// frames
+// -----------------------------------------------------------------------------
+
+/** @internal */
+export const MAX_FRAME_BYTES = 64 * 1024
+
+const HEADER_BYTES = 4
+
+const MAX_CONNECTIONS = 64
+
+// A client that connects and then sends its frame slowly, or never finishes
+// it (killed mid-frame leaves an end; stopped leaves nothing), is hung up
+// after this: a frame is written at once, or not at all.
+const FRAME_READ_TIMEOUT_MS = 5_000
+
+/** A frame: its payload's length, 4 bytes big-endian, then the payload. @internal */
+export const encodeFrame = (payload: Uint8Array): Buffer => {
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length)
+  frame.writeUInt32BE(payload.length, 0)
+  frame.set(payload, HEADER_BYTES)
+  return frame
+}
+
+/**
+ * Collects the bytes of one frame as they arrive: `"more"` until it is
+ * whole, `"tooLong"` when its header announces more than a frame may hold,
+ * then its payload.
+ *
+ * @internal
+ */
+export const frameReader = () => {
+  let buffered: Buffer = Buffer.alloc(0)
+  return (chunk: Buffer): "more" | "tooLong" | Uint8Array => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+    if (buffered.length < HEADER_BYTES) return "more"
+    const length = buffered.readUInt32BE(0)
+    if (length > MAX_FRAME_BYTES) return "tooLong"
+    if (buffered.length < HEADER_BYTES + length) return "more"
+    return buffered.subarray(HEADER_BYTES, HEADER_BYTES + length)
+  }
+}
+
+// One connection to a listener: a probe sends nothing and is hung up as it
+// ends; a frame is read (and anything wrong with it ends the connection,
+// never the listener), handed to the handler that serves the socket when it
+// arrives, and answered. Without a handler, hung up at once, unread.
+const serveConnection = (handler: () => Posix.Handler | undefined) => (connection: Net.Socket): void => {
+  // A reset by the client is its own business.
+  connection.on("error", () => connection.destroy())
+  if (handler() === undefined) {
+    connection.destroy()
+    return
+  }
+  const read = frameReader()
+  connection.setTimeout(FRAME_READ_TIMEOUT_MS, () => connection.destroy())
+  connection.on("end", () => connection.destroy())
+  const onData = (chunk: Buffer): void => {
+    const frame = read(chunk)
+    if (frame === "more") return
+    connection.off("data", onData)
+    connection.pause()
+    connection.setTimeout(0)
+    const serve = handler()
+    if (frame === "tooLong" || serve === undefined) {
+      connection.destroy()
+      return
+    }
+    Effect.runFork(
+      serve(new Uint8Array(frame)).pipe(
+        Effect.catchAllCause(() => Effect.succeedNone),
+        Effect.map((answer): void => {
+          if (Option.isNone(answer) || answer.value.length > MAX_FRAME_BYTES || connection.destroyed) {
+            connection.destroy()
+          } else {
+            connection.end(encodeFrame(answer.value))
+          }
+        })
+      )
+    )
+  }
+  connection.on("data", onData)
+  connection.resume()
+}
+
+// -----------------------------------------------------------------------------
+// request
+// -----------------------------------------------------------------------------
+
+// A listener whose queue is full answers at once with EAGAIN: a busy holder
+// takes its connections soon, so the request tries again meanwhile.
+const QUEUE_FULL_RETRY = Duration.millis(5)
+
+const exchange = (address: string, frame: Buffer): Effect.Effect<Uint8Array, NodeJS.ErrnoException> =>
+  Effect.async((resume) => {
+    const socket = Net.connect({ path: address })
+    const read = frameReader()
+    let done = false
+    const finish = (outcome: Effect.Effect<Uint8Array, NodeJS.ErrnoException>) => {
+      if (done) return
+      done = true
+      socket.destroy()
+      resume(outcome)
+    }
+    socket.on("connect", () => socket.write(frame))
+    socket.on("data", (chunk: Buffer) => {
+      const answer = read(chunk)
+      if (answer === "more") return
+      finish(
+        answer === "tooLong"
+          ? Effect.fail(nodeError("EMSGSIZE", "read", address))
+          : Effect.succeed(new Uint8Array(answer))
+      )
+    })
+    // Hung up before the answer was whole, however the kernel tells it.
+    const hungUp = nodeError("ECONNRESET", "read", address)
+    socket.on("close", () => finish(Effect.fail(hungUp)))
+    socket.on(
+      "error",
+      (error: NodeJS.ErrnoException) =>
+        finish(Effect.fail(error.code === "EPIPE" || error.code === "ECONNRESET" ? hungUp : error))
+    )
+    return Effect.sync(() => socket.destroy())
+  })
+
+const request = (
+  path: string,
+  payload: Uint8Array,
+  timeout: Duration.DurationInput
+): Effect.Effect<Uint8Array, PlatformError> => {
+  if (payload.length > MAX_FRAME_BYTES) {
+    return Effect.fail(systemError("request", path, nodeError("EMSGSIZE", "write", path)))
+  }
+  const frame = encodeFrame(payload)
+  return Effect.scoped(Effect.flatMap(addressOf("connect", path), (address) =>
+    exchange(address, frame).pipe(
+      Effect.retry({ while: (error) => error.code === "EAGAIN", schedule: Schedule.spaced(QUEUE_FULL_RETRY) })
+    ))).pipe(
+      Effect.mapError((error) => systemError("request", path, error)),
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () => systemError("request", path, nodeError("ETIMEDOUT", "connect", path), "TimedOut")
+      })
+    )
+}
 
 // -----------------------------------------------------------------------------
 // probe
@@ -327,11 +484,31 @@ const processExists = (pid: number): Effect.Effect<boolean, PlatformError> =>
 // layer
 // -----------------------------------------------------------------------------
 
+/**
+ * Sets `handler` for `path` for the life of the scope; at its end, removes
+ * it unless a later one replaced it.
+ *
+ * @internal
+ */
+export const installHandler = <H>(
+  handlers: Map<string, H>,
+  path: string,
+  handler: H
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => void handlers.set(path, handler)),
+    () =>
+      Effect.sync(() => {
+        if (handlers.get(path) === handler) handlers.delete(path)
+      })
+  )
+
 const make = Effect.gen(function*() {
   const scope = yield* Effect.scope
   const name = `${process.pid}.${Crypto.randomBytes(8).toString("hex")}.sock`
   const socketPath = (directory: string) => Path.join(directory, name)
   const listeners = new Map<string, Posix.Listener>()
+  const handlers = new Map<string, Posix.Handler>()
   const mutex = yield* Effect.makeSemaphore(1)
   // One listener per directory; a failed attempt is not remembered, so a
   // later call tries again.
@@ -341,9 +518,14 @@ const make = Effect.gen(function*() {
       const known = listeners.get(path)
       return known !== undefined
         ? Effect.succeed(known)
-        : Effect.tap(open(scope, path), (listener) => Effect.sync(() => listeners.set(path, listener)))
+        : Effect.tap(
+          open(scope, path, serveConnection(() => handlers.get(path))),
+          (listener) => Effect.sync(() => listeners.set(path, listener))
+        )
     }))
-  return tag.of({ [TypeId]: TypeId, lstat, socketPath, listen, probe, processExists })
+  const serve = (directory: string, handler: Posix.Handler) =>
+    Effect.zipRight(listen(directory), installHandler(handlers, socketPath(directory), handler))
+  return tag.of({ [TypeId]: TypeId, lstat, socketPath, listen, probe, processExists, serve, request })
 })
 
 /** @internal */

@@ -19,6 +19,7 @@ import * as Fs from "node:fs"
 import * as PidLock from "../PidLock.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import type * as Promised from "../promise.js"
+import { refuseUnserved } from "./channel.js"
 import { validateObject } from "./options.js"
 
 // A library must leave stdout to its program: the lock's logs (a takeover, a
@@ -223,6 +224,18 @@ const keepProcessAlive = (): () => void => {
   return () => clearInterval(timer)
 }
 
+// A handler of Promises as the lock's `onMessage`: its result is the reply,
+// what it throws declines. Anything but a function is left for the lock to
+// refuse as an invalid option.
+const effectOnMessage = (onMessage: unknown): PidLock.Options["onMessage"] =>
+  typeof onMessage === "function"
+    ? (message) =>
+      Effect.tryPromise({
+        try: async () => onMessage({ argv: message.argv, cwd: message.cwd, pid: message.pid, data: message.data }),
+        catch: unwrapSpans
+      })
+    : onMessage as PidLock.Options["onMessage"]
+
 const acquireLock = async (
   options: Promised.Options,
   { keepAlive }: { readonly keepAlive: boolean }
@@ -237,7 +250,15 @@ const acquireLock = async (
   const lost = handledRejection<PidLock.LockCompromised>()
   const { forwardLost, lock } = await runLogged(
     Effect.gen(function*() {
-      const lock = yield* (keepAlive ? PidLock.acquire(options) : withoutKeepingAlive(PidLock.acquire(options)))
+      const lockOptions: PidLock.Options = { ...options, onMessage: effectOnMessage(options.onMessage) }
+      const lock = yield* (keepAlive ? PidLock.acquire(lockOptions) : withoutKeepingAlive(PidLock.acquire(lockOptions)))
+      // Without a handler nothing here can read them: refused at once, not
+      // left to time out.
+      yield* Effect.forkScoped(Stream.runForEach(lock.messages, (message) =>
+        refuseUnserved(
+          message,
+          `pid ${process.pid} took its lock with effect-pidlock/promise and no onMessage option, so it reads no messages`
+        )))
       const forwardLost = yield* Effect.forkScoped(
         Effect.catchAll(lock.lost, (error) => Effect.sync(() => lost.reject(error)))
       )
@@ -283,6 +304,9 @@ export const acquire = (options: Promised.Options): Promise<Promised.Lock> => ac
 export const inspect = (
   options: { readonly name: string; readonly dir?: string | undefined }
 ): Promise<PidLock.Status | undefined> => run(Effect.map(PidLock.inspect(options), Option.getOrUndefined))
+
+/** @internal */
+export const send = (options: PidLock.SendOptions): Promise<unknown> => run(PidLock.send(options))
 
 /** @internal */
 export const withLock = async <A>(

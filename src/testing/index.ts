@@ -73,8 +73,11 @@ export type Errno =
   | "ENAMETOOLONG"
   | "ENOTEMPTY"
   | "ELOOP"
+  | "EMSGSIZE"
   | "EADDRINUSE"
+  | "ECONNRESET"
   | "ETIMEDOUT"
+  | "ECONNREFUSED"
   | "ECANCELED"
 
 /**

@@ -9,6 +9,7 @@ import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
+import { installHandler } from "../internal/posix.js"
 import * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import * as SystemCommand from "../SystemCommand.js"
@@ -49,8 +50,11 @@ const errnos: { readonly [Code in Testing.Errno]: readonly [errno: number, text:
   ENAMETOOLONG: [-36, "name too long"],
   ENOTEMPTY: [-39, "directory not empty"],
   ELOOP: [-40, "too many symbolic links encountered"],
+  EMSGSIZE: [-90, "message too long"],
   EADDRINUSE: [-98, "address already in use"],
+  ECONNRESET: [-104, "connection reset by peer"],
   ETIMEDOUT: [-110, "connection timed out"],
+  ECONNREFUSED: [-111, "connection refused"],
   ECANCELED: [-125, "operation canceled"]
 }
 
@@ -117,6 +121,20 @@ const makeSystemError = (code: Testing.Errno, site: ErrorSite): SystemError => {
   })
 }
 
+// A request the Node layer gave up on reads "TimedOut", not the code's reason.
+const timedOut = (site: ErrorSite): SystemError => {
+  const { cause, description, method, module, pathOrDescriptor, syscall } = makeSystemError("ETIMEDOUT", site)
+  return new SystemError({
+    reason: "TimedOut",
+    module,
+    method,
+    pathOrDescriptor,
+    ...(syscall === undefined ? {} : { syscall }),
+    ...(description === undefined ? {} : { description }),
+    cause
+  })
+}
+
 // fs.rm refuses a directory without `recursive` with Node's own error, not an errno.
 const rmIsDirectory = (method: string, path: string): SystemError => {
   const message = `Path is a directory: rm returned EISDIR (is a directory) ${path}`
@@ -159,6 +177,7 @@ const firstSyscalls: Record<string, string> = {
   makeTempFileScoped: "mkdtemp",
   open: "open",
   probe: "connect",
+  request: "connect",
   readDirectory: "scandir",
   readFile: "open",
   readLink: "readlink",
@@ -364,6 +383,8 @@ interface Socket extends Inode {
    * the inode, so a renamed or hard-linked socket file still answers.
    */
   readonly listening: () => boolean
+  /** The handler that answers its frames, while one is set (`Posix.serve`). */
+  readonly served: () => Posix.Handler | undefined
 }
 
 type Node = Directory | RegularFile | SymbolicLink | Fifo | Socket
@@ -1242,9 +1263,13 @@ const operations = (state: State, user: Credentials) => {
 
   // bind(2) of a Unix socket: the name is created as by mknod, so an existing
   // one, a dangling symbolic link too, is in use.
-  const bind = (path: string, listening: () => boolean): void => {
+  const bind = (path: string, listening: () => boolean, served: () => Posix.Handler | undefined): void => {
     try {
-      create(path, (): Socket => ({ ...state.inode(0o777 & ~state.umask, user), type: "Socket", listening }), "ENOENT")
+      create(
+        path,
+        (): Socket => ({ ...state.inode(0o777 & ~state.umask, user), type: "Socket", listening, served }),
+        "ENOENT"
+      )
     } catch (error) {
       if (isFault(error, "EEXIST")) throw fault("EADDRINUSE")
       // libuv reports bind's ENOENT as EACCES (for Windows' sake), and so does Node.
@@ -1277,6 +1302,18 @@ const operations = (state: State, user: Credentials) => {
         () => state.processes?.lifeOf(pid) !== undefined
       )
 
+  // connect(2) then a frame: the handler that serves the socket reached; a
+  // process that listens without one hangs up, as the Node layer's does.
+  const connectToServe = (path: string, payload: Uint8Array): Posix.Handler => {
+    if (payload.length > Posix.MAX_FRAME_BYTES) throw fault("EMSGSIZE", { syscall: "write" })
+    const node = lookup(path, "target").node
+    if (!permits(node, user, WRITE)) throw fault("EACCES")
+    if (node.type !== "Socket" || !node.listening()) throw fault("ECONNREFUSED")
+    const handler = node.served()
+    if (handler === undefined) throw fault("ECONNRESET", { syscall: "read" })
+    return handler
+  }
+
   const makePosix = (pid: number): Effect.Effect<Posix.Posix> =>
     Effect.suspend(() => {
       if (state.processes === undefined) {
@@ -1287,6 +1324,7 @@ const operations = (state: State, user: Credentials) => {
       const name = `${pid}.${Crypto.randomBytes(8).toString("hex")}.sock`
       const socketPath = (directory: string) => Path.posix.join(directory, name)
       const listeners = new Map<string, Posix.Listener>()
+      const handlers = new Map<string, Posix.Handler>()
       const listen = (directory: string): Effect.Effect<Posix.Listener, PlatformError> =>
         Effect.suspend(() => {
           const path = socketPath(directory)
@@ -1296,7 +1334,7 @@ const operations = (state: State, user: Credentials) => {
             // Another call may have made it while this one waited at the hook.
             const made = listeners.get(path)
             if (made !== undefined) return made
-            bind(path, listening)
+            bind(path, listening, () => listening() ? handlers.get(path) : undefined)
             const listener: Posix.Listener = { path, descriptor: Option.none() }
             listeners.set(path, listener)
             return listener
@@ -1308,7 +1346,32 @@ const operations = (state: State, user: Credentials) => {
         socketPath,
         listen,
         probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),
-        processExists
+        processExists,
+        serve: (directory, handler) =>
+          Effect.zipRight(listen(directory), installHandler(handlers, socketPath(directory), handler)),
+        request: (path, payload, timeout) => {
+          const requestSite = site("request", path, "connect")
+          const failWith = (code: Testing.Errno, syscall: string) =>
+            attempt({ ...requestSite, syscall }, () => {
+              throw fault(code)
+            })
+          return perform({ method: "request", path }, requestSite, () => connectToServe(path, payload)).pipe(
+            Effect.flatMap((handler) =>
+              handler(payload).pipe(
+                Effect.catchAllCause(() => Effect.succeedNone),
+                Effect.flatMap((answer) =>
+                  Option.isSome(answer) && answer.value.length <= Posix.MAX_FRAME_BYTES && listening()
+                    ? Effect.succeed(answer.value)
+                    : failWith("ECONNRESET", "read")
+                ),
+                Effect.timeoutFail({
+                  duration: timeout,
+                  onTimeout: () => timedOut(requestSite)
+                })
+              )
+            )
+          )
+        }
       }))
     })
 
