@@ -146,6 +146,11 @@ export interface Posix {
    * own scope closes. An answer longer than {@link MAX_FRAME_BYTES} is not
    * sent: the connection is hung up.
    *
+   * Each frame is answered in a fiber of its own, forked in the runtime of
+   * the fiber that called `serve` (its services, logger and tracer), and
+   * interrupted when the client hangs up before its answer or the scope
+   * closes.
+   *
    * @since 0.2.0
    */
   readonly serve: (directory: string, handler: Handler) => Effect.Effect<void, PlatformError, Scope.Scope>

@@ -5,9 +5,13 @@
 // `npm run build`.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
@@ -87,6 +91,90 @@ for (const [backend, makeDir, environment] of backends) {
         assert.deepStrictEqual(
           [...outcomes].sort(),
           ["Refused", ...Array.from({ length: 16 }, () => "Timeout")]
+        )
+      }).pipe(Effect.provide(environment)))
+
+    it.scopedLive("onMessage answers 16 at once; the 17th sender is told at once that the holder is busy", () =>
+      Effect.gen(function*() {
+        const dir = yield* makeDir
+        const started = yield* Deferred.make<void>()
+        const answering = yield* Ref.make(0)
+        const release = yield* Deferred.make<void>()
+        yield* PidLock.acquire({
+          name: NAME,
+          dir,
+          onMessage: () =>
+            Ref.updateAndGet(answering, (n) => n + 1).pipe(
+              Effect.tap((n) => n === 16 ? Deferred.succeed(started, undefined) : Effect.void),
+              Effect.zipRight(Deferred.await(release)),
+              Effect.as("done")
+            )
+        })
+        const first = yield* Effect.fork(Effect.all(
+          Array.from({ length: 16 }, () => PidLock.send({ name: NAME, dir, data: 1, timeout: "30s" })),
+          { concurrency: "unbounded" }
+        ))
+        yield* Deferred.await(started)
+        const late = yield* Effect.flip(PidLock.send({ name: NAME, dir, data: 1, timeout: "30s" }))
+        assert.deepStrictEqual([late._tag, (late as PidLock.Refused).reason], ["Refused", "Busy"])
+        yield* Deferred.succeed(release, undefined)
+        assert.deepStrictEqual(yield* Fiber.join(first), Array.from({ length: 16 }, () => "done"))
+        assert.strictEqual(yield* PidLock.send({ name: NAME, dir, data: 1 }), "done")
+      }).pipe(Effect.provide(environment)))
+
+    it.scopedLive("a sender that gives up hangs up: the holder's answer to it is interrupted, and its place freed", () =>
+      Effect.gen(function*() {
+        const dir = yield* makeDir
+        const interrupted = yield* Deferred.make<void>()
+        yield* PidLock.acquire({
+          name: NAME,
+          dir,
+          onMessage: (message) =>
+            message.data === "slow"
+              ? Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined)))
+              : Effect.succeed("quick")
+        })
+        assert.strictEqual(
+          yield* tagOf(PidLock.send({ name: NAME, dir, data: "slow", timeout: "200 millis" })),
+          "Timeout"
+        )
+        yield* Deferred.await(interrupted)
+        assert.strictEqual(yield* PidLock.send({ name: NAME, dir, data: "next" }), "quick")
+      }).pipe(Effect.provide(environment)))
+
+    it.scopedLive("a release interrupts the answers being made, and their senders are told the holder is gone", () =>
+      Effect.gen(function*() {
+        const dir = yield* makeDir
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        const lock = yield* PidLock.acquire({
+          name: NAME,
+          dir,
+          onMessage: () =>
+            Deferred.succeed(started, undefined).pipe(
+              Effect.zipRight(Effect.never),
+              Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+            )
+        })
+        const sender = yield* Effect.fork(tagOf(PidLock.send({ name: NAME, dir, data: 1, timeout: "30s" })))
+        yield* Deferred.await(started)
+        yield* lock.release
+        yield* Deferred.await(interrupted)
+        assert.strictEqual(yield* Fiber.join(sender), "NoHolder")
+      }).pipe(Effect.provide(environment)))
+
+    it.scopedLive("onMessage runs in the lock's runtime: it sees the fiber refs of the fiber that acquired", () =>
+      Effect.gen(function*() {
+        const dir = yield* makeDir
+        const owner = FiberRef.unsafeMake("nobody")
+        yield* PidLock.acquire({
+          name: NAME,
+          dir,
+          onMessage: () => FiberRef.get(owner)
+        }).pipe(Effect.locally(owner, "the holder"))
+        assert.strictEqual(
+          yield* PidLock.send({ name: NAME, dir, data: 1 }).pipe(Effect.locally(owner, "the sender")),
+          "the holder"
         )
       }).pipe(Effect.provide(environment)))
 

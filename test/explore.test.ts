@@ -1,14 +1,14 @@
 // A bounded run of the interleaving explorer (`npm run explore` runs it at full
 // bounds), and a check that it can fail at all.
 import type * as FileSystem from "@effect/platform/FileSystem"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, beforeEach, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Path from "node:path"
 import type * as Posix from "../src/Posix.js"
 import * as ProcessInfo from "../src/ProcessInfo.js"
 import type * as Testing from "../src/testing/index.js"
 import { replay, search, type SearchOptions } from "./explore/explorer.js"
-import { callTransition, dependent } from "./explore/transition.js"
+import { callTransition, crashTransition, dependent, type Transition } from "./explore/transition.js"
 import { HOME, LOCK } from "./explore/world.js"
 
 const clean = (options: SearchOptions, atLeast: number) => {
@@ -26,6 +26,13 @@ const everyHolderStale = (honest: ProcessInfo.ProcessInfo): ProcessInfo.ProcessI
   judge: () => Effect.succeed(ProcessInfo.Verdict.Stale({ reason: "Exited" }))
 })
 const noSocketAnswers = (honest: Posix.Posix): Posix.Posix => ({ ...honest, probe: () => Effect.succeed("Refused") })
+
+// The portable judge's own look gone wrong: it compares ps's start time of a
+// live holder with one the holder never had, and calls its PID reused.
+const startTimeMisread = (honest: ProcessInfo.ProcessInfo): ProcessInfo.ProcessInfo => ({
+  ...honest,
+  judge: (holder, options) => honest.judge({ ...holder, startTime: "0" }, options)
+})
 
 // The generation counter rewritten in place (removed, then made anew) rather
 // than by renaming a link over it: a holder that crashes in between leaves no
@@ -47,6 +54,11 @@ const SCHEDULES = 300
 const TIMEOUT = 90_000
 
 describe("interleaving explorer", () => {
+  // Each search holds the thread for seconds: a turn of the event loop before
+  // each lets vitest's worker read the answers to its calls, which time out
+  // after a minute.
+  beforeEach(() => new Promise((resume) => setTimeout(resume, 0)))
+
   for (const contenders of [2, 3]) {
     it.each(["free", "stale"] as const)(
       `${contenders} contenders from a %s lock: seeded random schedules, crashes included`,
@@ -54,7 +66,45 @@ describe("interleaving explorer", () => {
         clean({ contenders, scenario, strategy: { _tag: "random", count: SCHEDULES, seed: contenders } }, SCHEDULES),
       TIMEOUT
     )
+    it.each(["free", "stale"] as const)(
+      `${contenders} contenders from a %s lock, with the portable ProcessInfo: seeded random schedules, crashes included`,
+      (scenario) =>
+        clean({
+          contenders,
+          scenario,
+          processInfoKind: "portable",
+          strategy: { _tag: "random", count: SCHEDULES, seed: contenders }
+        }, SCHEDULES),
+      TIMEOUT
+    )
   }
+
+  // No socket answers: kill(pid, 0) and ps, each a step of its own, decide.
+  it(
+    "with the portable ProcessInfo and no socket answering, kill and ps alone keep the lock exclusive",
+    () =>
+      clean({
+        contenders: 2,
+        scenario: "free",
+        processInfoKind: "portable",
+        posix: noSocketAnswers,
+        strategy: { _tag: "random", count: SCHEDULES, seed: 7 }
+      }, SCHEDULES),
+    TIMEOUT
+  )
+
+  it(
+    "with the portable judge misreading every holder's start time, the holders' sockets alone keep the lock exclusive",
+    () =>
+      clean({
+        contenders: 2,
+        scenario: "free",
+        processInfoKind: "portable",
+        processInfo: startTimeMisread,
+        strategy: { _tag: "random", count: SCHEDULES, seed: 7 }
+      }, SCHEDULES),
+    TIMEOUT
+  )
 
   // Every holder listens on its socket before a record names it: where /proc
   // is wrong, the socket still proves a live holder alive.
@@ -77,6 +127,35 @@ describe("interleaving explorer", () => {
     const [failure] = report.failures
     assert.isDefined(failure)
     assert.isTrue(failure.messages.some((message) => message.includes("holds the lock")), failure.messages.join("; "))
+    const replayed = replay(options, failure.schedule)
+    assert.deepStrictEqual(replayed.violations, failure.messages)
+  })
+
+  it("finds the lock taken from a live holder when the portable judge calls it dead after kill and ps, and the printed schedule replays it", () => {
+    const options = {
+      contenders: 2,
+      scenario: "free",
+      processInfoKind: "portable",
+      processInfo: startTimeMisread,
+      posix: noSocketAnswers
+    } as const
+    let steps: ReadonlyArray<Transition> = []
+    const report = search({
+      ...options,
+      strategy: { _tag: "reduced" },
+      stopAtFirst: true,
+      onSchedule: (schedule) => {
+        steps = schedule
+      }
+    })
+    assert.strictEqual(report.violations, 1)
+    const [failure] = report.failures
+    assert.isDefined(failure)
+    assert.isTrue(failure.messages.some((message) => message.includes("holds the lock")), failure.messages.join("; "))
+    // The verdict came from the judge's own look, each call a step.
+    const labels = steps.map((step) => step.label)
+    assert.isTrue(labels.some((label) => label.startsWith("kill ")), labels.join(", "))
+    assert.isTrue(labels.some((label) => label.startsWith("command ps ")), labels.join(", "))
     const replayed = replay(options, failure.schedule)
     assert.deepStrictEqual(replayed.violations, failure.messages)
   })
@@ -141,6 +220,19 @@ describe("the dependency relation", () => {
       `remove ${home}/generation.11.T`,
       `remove ${home}/generation.11.T`
     ])
+  })
+
+  it("orders kill(pid, 0) and ps of a process with its crash alone, and sysctl with no crash", () => {
+    const crashOf12 = crashTransition(1, 12, true)
+    const crashOf13 = crashTransition(2, 13, false)
+    const looks = [step(0, "kill", "12"), step(0, "command", "ps -o stat= -o lstart= -o args= -p 12")]
+    for (const look of looks) {
+      assert.isTrue(dependent(look, crashOf12), look.label)
+      assert.isFalse(dependent(look, crashOf13), look.label)
+      assert.deepStrictEqual(dependsOn(look), [], look.label)
+    }
+    const sysctl = step(0, "command", "sysctl -n kern.boottime kern.hostname")
+    assert.isFalse(dependent(sysctl, crashOf12) || dependent(sysctl, crashOf13))
   })
 
   it("orders the lstat of the home with the directories made, removed and moved in it, not with its symlinks", () => {

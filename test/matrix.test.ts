@@ -23,7 +23,7 @@ import {
   snapshot,
   withFixture
 } from "./support/environment.js"
-import { memoryEnvironment } from "./support/memoryEnvironment.js"
+import { memoryEnvironment, memoryPortableEnvironment } from "./support/memoryEnvironment.js"
 import { nodeEnvironment, portableNodeEnvironment } from "./support/nodeEnvironment.js"
 
 type Context = Fixture & { readonly fs: FileSystem.FileSystem; readonly home: string }
@@ -461,4 +461,6 @@ describe("the matrix", () => {
   })
 })
 
-for (const environment of [memoryEnvironment, nodeEnvironment, portableNodeEnvironment]) matrix(environment)
+for (const environment of [memoryEnvironment, memoryPortableEnvironment, nodeEnvironment, portableNodeEnvironment]) {
+  matrix(environment)
+}

@@ -28,7 +28,7 @@ const snapshotOfOthers = (fs: FileSystem.FileSystem, dir: string) =>
     ProcessInfo.ProcessInfo,
     ({ self }) => Effect.map(snapshot(fs, dir), (lines) => lines.filter((line) => !isSocketOf(self.pid)(line)))
   )
-import { memoryEnvironment } from "./support/memoryEnvironment.js"
+import { memoryEnvironment, memoryPortableEnvironment } from "./support/memoryEnvironment.js"
 import { nodeEnvironment, portableNodeEnvironment } from "./support/nodeEnvironment.js"
 
 // `exists` follows links, and an owner entry's target is its record, not a path.
@@ -244,6 +244,8 @@ const lockSuite = (environment: Environment) =>
     const takeoverCases: ReadonlyArray<{
       readonly name: string
       readonly reason: ProcessInfo.StaleReason
+      /** Proved stale by the boot id alone, which a boot time cannot do. */
+      readonly byBootId?: boolean
       readonly holder: (
         fixture: Fixture
       ) => Effect.Effect<PidLock.OwnerRecord, never, ProcessInfo.ProcessInfo | Scope.Scope>
@@ -269,16 +271,36 @@ const lockSuite = (environment: Environment) =>
         // Same boot id, so this very kernel: the hostname was changed since.
         name: "an exited process that ran under an earlier hostname",
         reason: "Exited",
+        byBootId: true,
         holder: ({ exited }) => Effect.map(exited, (id) => recordOf({ ...id, hostname: "earlier-name" }))
       },
       {
         name: "a process of an earlier boot",
         reason: "Rebooted",
+        byBootId: true,
         holder: () => Effect.map(ProcessInfo.ProcessInfo, ({ self }) => recordOf({ ...self, bootId: "another-boot" }))
       }
     ]
 
-    for (const { holder, name, reason } of takeoverCases) {
+    // Where a boot is named by its boot time (macOS, the BSDs), another boot
+    // or hostname proves nothing (the boot time moves when the clock is set,
+    // and repeats across machines): the process itself is looked at.
+    const provedByBootId = (takeover: (typeof takeoverCases)[number]) =>
+      takeover.byBootId === true && environment.bootsNamedBy === "boot-time"
+
+    for (const { holder, name } of takeoverCases.filter(provedByBootId)) {
+      test(`where boots are named by their boot time, the lock of ${name} is not taken over: held`, (fixture) =>
+        Effect.gen(function*() {
+          const { dir, fs, home } = fixture
+          yield* plantHolder(fs, home, yield* holder(fixture))
+          const status = yield* PidLock.inspect({ name: NAME, dir })
+          assert.notStrictEqual(Option.map(status, (s) => s.verdict._tag), Option.some("Stale"))
+          const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
+          assert.strictEqual(error._tag, "LockHeld")
+        }))
+    }
+
+    for (const { holder, name, reason } of takeoverCases.filter((takeover) => !provedByBootId(takeover))) {
       test(`the lock of ${name} is taken over at once, and the takeover is logged`, (fixture) =>
         Effect.gen(function*() {
           const { dir, fs, home, logs } = fixture
@@ -410,4 +432,6 @@ const lockSuite = (environment: Environment) =>
       }))
   })
 
-for (const environment of [memoryEnvironment, nodeEnvironment, portableNodeEnvironment]) lockSuite(environment)
+for (const environment of [memoryEnvironment, memoryPortableEnvironment, nodeEnvironment, portableNodeEnvironment]) {
+  lockSuite(environment)
+}

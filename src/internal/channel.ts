@@ -4,6 +4,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
@@ -25,8 +26,6 @@ export interface Request {
   readonly cwd: string
   readonly pid: number
   readonly data: unknown
-  /** How long the sender waits, in milliseconds: the holder waits no longer for its own reply. */
-  readonly timeoutMs: number
 }
 
 /** What the holder puts in its frame. @internal */
@@ -62,8 +61,7 @@ const decodeRequest = (bytes: Uint8Array): Option.Option<Request> =>
     (value): value is Request =>
       isRecord(value) && value.v === 1 && Array.isArray(value.argv) &&
       value.argv.every((arg) => typeof arg === "string") && typeof value.cwd === "string" &&
-      Number.isSafeInteger(value.pid) && typeof value.timeoutMs === "number" && value.timeoutMs >= 0 &&
-      Object.hasOwn(value, "data")
+      Number.isSafeInteger(value.pid) && Object.hasOwn(value, "data")
   )
 
 const REFUSAL_REASONS: ReadonlyArray<string> = ["Busy", "NotServed", "Declined"]
@@ -135,19 +133,28 @@ export const refuseUnserved = (message: PidLock.Message, detail: string): Effect
     return answered === undefined ? message.decline(detail) : Deferred.succeed(answered, refusal("NotServed", detail))
   }).pipe(Effect.asVoid)
 
-// Messages wait here for the holder to read them; once it is full, a sender
-// is told at once that the holder is busy, so that a holder that never reads
-// keeps no more than this many.
-const QUEUE_CAPACITY = 16
+// Messages wait for the holder to read them, or are answered by its
+// `onMessage`, this many at once; beyond that, a sender is told at once that
+// the holder is busy, so that a holder that never reads keeps no more.
+const CAPACITY = 16
 
-// Messages handled at once by an `onMessage` handler.
-const HANDLER_CONCURRENCY = 16
+const busy = (waiting: string): Reply => refusal("Busy", `${CAPACITY} messages are ${waiting}`)
+
+const describeFailure = (cause: Cause.Cause<unknown>): string =>
+  Option.match(Cause.failureOption(cause), {
+    onNone: () => "the holder's handler failed",
+    onSome: (error) => isRecord(error) && typeof error.message === "string" ? error.message : String(error)
+  })
 
 /**
  * Serves the messages sent to this process's socket in `home` for the life
  * of the scope: each goes to `onMessage` when given, else to the stream
  * returned. Where no socket can be made, the stream stays empty, and
  * senders are told so by the lock's record (it names no socket).
+ *
+ * Each message is answered in a fiber of its own (see `Posix.serve`),
+ * interrupted when its sender hangs up or the scope closes: the holder does
+ * not work on, nor keep, a message that nobody waits for.
  *
  * @internal
  */
@@ -157,7 +164,25 @@ export const serveMessages = (
   onMessage: PidLock.Options["onMessage"]
 ): Effect.Effect<Stream.Stream<PidLock.Message>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* Effect.acquireRelease(Queue.dropping<PidLock.Message>(QUEUE_CAPACITY), Queue.shutdown)
+    const queue = yield* Effect.acquireRelease(Queue.dropping<PidLock.Message>(CAPACITY), Queue.shutdown)
+    const handling = yield* Effect.makeSemaphore(CAPACITY)
+    // The first answer counts: `reply` or `decline` from the handler or the
+    // reader, else the handler's result.
+    const answer = (message: PidLock.Message, answered: Deferred.Deferred<Reply>): Effect.Effect<Reply> =>
+      onMessage === undefined
+        ? Effect.flatMap(
+          Queue.offer(queue, message),
+          (queued) => queued ? Deferred.await(answered) : Effect.succeed(busy("waiting for the holder to read them"))
+        )
+        : Effect.suspend(() => onMessage(message)).pipe(
+          Effect.exit,
+          Effect.flatMap((exit) =>
+            Exit.isSuccess(exit) ? message.reply(exit.value) : message.decline(describeFailure(exit.cause))
+          ),
+          Effect.zipRight(Deferred.await(answered)),
+          handling.withPermitsIfAvailable(1),
+          Effect.map(Option.getOrElse(() => busy("being answered by the holder")))
+        )
     const handler: Posix.Handler = (payload) =>
       Option.match(decodeRequest(payload), {
         onNone: () => Effect.succeedNone,
@@ -174,47 +199,14 @@ export const serveMessages = (
               decline: (reason) => Effect.asVoid(Deferred.succeed(answered, refusal("Declined", reason)))
             }
             answers.set(message, answered)
-            if (!(yield* Queue.offer(queue, message))) {
-              return Option.some(encodeReply(refusal(
-                "Busy",
-                `${QUEUE_CAPACITY} messages are waiting for the holder to read them`
-              )))
-            }
-            // Never longer than the sender waits, nor than the lock is held.
-            const reply = yield* Effect.raceFirst(
-              Effect.map(Deferred.await(answered), Option.some),
-              Effect.as(Queue.awaitShutdown(queue), Option.none<Reply>())
-            ).pipe(Effect.timeoutTo({
-              duration: Duration.millis(request.timeoutMs),
-              onSuccess: (reply) => reply,
-              onTimeout: () => Option.none<Reply>()
-            }))
-            return Option.map(reply, encodeReply)
+            return Option.some(encodeReply(yield* answer(message, answered)))
           })
       })
     const served = yield* Effect.either(posix.serve(home, handler))
     if (Either.isLeft(served)) {
       yield* Effect.logDebug(`PidLock: no messages in ${home}: ${served.left.message}`)
     }
-    if (onMessage === undefined) return Stream.fromQueue(queue)
-    yield* Effect.forkScoped(
-      Stream.runDrain(Stream.mapEffect(Stream.fromQueue(queue), (message) =>
-        Effect.suspend(() => onMessage(message)).pipe(
-          Effect.exit,
-          Effect.flatMap((exit) =>
-            exit._tag === "Success"
-              ? message.reply(exit.value)
-              : message.decline(
-                Option.match(Cause.failureOption(exit.cause), {
-                  onNone: () => "the holder's handler failed",
-                  onSome: (error) =>
-                    isRecord(error) && typeof error.message === "string" ? error.message : String(error)
-                })
-              )
-          )
-        ), { concurrency: HANDLER_CONCURRENCY }))
-    )
-    return Stream.empty
+    return onMessage === undefined ? Stream.fromQueue(queue) : Stream.empty
   })
 
 /** The request frame of a message; fails on data that JSON cannot hold, or too long. @internal */

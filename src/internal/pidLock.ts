@@ -7,12 +7,14 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as PidLock from "../PidLock.js"
@@ -810,9 +812,12 @@ export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.O
       )
     )
   }
-  // Served once the lock is ours, and stopped before it is released.
-  const messages = yield* Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage)
-  return { ...lock, messages } satisfies PidLock.FileLock
+  // Served once the lock is ours, and stopped before its release in the
+  // scope's finalizer, or as soon as the program releases it itself.
+  const serving = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+  const messages = yield* Scope.extend(Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage), serving)
+  const release = Effect.tap(lock.release, () => Scope.close(serving, Exit.void))
+  return { ...lock, release, messages } satisfies PidLock.FileLock
 })
 
 /** @internal */
@@ -898,8 +903,7 @@ export const send = Effect.fn("PidLock.send")(function*(options: PidLock.SendOpt
     argv: info.self.cmdline,
     cwd: process.cwd(),
     pid: info.self.pid,
-    data: options.data ?? null,
-    timeoutMs: Duration.toMillis(timeout)
+    data: options.data ?? null
   })
   if (Either.isLeft(request)) {
     return yield* request.left === "NotJson"
@@ -916,13 +920,20 @@ export const send = Effect.fn("PidLock.send")(function*(options: PidLock.SendOpt
         return Effect.fail(new PidLock.Timeout({ location, holder, timeout }))
       }
       if (Channel.isHungUp(error)) {
-        // Hung up: the holder died as it read (then its socket refuses now),
-        // or it holds the socket and serves nothing in this lock home.
+        // Hung up: the holder released the lock or died as it read (then its
+        // socket refuses now), or it holds the socket and serves nothing in
+        // this lock home.
         return Effect.flatMap(
-          Effect.mapError(posix.probe(socket), refineError),
-          (probe) =>
+          Effect.all([
+            // Unreadable now: judged by its socket alone.
+            Effect.orElseSucceed(readHolder(resolved.fs, paths.lock), () => found),
+            Effect.mapError(posix.probe(socket), refineError)
+          ]),
+          ([now, probe]) =>
             Effect.fail(
-              probe === "Listening"
+              Option.isNone(now) || now.value.record.token !== holder.token
+                ? new PidLock.NoHolder({ location, reason: "Free" })
+                : probe === "Listening"
                 ? notServed("it hung up without a reply (it reads no messages, or the message was malformed)")
                 : new PidLock.NoHolder({ location, reason: "Gone" })
             )

@@ -6,6 +6,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -305,38 +308,39 @@ export const frameReader = () => {
 // ends; a frame is read (and anything wrong with it ends the connection,
 // never the listener), handed to the handler that serves the socket when it
 // arrives, and answered. Without a handler, hung up at once, unread.
-const serveConnection = (handler: () => Posix.Handler | undefined) => (connection: Net.Socket): void => {
+const serveConnection = (serving: () => Serving | undefined) => (connection: Net.Socket): void => {
   // A reset by the client is its own business.
   connection.on("error", () => connection.destroy())
-  if (handler() === undefined) {
+  if (serving() === undefined) {
     connection.destroy()
     return
   }
   const read = frameReader()
   connection.setTimeout(FRAME_READ_TIMEOUT_MS, () => connection.destroy())
+  // The client hangs up (it gave up waiting, or died): so does the holder,
+  // and the answer being made for it is interrupted.
   connection.on("end", () => connection.destroy())
   const onData = (chunk: Buffer): void => {
     const frame = read(chunk)
     if (frame === "more") return
     connection.off("data", onData)
-    connection.pause()
     connection.setTimeout(0)
-    const serve = handler()
+    const serve = serving()
     if (frame === "tooLong" || serve === undefined) {
       connection.destroy()
       return
     }
-    Effect.runFork(
-      serve(new Uint8Array(frame)).pipe(
-        Effect.catchAllCause(() => Effect.succeedNone),
-        Effect.map((answer): void => {
-          if (Option.isNone(answer) || answer.value.length > MAX_FRAME_BYTES || connection.destroyed) {
-            connection.destroy()
-          } else {
-            connection.end(encodeFrame(answer.value))
-          }
-        })
-      )
+    // Anything sent after the frame is read and ignored, so that a hang-up is seen.
+    connection.on("data", () => {})
+    const answering = serve(new Uint8Array(frame))
+    connection.on("close", () => answering.unsafeInterruptAsFork(FiberId.none))
+    answering.addObserver((exit) =>
+      Option.match(answerOf(exit), {
+        onNone: () => connection.destroy(),
+        onSome: (answer) => {
+          if (!connection.destroyed) connection.end(encodeFrame(answer))
+        }
+      })
     )
   }
   connection.on("data", onData)
@@ -351,7 +355,16 @@ const serveConnection = (handler: () => Posix.Handler | undefined) => (connectio
 // takes its connections soon, so the request tries again meanwhile.
 const QUEUE_FULL_RETRY = Duration.millis(5)
 
-const exchange = (address: string, frame: Buffer): Effect.Effect<Uint8Array, NodeJS.ErrnoException> =>
+const timedOut = (path: string): NodeJS.ErrnoException => nodeError("ETIMEDOUT", "connect", path)
+
+// One connection, until `deadline` (a `performance.now()` time): the timer is
+// the socket's own, not a fiber raced against it, as a message's round trip
+// is a few milliseconds.
+const exchange = (
+  address: string,
+  frame: Buffer,
+  deadline: number
+): Effect.Effect<Uint8Array, NodeJS.ErrnoException> =>
   Effect.async((resume) => {
     const socket = Net.connect({ path: address })
     const read = frameReader()
@@ -359,9 +372,11 @@ const exchange = (address: string, frame: Buffer): Effect.Effect<Uint8Array, Nod
     const finish = (outcome: Effect.Effect<Uint8Array, NodeJS.ErrnoException>) => {
       if (done) return
       done = true
+      clearTimeout(timer)
       socket.destroy()
       resume(outcome)
     }
+    const timer = setTimeout(() => finish(Effect.fail(timedOut(address))), Math.max(0, deadline - performance.now()))
     socket.on("connect", () => socket.write(frame))
     socket.on("data", (chunk: Buffer) => {
       const answer = read(chunk)
@@ -380,7 +395,10 @@ const exchange = (address: string, frame: Buffer): Effect.Effect<Uint8Array, Nod
       (error: NodeJS.ErrnoException) =>
         finish(Effect.fail(error.code === "EPIPE" || error.code === "ECONNRESET" ? hungUp : error))
     )
-    return Effect.sync(() => socket.destroy())
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
   })
 
 const request = (
@@ -392,16 +410,26 @@ const request = (
     return Effect.fail(systemError("request", path, nodeError("EMSGSIZE", "write", path)))
   }
   const frame = encodeFrame(payload)
-  return Effect.scoped(Effect.flatMap(addressOf("connect", path), (address) =>
-    exchange(address, frame).pipe(
-      Effect.retry({ while: (error) => error.code === "EAGAIN", schedule: Schedule.spaced(QUEUE_FULL_RETRY) })
-    ))).pipe(
-      Effect.mapError((error) => systemError("request", path, error)),
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () => systemError("request", path, nodeError("ETIMEDOUT", "connect", path), "TimedOut")
-      })
+  return Effect.suspend(() => {
+    const deadline = performance.now() + Duration.toMillis(timeout)
+    return Effect.scoped(
+      Effect.flatMap(addressOf("connect", path), (address) =>
+        exchange(address, frame, deadline).pipe(
+          Effect.retry({
+            while: (error) => error.code === "EAGAIN" && performance.now() < deadline,
+            schedule: Schedule.spaced(QUEUE_FULL_RETRY)
+          }),
+          // Still full at the deadline: no answer in time.
+          Effect.mapError((error) => error.code === "EAGAIN" ? timedOut(address) : error)
+        ))
     )
+  }).pipe(
+    Effect.mapError((error) =>
+      error.code === "ETIMEDOUT"
+        ? systemError("request", path, timedOut(path), "TimedOut")
+        : systemError("request", path, error)
+    )
+  )
 }
 
 // -----------------------------------------------------------------------------
@@ -485,30 +513,48 @@ const processExists = (pid: number): Effect.Effect<boolean, PlatformError> =>
 // -----------------------------------------------------------------------------
 
 /**
- * Sets `handler` for `path` for the life of the scope; at its end, removes
- * it unless a later one replaced it.
+ * A handler as `serve` installed it: each frame is answered in a fiber of its
+ * own, forked in the runtime of the fiber that called `serve` (its services,
+ * logger and tracer), and interrupted when that scope closes. `None` when
+ * the handler failed or declined to answer.
  *
  * @internal
  */
-export const installHandler = <H>(
-  handlers: Map<string, H>,
+export type Serving = (payload: Uint8Array) => Fiber.RuntimeFiber<Option.Option<Uint8Array>>
+
+/**
+ * Sets `handler` for `path` for the life of the scope; at its end, removes
+ * it unless a later one replaced it, then interrupts the answers it is
+ * still making.
+ *
+ * @internal
+ */
+export const installHandler = (
+  servings: Map<string, Serving>,
   path: string,
-  handler: H
+  handler: Posix.Handler
 ): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => void handlers.set(path, handler)),
-    () =>
-      Effect.sync(() => {
-        if (handlers.get(path) === handler) handlers.delete(path)
-      })
-  )
+  Effect.flatMap(FiberSet.makeRuntime<never, Option.Option<Uint8Array>, never>(), (run) => {
+    const serving: Serving = (payload) => run(Effect.catchAllCause(handler(payload), () => Effect.succeedNone))
+    return Effect.acquireRelease(
+      Effect.sync(() => void servings.set(path, serving)),
+      () =>
+        Effect.sync(() => {
+          if (servings.get(path) === serving) servings.delete(path)
+        })
+    )
+  })
+
+/** Whether `exit` is an answer that fits in a frame. @internal */
+export const answerOf = (exit: Exit.Exit<Option.Option<Uint8Array>>): Option.Option<Uint8Array> =>
+  Exit.isSuccess(exit) ? Option.filter(exit.value, (answer) => answer.length <= MAX_FRAME_BYTES) : Option.none()
 
 const make = Effect.gen(function*() {
   const scope = yield* Effect.scope
   const name = `${process.pid}.${Crypto.randomBytes(8).toString("hex")}.sock`
   const socketPath = (directory: string) => Path.join(directory, name)
   const listeners = new Map<string, Posix.Listener>()
-  const handlers = new Map<string, Posix.Handler>()
+  const servings = new Map<string, Serving>()
   const mutex = yield* Effect.makeSemaphore(1)
   // One listener per directory; a failed attempt is not remembered, so a
   // later call tries again.
@@ -519,12 +565,12 @@ const make = Effect.gen(function*() {
       return known !== undefined
         ? Effect.succeed(known)
         : Effect.tap(
-          open(scope, path, serveConnection(() => handlers.get(path))),
+          open(scope, path, serveConnection(() => servings.get(path))),
           (listener) => Effect.sync(() => listeners.set(path, listener))
         )
     }))
   const serve = (directory: string, handler: Posix.Handler) =>
-    Effect.zipRight(listen(directory), installHandler(handlers, socketPath(directory), handler))
+    Effect.zipRight(listen(directory), installHandler(servings, socketPath(directory), handler))
   return tag.of({ [TypeId]: TypeId, lstat, socketPath, listen, probe, processExists, serve, request })
 })
 

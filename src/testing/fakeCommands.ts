@@ -1,3 +1,4 @@
+import type { PlatformError } from "@effect/platform/Error"
 import { SystemError } from "@effect/platform/Error"
 import * as Effect from "effect/Effect"
 import type * as SystemCommand from "../SystemCommand.js"
@@ -119,22 +120,36 @@ const sysctl = (platform: Testing.FakePlatform, view: ProcessTable.ProcView, arg
   return output(stderr === "" ? 0 : 1, stdout, stderr)
 }
 
-/** @internal */
-export const make = (view: ProcessTable.ProcView, platform: Testing.FakePlatform): SystemCommand.SystemCommand => ({
+/**
+ * `hook` runs before each command, with its command line: the memory file
+ * system's hook, so that a run is a call there.
+ *
+ * @internal
+ */
+export const make = (
+  view: ProcessTable.ProcView,
+  platform: Testing.FakePlatform,
+  hook: (commandLine: string) => Effect.Effect<void, PlatformError>
+): SystemCommand.SystemCommand => ({
   [TypeId]: TypeId,
-  run: (command, args) =>
-    command === "ps"
-      ? Effect.sync(() => ps(platform, view, args))
-      : command === "sysctl"
-      ? Effect.sync(() => sysctl(platform, view, args))
-      // As the Node executor reports a command it cannot start.
-      : Effect.fail(
-        new SystemError({
-          reason: "NotFound",
-          module: "Command",
-          method: "spawn",
-          pathOrDescriptor: [command, ...args].join(" "),
-          description: `spawn ${command} ENOENT`
-        })
-      )
+  run: (command, args) => {
+    const commandLine = [command, ...args].join(" ")
+    return Effect.zipRight(
+      hook(commandLine),
+      command === "ps"
+        ? Effect.sync(() => ps(platform, view, args))
+        : command === "sysctl"
+        ? Effect.sync(() => sysctl(platform, view, args))
+        // As the Node executor reports a command it cannot start.
+        : Effect.fail(
+          new SystemError({
+            reason: "NotFound",
+            module: "Command",
+            method: "spawn",
+            pathOrDescriptor: commandLine,
+            description: `spawn ${command} ENOENT`
+          })
+        )
+    )
+  }
 })

@@ -124,9 +124,11 @@ export const systemError: (
  * - `method`: the `FileSystem` method, or the method of a `Posix` service
  *   made by {@link makePosix}: `lstat`, `listen` (once it listens in a
  *   directory, a call for that directory returns its listener and makes no
- *   call) and `probe`.
+ *   call), `probe` and `kill` (`processExists`); or `command`, a run of a
+ *   {@link makeSystemCommand}.
  * - `path`: the path the call acts on; for `symlink`, the link it creates;
- *   for `listen`, the socket it creates.
+ *   for `listen`, the socket it creates; for `kill`, the PID; for `command`,
+ *   the command and its arguments, joined by spaces.
  * - `target`: the other argument of `rename`, `copy`, `copyFile` and `link`
  *   (the destination), or of `symlink` (the target text).
  * - `syscall`: for a call that is one step of a method, the step. Node's
@@ -551,6 +553,9 @@ export type FakePlatform = "linux" | "darwin" | "freebsd"
  *   and the machine id as `kern.uuid` (macOS) or `kern.hostuuid` (FreeBSD);
  *   each value on a line; an unknown name told on stderr, exit code 1.
  * - Any other command fails as one that is not installed (`NotFound`).
+ *
+ * Each run goes through the file system's {@link Hook} as a call (method
+ * `command`), and answers from the table as it is once the hook lets it go.
  *
  * Dies when that `FileSystem` is not a memory one with a process table.
  *

@@ -3,13 +3,14 @@ import { BadArgument, SystemError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
-import { installHandler } from "../internal/posix.js"
+import { answerOf, installHandler, type Serving } from "../internal/posix.js"
 import * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import * as SystemCommand from "../SystemCommand.js"
@@ -384,7 +385,7 @@ interface Socket extends Inode {
    */
   readonly listening: () => boolean
   /** The handler that answers its frames, while one is set (`Posix.serve`). */
-  readonly served: () => Posix.Handler | undefined
+  readonly served: () => Serving | undefined
 }
 
 type Node = Directory | RegularFile | SymbolicLink | Fifo | Socket
@@ -1263,7 +1264,7 @@ const operations = (state: State, user: Credentials) => {
 
   // bind(2) of a Unix socket: the name is created as by mknod, so an existing
   // one, a dangling symbolic link too, is in use.
-  const bind = (path: string, listening: () => boolean, served: () => Posix.Handler | undefined): void => {
+  const bind = (path: string, listening: () => boolean, served: () => Serving | undefined): void => {
     try {
       create(
         path,
@@ -1302,9 +1303,14 @@ const operations = (state: State, user: Credentials) => {
         () => state.processes?.lifeOf(pid) !== undefined
       )
 
+  // A run of a fake `ps` or `sysctl` is a call too: what it prints is read
+  // from the process table once the hook lets it go.
+  const command = (commandLine: string): Effect.Effect<void, PlatformError> =>
+    perform({ method: "command", path: commandLine }, site("command", commandLine, "spawn"), () => undefined)
+
   // connect(2) then a frame: the handler that serves the socket reached; a
   // process that listens without one hangs up, as the Node layer's does.
-  const connectToServe = (path: string, payload: Uint8Array): Posix.Handler => {
+  const connectToServe = (path: string, payload: Uint8Array): Serving => {
     if (payload.length > Posix.MAX_FRAME_BYTES) throw fault("EMSGSIZE", { syscall: "write" })
     const node = lookup(path, "target").node
     if (!permits(node, user, WRITE)) throw fault("EACCES")
@@ -1324,7 +1330,7 @@ const operations = (state: State, user: Credentials) => {
       const name = `${pid}.${Crypto.randomBytes(8).toString("hex")}.sock`
       const socketPath = (directory: string) => Path.posix.join(directory, name)
       const listeners = new Map<string, Posix.Listener>()
-      const handlers = new Map<string, Posix.Handler>()
+      const servings = new Map<string, Serving>()
       const listen = (directory: string): Effect.Effect<Posix.Listener, PlatformError> =>
         Effect.suspend(() => {
           const path = socketPath(directory)
@@ -1334,7 +1340,7 @@ const operations = (state: State, user: Credentials) => {
             // Another call may have made it while this one waited at the hook.
             const made = listeners.get(path)
             if (made !== undefined) return made
-            bind(path, listening, () => listening() ? handlers.get(path) : undefined)
+            bind(path, listening, () => listening() ? servings.get(path) : undefined)
             const listener: Posix.Listener = { path, descriptor: Option.none() }
             listeners.set(path, listener)
             return listener
@@ -1348,7 +1354,7 @@ const operations = (state: State, user: Credentials) => {
         probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),
         processExists,
         serve: (directory, handler) =>
-          Effect.zipRight(listen(directory), installHandler(handlers, socketPath(directory), handler)),
+          Effect.zipRight(listen(directory), installHandler(servings, socketPath(directory), handler)),
         request: (path, payload, timeout) => {
           const requestSite = site("request", path, "connect")
           const failWith = (code: Testing.Errno, syscall: string) =>
@@ -1356,26 +1362,29 @@ const operations = (state: State, user: Credentials) => {
               throw fault(code)
             })
           return perform({ method: "request", path }, requestSite, () => connectToServe(path, payload)).pipe(
-            Effect.flatMap((handler) =>
-              handler(payload).pipe(
-                Effect.catchAllCause(() => Effect.succeedNone),
-                Effect.flatMap((answer) =>
-                  Option.isSome(answer) && answer.value.length <= Posix.MAX_FRAME_BYTES && listening()
-                    ? Effect.succeed(answer.value)
-                    : failWith("ECONNRESET", "read")
-                ),
-                Effect.timeoutFail({
-                  duration: timeout,
-                  onTimeout: () => timedOut(requestSite)
-                })
-              )
+            // The answer is made in the holder's fiber; a sender that gives up hangs up, which interrupts it.
+            Effect.flatMap((serving) =>
+              Effect.flatMap(Effect.sync(() => serving(payload)), (answering) =>
+                Effect.onInterrupt(Fiber.await(answering), () => Fiber.interrupt(answering))).pipe(
+                  Effect.flatMap((exit) =>
+                    Option.match(answerOf(exit), {
+                      onNone: () =>
+                        failWith("ECONNRESET", "read"),
+                      onSome: (answer) => listening() ? Effect.succeed(answer) : failWith("ECONNRESET", "read")
+                    })
+                  ),
+                  Effect.timeoutFail({
+                    duration: timeout,
+                    onTimeout: () => timedOut(requestSite)
+                  })
+                )
             )
           )
         }
       }))
     })
 
-  return { fileSystem, makeFifo, makePosix }
+  return { command, fileSystem, makeFifo, makePosix }
 }
 
 // =============================================================================
@@ -1577,6 +1586,7 @@ const actors = new WeakMap<FileSystem.FileSystem, {
   readonly user: Credentials
   readonly makePosix: (pid: number) => Effect.Effect<Posix.Posix>
   readonly processes: ProcessTable.ProcView | undefined
+  readonly command: (commandLine: string) => Effect.Effect<void, PlatformError>
 }>()
 
 /** @internal */
@@ -1591,7 +1601,7 @@ export const make = (options?: Testing.MemoryFileSystemOptions): Effect.Effect<T
     }
     const actingAs = (user: Credentials) => {
       const acting = operations(state, user)
-      actors.set(acting.fileSystem, { user, makePosix: acting.makePosix, processes })
+      actors.set(acting.fileSystem, { user, makePosix: acting.makePosix, processes, command: acting.command })
       return acting
     }
     const user: Credentials = { uid: options?.uid ?? 1000, gid: options?.gid ?? 1000 }
@@ -1655,12 +1665,12 @@ export const makeSystemCommand = (
   options?: { readonly platform?: Testing.FakePlatform | undefined }
 ): Effect.Effect<SystemCommand.SystemCommand, never, FileSystem.FileSystem> =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => {
-    const processes = actors.get(fs)?.processes
-    return processes === undefined
+    const actor = actors.get(fs)
+    return actor?.processes === undefined
       ? Effect.dieMessage(
         "Testing.makeSystemCommand: the FileSystem in context is not a memory one with a process table"
       )
-      : Effect.succeed(FakeCommands.make(processes, options?.platform ?? "linux"))
+      : Effect.succeed(FakeCommands.make(actor.processes, options?.platform ?? "linux", actor.command))
   })
 
 /** @internal */

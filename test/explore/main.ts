@@ -1,18 +1,21 @@
 // `npm run explore`: the interleaving explorer at full bounds, one child
-// process per core. Prints a line per search, any failure with its schedule,
-// and one final line per K:
+// process per core, with each ProcessInfo. Prints a line per search, any
+// failure with its schedule, and one final line per ProcessInfo and K:
 //
 //   explore: K=3 schedules=100000 violations=0 stuck=0
+//   explore: K=3 process-info=portable schedules=5000 violations=0 stuck=0
 //
-// `--schedules N` sets the random schedules for K=3, over both scenarios
-// (20,000 by default).
+// `--schedules N` sets the random schedules for K=3 with the /proc
+// ProcessInfo, over both scenarios (20,000 by default), `--portable-schedules
+// N` those with the portable one (5,000 by default); `--process-info proc` or
+// `--process-info portable` runs that configuration alone.
 import { fork } from "node:child_process"
 import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Report, search, type SearchOptions } from "./explorer.js"
-import type { Scenario } from "./world.js"
+import type { ProcessInfoKind, Scenario } from "./world.js"
 
 type Task = Omit<SearchOptions, "onProgress" | "onSchedule" | "processInfo" | "posix" | "fileSystem"> & {
   /** `bound`: counted in the final lines; `reference`: only seen by a reduced search, to check it with. */
@@ -26,6 +29,8 @@ interface Done {
 }
 
 const SCENARIOS: ReadonlyArray<Scenario> = ["free", "stale"]
+const PROCESS_INFO_KINDS: ReadonlyArray<ProcessInfoKind> = ["proc", "portable"]
+const DEFAULT_RANDOM_SCHEDULES: Readonly<Record<ProcessInfoKind, number>> = { proc: 20_000, portable: 5_000 }
 
 const RANDOM_SHARDS_PER_SCENARIO = 4
 const REFERENCE_RANDOM_SCHEDULES = 3_000
@@ -35,12 +40,17 @@ const REFERENCE_RANDOM_SCHEDULES = 3_000
 // already.
 const REDUCED_CRASHES: Readonly<Record<Scenario, number>> = { free: 1, stale: 0 }
 
-const tasks = (randomSchedules: number): ReadonlyArray<Task> => {
+const kindOf = (task: Task): ProcessInfoKind => task.processInfoKind ?? "proc"
+
+// The /proc tasks name no kind: their options are the very ones they had before the portable ProcessInfo.
+const tasks = (kind: ProcessInfoKind, randomSchedules: number): ReadonlyArray<Task> => {
   const perShard = Math.ceil(randomSchedules / SCENARIOS.length / RANDOM_SHARDS_PER_SCENARIO)
+  const ofKind = kind === "proc" ? {} : { processInfoKind: kind }
   return [
     // Every schedule of two contenders up to the order of independent steps. The longest task goes first,
     // so that the others fill the other cores meanwhile.
     ...SCENARIOS.map((scenario): Task => ({
+      ...ofKind,
       purpose: "bound",
       contenders: 2,
       scenario,
@@ -52,6 +62,7 @@ const tasks = (randomSchedules: number): ReadonlyArray<Task> => {
     // that keep every core busy.
     ...SCENARIOS.flatMap((scenario) =>
       Array.from({ length: RANDOM_SHARDS_PER_SCENARIO }, (_, shard): Task => ({
+        ...ofKind,
         purpose: "bound",
         contenders: 3,
         scenario,
@@ -62,6 +73,7 @@ const tasks = (randomSchedules: number): ReadonlyArray<Task> => {
     // reduced search must have seen. (With every file-system call of the socket, the tombstone and the
     // checks a step, the plain search is out of reach.)
     ...SCENARIOS.map((scenario): Task => ({
+      ...ofKind,
       purpose: "reference",
       contenders: 2,
       scenario,
@@ -72,6 +84,8 @@ const tasks = (randomSchedules: number): ReadonlyArray<Task> => {
   ]
 }
 
+const kindLabel = (task: Task): string => kindOf(task) === "proc" ? "" : ` process-info=${kindOf(task)}`
+
 const describe = (task: Task): string => {
   const maxCrashes = task.maxCrashes ?? task.contenders
   const crashes = maxCrashes === 0 ? "no crash" : `up to ${maxCrashes} crash${maxCrashes === 1 ? "" : "es"}`
@@ -80,7 +94,7 @@ const describe = (task: Task): string => {
     : task.strategy._tag === "reduced"
     ? "every schedule up to the order of independent steps"
     : "every schedule"
-  return `K=${task.contenders} ${task.scenario} (${strategy}; ${crashes})`
+  return `K=${task.contenders} ${task.scenario}${kindLabel(task)} (${strategy}; ${crashes})`
 }
 
 // -- child: run one task and send the report back
@@ -110,7 +124,9 @@ let progressShown = performance.now()
 const showProgress = (task: Task, schedules: number): void => {
   if (performance.now() - progressShown < PROGRESS_SECONDS * 1000) return
   progressShown = performance.now()
-  console.error(`  … K=${task.contenders} ${task.scenario} ${task.strategy._tag}: ${schedules} schedules so far`)
+  console.error(
+    `  … K=${task.contenders} ${task.scenario}${kindLabel(task)} ${task.strategy._tag}: ${schedules} schedules so far`
+  )
 }
 
 const runChild = (task: Task): Promise<Done> =>
@@ -132,9 +148,17 @@ const runChild = (task: Task): Promise<Done> =>
         : reject(new Error(`explorer child for ${JSON.stringify(task)} exited with ${code}`)))
   })
 
-const main = async (randomSchedules: number): Promise<number> => {
+const main = async (
+  kinds: ReadonlyArray<ProcessInfoKind>,
+  randomSchedules: Readonly<Record<ProcessInfoKind, number>>
+): Promise<number> => {
   const started = performance.now()
-  const queue = [...tasks(randomSchedules)]
+  // The reduced searches of every kind first: they are the longest.
+  const all = kinds.map((kind) => tasks(kind, randomSchedules[kind]))
+  const queue = [
+    ...all.flatMap((ofKind) => ofKind.filter((task) => task.strategy._tag === "reduced")),
+    ...all.flatMap((ofKind) => ofKind.filter((task) => task.strategy._tag !== "reduced"))
+  ]
   const results: Array<Done> = []
   const worker = async () => {
     for (let task = queue.shift(); task !== undefined; task = queue.shift()) {
@@ -148,10 +172,9 @@ const main = async (randomSchedules: number): Promise<number> => {
       )
       for (const failure of report.failures) {
         console.log(`explore: FAILURE ${describe(done.task)}: ${failure.messages.join("; ")}`)
+        const { contenders, processInfoKind, scenario } = done.task
         console.log(
-          `  replay(${JSON.stringify({ contenders: done.task.contenders, scenario: done.task.scenario })}, ${
-            JSON.stringify(failure.schedule)
-          })`
+          `  replay(${JSON.stringify({ contenders, scenario, processInfoKind })}, ${JSON.stringify(failure.schedule)})`
         )
       }
     }
@@ -169,7 +192,7 @@ const main = async (randomSchedules: number): Promise<number> => {
     const { contenders, maxCrashes, scenario } = reference.task
     const reduced = results.find((done) =>
       done.task.strategy._tag === "reduced" && done.task.contenders === contenders && done.task.scenario === scenario &&
-      done.task.maxCrashes === maxCrashes
+      done.task.maxCrashes === maxCrashes && kindOf(done.task) === kindOf(reference.task)
     )!
     const seen = new Set(reduced.report.endStates)
     const missed = reference.report.endStates.filter((state) => !seen.has(state))
@@ -183,12 +206,18 @@ const main = async (randomSchedules: number): Promise<number> => {
     for (const state of missed.slice(0, 3)) console.log(`    missed: ${state}`)
   }
 
-  for (const contenders of [...new Set(results.map((done) => done.task.contenders))].sort((a, b) => a - b)) {
-    const ofK = results.filter((done) => done.task.contenders === contenders && done.task.purpose === "bound")
-    const sum = (count: (report: Done["report"]) => number) =>
-      ofK.reduce((total, done) => total + count(done.report), 0)
-    const [schedules, violations, stuck] = [sum((r) => r.schedules), sum((r) => r.violations), sum((r) => r.stuck)]
-    console.log(`explore: K=${contenders} schedules=${schedules} violations=${violations} stuck=${stuck}`)
+  for (const kind of kinds) {
+    const ofKind = results.filter((done) => kindOf(done.task) === kind && done.task.purpose === "bound")
+    for (const contenders of [...new Set(ofKind.map((done) => done.task.contenders))].sort((a, b) => a - b)) {
+      const ofK = ofKind.filter((done) => done.task.contenders === contenders)
+      const sum = (count: (report: Done["report"]) => number) =>
+        ofK.reduce((total, done) => total + count(done.report), 0)
+      const [schedules, violations, stuck] = [sum((r) => r.schedules), sum((r) => r.violations), sum((r) => r.stuck)]
+      console.log(
+        `explore: K=${contenders}${kind === "proc" ? "" : ` process-info=${kind}`} ` +
+          `schedules=${schedules} violations=${violations} stuck=${stuck}`
+      )
+    }
   }
   console.log(`  ${((performance.now() - started) / 1000).toFixed(0)} s on ${Os.availableParallelism()} cores`)
   return failed ? 1 : 0
@@ -199,6 +228,20 @@ const argument = (name: string): string | undefined => {
   return index < 0 ? undefined : process.argv[index + 1]
 }
 
+const kindArgument = (): ReadonlyArray<ProcessInfoKind> => {
+  const kind = argument("--process-info")
+  if (kind === undefined) return PROCESS_INFO_KINDS
+  if (!PROCESS_INFO_KINDS.includes(kind as ProcessInfoKind)) {
+    throw new Error(`--process-info ${kind}: expected one of ${PROCESS_INFO_KINDS.join(", ")}`)
+  }
+  return [kind as ProcessInfoKind]
+}
+
 const task = argument("--task")
 if (task !== undefined) runTask(JSON.parse(task))
-else process.exitCode = await main(Number(argument("--schedules") ?? 20_000))
+else {
+  process.exitCode = await main(kindArgument(), {
+    proc: Number(argument("--schedules") ?? DEFAULT_RANDOM_SCHEDULES.proc),
+    portable: Number(argument("--portable-schedules") ?? DEFAULT_RANDOM_SCHEDULES.portable)
+  })
+}

@@ -10,7 +10,8 @@ import type * as Testing from "../../src/testing/index.js"
  * main fiber of contender 0, `a1` the next fiber of it that makes a call (a
  * background fiber of the lock), `A` its crash. A crash is offered only where
  * the contender is about to change the file system; it depends on the
- * contender's own calls and on every read of its `/proc` entry.
+ * contender's own calls and on every read of its life: of its `/proc` entry,
+ * a probe of its socket, `kill(pid, 0)` and `ps` of its PID.
  */
 export interface Transition {
   readonly actor: string
@@ -69,9 +70,30 @@ const READS_LISTING = new Set(["readDirectory", "watch"])
 // reads that process's life as well as the entry.
 const SOCKET = /\/(\d+)\.[^/]*\.sock$/
 
+/**
+ * The portable ProcessInfo's calls, which read the process table and no
+ * file: `kill(pid, 0)` (the PID as the path) and a run of `ps` or `sysctl`
+ * (the command line as the path).
+ */
+export const READS_PROCESSES = new Set(["kill", "command"])
+
+// The one process a `ps` asks about.
+const PS_PID = /^ps .*-p (\d+)$/
+
+// The process whose life a call reads, which its crash changes (`/proc/<pid>`
+// stands for it). `sysctl` reads the boot and the host, which no step changes.
+const processReadBy = (call: Testing.FileSystemCall): string | undefined =>
+  call.method === "probe"
+    ? SOCKET.exec(call.path)?.[1]
+    : call.method === "kill"
+    ? call.path
+    : call.method === "command"
+    ? PS_PID.exec(call.path)?.[1]
+    : undefined
+
 // Node's remove is two calls: its lstat reads, its unlink writes.
 const isRead = (call: Testing.FileSystemCall): boolean =>
-  READS_ENTRY.has(call.method) || READS_LISTING.has(call.method) ||
+  READS_ENTRY.has(call.method) || READS_LISTING.has(call.method) || READS_PROCESSES.has(call.method) ||
   (call.method === "remove" && call.syscall === "lstat")
 
 /**
@@ -91,12 +113,13 @@ export const callTransition = (
   const target = call.target === undefined || call.method === "symlink" ? undefined : canonical(call.target)
   const label = `${call.method} ${path}${target === undefined ? "" : ` -> ${target}`}`
   if (isRead(call)) {
-    const owner = call.method === "probe" ? SOCKET.exec(call.path)?.[1] : undefined
+    const entries = READS_PROCESSES.has(call.method) ? [] : [path]
+    const process = processReadBy(call)
     return {
       actor,
       contender,
       crash: false,
-      reads: owner === undefined ? [path] : [path, `/proc/${owner}`],
+      reads: process === undefined ? entries : [...entries, `/proc/${process}`],
       writes: [],
       listings: READS_LISTING.has(call.method) ? [path] : [],
       linkCounts: call.method === "lstat" ? [path] : [],
@@ -128,7 +151,8 @@ export const callTransition = (
 
 /**
  * The crash of a contender: its process leaves the table, so `/proc/<pid>`
- * changes. Visible only when it holds the lock: a crash of anyone else changes
+ * changes, and with it every read of its life (its socket's probe, `kill`,
+ * `ps`), which reads `/proc/<pid>` too. Visible only when it holds the lock: a crash of anyone else changes
  * no holder. Whether it holds changes only by its own calls, which depend on
  * its crash anyway, so the choice stays the same while it waits.
  */

@@ -19,7 +19,7 @@ import * as Posix from "../../src/Posix.js"
 import * as ProcessInfo from "../../src/ProcessInfo.js"
 import * as Testing from "../../src/testing/index.js"
 import { plantHolder, plantStaging, recordOf } from "../support/environment.js"
-import { callTransition, canonical, crashTransition, type Transition } from "./transition.js"
+import { callTransition, canonical, crashTransition, READS_PROCESSES, type Transition } from "./transition.js"
 
 export const DIR = "/tmp/locks"
 export const NAME = "app"
@@ -34,9 +34,18 @@ const COUNTER = Path.join(HOME, "generation")
  */
 export type Scenario = "free" | "stale"
 
+/**
+ * Which `ProcessInfo` judges a holder: `proc`, the Linux one, reading
+ * `/proc`; `portable`, the one of macOS and FreeBSD (here macOS's), asking the
+ * holder's socket, then `kill(pid, 0)`, then `ps`.
+ */
+export type ProcessInfoKind = "proc" | "portable"
+
 export interface WorldOptions {
   readonly contenders: number
   readonly scenario: Scenario
+  /** `proc` by default. */
+  readonly processInfoKind?: ProcessInfoKind | undefined
   /** Replaces each contender's `ProcessInfo`: a test breaks the judge with it to show that the explorer can fail. */
   readonly processInfo?: ((honest: ProcessInfo.ProcessInfo) => ProcessInfo.ProcessInfo) | undefined
   /** Replaces each contender's `Posix`, whose socket probe is the judge's other half. */
@@ -173,9 +182,15 @@ export class World {
   // A new process and its ProcessInfo.
   private readonly spawn = Effect.gen(this, function*() {
     const process = yield* this.processes.spawn()
-    const honest = yield* Testing.makeProcessInfo(process.pid)
+    // The portable ProcessInfo asks the kill(pid, 0) of its own Posix.
+    const [honest, honestPosix] = yield* Effect.all([ProcessInfo.ProcessInfo, Posix.Posix]).pipe(
+      Effect.provide(
+        this.options.processInfoKind === "portable"
+          ? Testing.layerPortableProcessInfo(process.pid, { platform: "darwin" })
+          : Testing.layerProcessInfo(process.pid)
+      )
+    )
     const info = this.options.processInfo?.(honest) ?? honest
-    const honestPosix = yield* Testing.makePosix(process.pid)
     const posix = this.options.posix?.(honestPosix) ?? honestPosix
     return {
       pid: process.pid,
@@ -188,11 +203,12 @@ export class World {
       yield* this.fs.makeDirectory(DIR, { recursive: true })
       const spawned = yield* Effect.replicateEffect(this.spawn, this.options.contenders)
       if (this.options.scenario === "stale") {
-        // A process of this machine that ran and crashed: the record it wrote.
+        // A process of this machine that ran and crashed: the record it wrote, as its ProcessInfo saw it.
         const crashed = Effect.gen(this, function*() {
           const process = yield* this.processes.spawn({ cmdline: ["node", "crashed.js"] })
+          const identity = yield* yield* Context.get(spawned[0]!.context, ProcessInfo.ProcessInfo).identify(process.pid)
           yield* this.processes.exit(process.pid)
-          return recordOf({ ...Context.get(spawned[0]!.context, ProcessInfo.ProcessInfo).self, ...process })
+          return recordOf(identity)
         })
         yield* plantHolder(this.fs, HOME, yield* crashed)
         yield* plantStaging(this.fs, HOME, yield* crashed)
@@ -248,12 +264,13 @@ export class World {
     const contender = this.contenders[index]!
     // A crashed process makes no more calls: its finalizers' calls fail and change nothing.
     if (contender.crashed) return Effect.fail(Testing.systemError(call.method, call.path, "EIO"))
-    // Besides the lock home, a contender reads /proc, /etc/machine-id, and the
-    // directory the home lies in (its type, owner and mode).
-    const confined = call.path.startsWith("/proc/") || call.path === "/etc/machine-id" || call.path === DIR
-      ? READ_METHODS.has(call.method)
-      : isWithin(call.path, HOME) &&
-        (call.target === undefined || call.method === "symlink" || isWithin(call.target, HOME))
+    // Besides the lock home, a contender reads /proc (or asks kill and ps),
+    // /etc/machine-id, and the directory the home lies in (its type, owner and mode).
+    const confined = READS_PROCESSES.has(call.method) ||
+      (call.path.startsWith("/proc/") || call.path === "/etc/machine-id" || call.path === DIR
+        ? READ_METHODS.has(call.method)
+        : isWithin(call.path, HOME) &&
+          (call.target === undefined || call.method === "symlink" || isWithin(call.target, HOME)))
     if (!confined) {
       this.violate(`${this.name(contender)} ${call.method} ${call.path} ${call.target ?? ""}: outside the lock home`)
     }

@@ -60,6 +60,8 @@ export interface Fixture {
 /** A file system with its processes, on which the shared suite runs. */
 export interface Environment {
   readonly name: string
+  /** What names a boot: Linux's random boot id (the default), or the boot time, as on macOS and the BSDs. */
+  readonly bootsNamedBy?: "boot-id" | "boot-time"
   readonly fixture: Effect.Effect<Fixture, never, Scope.Scope>
 }
 

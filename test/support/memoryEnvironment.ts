@@ -5,16 +5,24 @@ import * as ProcessInfo from "../../src/ProcessInfo.js"
 import * as Testing from "../../src/testing/index.js"
 import type { Environment } from "./environment.js"
 
-/** The in-memory `FileSystem` with a fake process table: this process and others are fake processes. */
-export const memoryEnvironment: Environment = {
-  name: "memory",
+// The in-memory `FileSystem` with a fake process table: this process and
+// others are fake processes, judged through the fake `/proc` or, as on macOS,
+// through the fake `ps`, `sysctl` and `kill`.
+const makeMemoryEnvironment = (processInfo: "proc" | "portable"): Environment => ({
+  name: processInfo === "proc" ? "memory" : "memory (portable: fake ps, kill, as on macOS)",
+  bootsNamedBy: processInfo === "proc" ? "boot-id" : "boot-time",
   fixture: Effect.gen(function*() {
     const processes = yield* Testing.makeProcessTable()
     const memory = yield* Testing.makeFileSystem({ processes })
     const dir = "/tmp/pidlock-test"
     const self = yield* processes.spawn({ cmdline: ["node", "main.js"] })
     const fileSystem = Layer.succeed(FileSystem.FileSystem, memory.fileSystem)
-    const layer = Testing.layerProcessInfo(self.pid).pipe(Layer.provideMerge(fileSystem), Layer.orDie)
+    const layer = (processInfo === "proc"
+      ? Testing.layerProcessInfo(self.pid)
+      : Testing.layerPortableProcessInfo(self.pid, { platform: "darwin" })).pipe(
+        Layer.provideMerge(fileSystem),
+        Layer.orDie
+      )
     const context = yield* Layer.build(layer)
     yield* Effect.orDie(memory.fileSystem.makeDirectory(dir))
     const spawn = Effect.flatMap(
@@ -35,7 +43,18 @@ export const memoryEnvironment: Environment = {
       kill: (pid) => processes.exit(pid),
       makeFifo: (path) => Effect.orDie(memory.makeFifo(path)),
       giveAway: (path) => Effect.orDie(memory.asUser({ uid: 0, gid: 0 }).chown(path, 65534, 65534)),
-      procFault: (pid, errno) => errno === "EPERM" ? processes.denyRead(pid) : processes.vanishOnNextRead(pid)
+      ...(processInfo === "proc"
+        ? {
+          procFault: (pid: number, errno: "EPERM" | "ESRCH") =>
+            errno === "EPERM" ? processes.denyRead(pid) : processes.vanishOnNextRead(pid)
+        }
+        : {})
     }
   })
-}
+})
+
+/** The in-memory `FileSystem`, its holders judged through the fake `/proc`. */
+export const memoryEnvironment: Environment = makeMemoryEnvironment("proc")
+
+/** The in-memory `FileSystem`, its holders judged as on macOS: fake `ps`, `sysctl` and `kill`. */
+export const memoryPortableEnvironment: Environment = makeMemoryEnvironment("portable")
