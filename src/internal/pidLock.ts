@@ -840,20 +840,28 @@ export const withLock = dual<
   ) => Effect.Effect<A, E | PidLock.PidLockError | PlatformError, Exclude<R, Scope.Scope> | Requirements>
 >(2, (self, options) => withLockOf(acquire(options), self))
 
+// The lock's holder, read without making its home: `None` when the home or
+// the lock is missing, or the lock is free.
+const readHolderOf = (resolved: Resolved) =>
+  ensureHome(resolved, resolved.paths, false).pipe(
+    Effect.flatMap((home) =>
+      home === "missing"
+        ? Effect.succeedNone
+        : Effect.zipRight(
+          checkLockDirectory(resolved, resolved.paths.lock),
+          readHolder(resolved.fs, resolved.paths.lock)
+        )
+    ),
+    Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
+  )
+
 /** @internal */
 export const inspect = Effect.fn("PidLock.inspect")(function*(
   options: { readonly name: string; readonly dir?: string | undefined }
 ) {
   const { resolved } = yield* resolve({ name: options?.name, dir: options?.dir })
   const { info, paths } = resolved
-  const holder = yield* ensureHome(resolved, paths, false).pipe(
-    Effect.flatMap((home) =>
-      home === "missing"
-        ? Effect.succeedNone
-        : Effect.zipRight(checkLockDirectory(resolved, paths.lock), readHolder(resolved.fs, paths.lock))
-    ),
-    Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
-  )
+  const holder = yield* readHolderOf(resolved)
   if (Option.isNone(holder)) return Option.none<PidLock.Status>()
   const { record } = holder.value
   const verdict = yield* Effect.mapError(judgeHolder(resolved, record), refineError)
@@ -871,14 +879,7 @@ export const send = Effect.fn("PidLock.send")(function*(options: PidLock.SendOpt
   const timeout = yield* Channel.validateTimeout(options.timeout)
   const { info, paths, posix } = resolved
   const location = paths.lock
-  const found = yield* ensureHome(resolved, paths, false).pipe(
-    Effect.flatMap((home) =>
-      home === "missing"
-        ? Effect.succeedNone
-        : Effect.zipRight(checkLockDirectory(resolved, paths.lock), readHolder(resolved.fs, paths.lock))
-    ),
-    Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
-  )
+  const found = yield* readHolderOf(resolved)
   if (Option.isNone(found)) return yield* new PidLock.NoHolder({ location, reason: "Free" })
   const holder = found.value.record
   const notServed = (detail: string) => new PidLock.Refused({ location, holder, reason: "NotServed", detail })
