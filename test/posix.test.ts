@@ -6,9 +6,11 @@ import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -400,6 +402,35 @@ describe("Posix.layerNode listen and probe", () => {
 // other processes
 // -----------------------------------------------------------------------------
 
+describe("Posix.layerNode serve", () => {
+  it.scopedLive("a client that shuts down its writing side after its frame ends the exchange: the answer is interrupted", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const posix = yield* posixNode
+      const interrupted = yield* Deferred.make<void>()
+      yield* posix.serve(
+        dir,
+        () => Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined)))
+      )
+      const payload = bytes("hello")
+      const frame = Buffer.alloc(4 + payload.length)
+      frame.writeUInt32BE(payload.length, 0)
+      frame.set(payload, 4)
+      const socket = Net.connect({ path: posix.socketPath(dir) })
+      yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+      socket.on("error", () => {})
+      socket.on("connect", () => socket.end(frame))
+      assert.strictEqual(
+        yield* Effect.timeoutTo(Deferred.await(interrupted), {
+          duration: "5 seconds",
+          onSuccess: () => "interrupted",
+          onTimeout: () => "still running"
+        }),
+        "interrupted"
+      )
+    }))
+})
+
 describe("Posix.layerNode probe of another process", () => {
   it.scopedLive("a child that listens: Listening while it lives, Refused once SIGKILLed", () =>
     Effect.gen(function*() {
@@ -651,6 +682,44 @@ const channelCases: ReadonlyArray<ChannelCase> = [
         requestOwn(setup, bytes("hello"), "100 millis")
       ),
     { error: { reason: "TimedOut", method: "request", syscall: "connect", code: "ETIMEDOUT" } }
+  ],
+  [
+    "a request that gives up hangs up: the handler's answer to it is interrupted",
+    (setup) =>
+      Effect.gen(function*() {
+        const interrupted = yield* Deferred.make<void>()
+        yield* setup.posix.serve(
+          setup.dir,
+          () => Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined)))
+        )
+        const request = yield* requestOwn(setup, bytes("hello"), "100 millis")
+        return [
+          request,
+          yield* Effect.timeoutTo(Deferred.await(interrupted), {
+            duration: "5 seconds",
+            onSuccess: () => "interrupted",
+            onTimeout: () => "still running"
+          })
+        ]
+      }),
+    [{ error: { reason: "TimedOut", method: "request", syscall: "connect", code: "ETIMEDOUT" } }, "interrupted"]
+  ],
+  [
+    "a release of serve's scope interrupts the answers being made: hung up",
+    (setup) =>
+      Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const scope = yield* Scope.make()
+        yield* Scope.extend(
+          setup.posix.serve(setup.dir, () => Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)),
+          scope
+        )
+        const request = yield* Effect.fork(requestOwn(setup, bytes("hello"), "5 seconds"))
+        yield* Deferred.await(started)
+        yield* Scope.close(scope, Exit.void)
+        return yield* Fiber.join(request)
+      }),
+    { error: { reason: "Unknown", method: "request", syscall: "read", code: "ECONNRESET" } }
   ],
   [
     "once serve's scope closes, requests are hung up; a probe still finds it Listening",
