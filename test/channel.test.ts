@@ -255,6 +255,34 @@ describe("PidLock.send between real processes", () => {
       })
     }), 120_000)
 
+  // The socket lies in the lock home, 0700: another user reaches neither it
+  // nor the holder, even where it can list the directory the home is in.
+  it.scopedLive.skipIf(process.getuid?.() !== 0)(
+    "another user cannot send: a typed error (NameClash), and connect(2) to the socket is refused with EACCES",
+    () =>
+      Effect.gen(function*() {
+        const NOBODY = 65534
+        const dir = yield* tempDir
+        Fs.chmodSync(dir, 0o755)
+        const holder = yield* holdIn(dir)
+        const asNobody = { uid: NOBODY, gid: NOBODY }
+        const sender = yield* spawnNode(MESSENGER, ["send", "--dir", dir, "--name", NAME, "--data", "1"], asNobody)
+        const outcome = yield* outcomeOf(sender)
+        assert.strictEqual(outcome._tag, "NameClash")
+        const socket = Fs.readdirSync(Path.join(dir, NAME)).find((name) => name.endsWith(".sock"))!
+        const script = `require("node:net").connect(${JSON.stringify(Path.join(dir, NAME, socket))})
+          .on("connect", () => console.log("connected {}")).on("error", (e) => console.log("error " + JSON.stringify({ code: e.code })))`
+        const raw = yield* spawnNode("-e", [script], asNobody)
+        assert.strictEqual((yield* waitForLine(raw, "error")).code, "EACCES")
+        // The holder still answers its own user.
+        assert.deepStrictEqual(yield* PidLock.send({ name: NAME, dir, data: "mine" }), {
+          echo: "mine",
+          pid: holder.pid,
+          from: process.pid
+        })
+      }).pipe(Effect.provide(ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer))))
+  )
+
   it.scopedLive("a sender killed mid-frame harms nothing: the holder answers the next", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
