@@ -136,9 +136,11 @@ export interface Options {
    * Answer each message that {@link send} brings with what this returns:
    * its success is the reply (a JSON value), its failure declines the
    * message (the sender gets {@link Refused}, with the error's message).
-   * Up to 16 messages are handled at once; with a handler,
-   * {@link FileLock.messages} stays empty. Default: the messages wait in
-   * `messages` for the program to read them.
+   * Up to 16 messages are handled at once, each in a fiber of its own in
+   * the lock's runtime, interrupted when its sender hangs up (its `timeout`
+   * ran out) or the lock is released; a 17th sender is told that the holder
+   * is busy. With a handler, {@link FileLock.messages} stays empty. Default:
+   * the messages wait in `messages` for the program to read them.
    *
    * @since 0.2.0
    */
