@@ -877,4 +877,4 @@ export const send: (
  */
 export const breakLock: (
   status: Status
-) => Effect.Effect<boolean, PermissionDenied | PlatformError, FileSystem.FileSystem> = internal.breakLock
+) => Effect.Effect<boolean, PermissionDenied | PlatformError, Posix.Posix> = internal.breakLock

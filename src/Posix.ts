@@ -1,8 +1,18 @@
 /**
  * What the lock needs from the operating system that the platform
  * `FileSystem` does not offer: `lstat` (the entry itself, a symbolic link not
- * followed, in one call) and the holder's Unix socket, a proof of life that
- * crosses pid namespaces.
+ * followed, in one call), an exact `unlink`, the calls of the lock's
+ * uncontended cycle made synchronously, and the holder's Unix socket, a
+ * proof of life that crosses pid namespaces.
+ *
+ * The cycle's calls (`makeDirectory`, `symlink`, `rename`, `readLink`,
+ * `unlink`) each change or read one directory entry. The Node layer makes
+ * them synchronously: on a local file system such a call takes a few
+ * microseconds, where handing it to libuv's thread pool and back costs some
+ * 45 µs (BENCHMARKS.md), so a cycle of seven calls is several times faster.
+ * The price is that the event loop waits for each call: on a network file
+ * system, that is a round trip to the server. Keep lock homes on a local
+ * disk or a tmpfs (the per-user default is one); across hosts, use `PgLock`.
  *
  * A holder listens on a socket in the lock home, made once per process and
  * directory and kept while the process lives. A contender
@@ -106,6 +116,44 @@ export interface Posix {
    */
   readonly lstat: (path: string) => Effect.Effect<FileSystem.File.Info, PlatformError>
   /**
+   * `mkdir(2)` of one directory with `mode` (masked by the umask), as the
+   * platform `FileSystem`'s `makeDirectory` without `recursive`, and with its
+   * errors.
+   *
+   * @since 0.3.0
+   */
+  readonly makeDirectory: (path: string, mode: number) => Effect.Effect<void, PlatformError>
+  /**
+   * `symlink(2)`: a symbolic link at `path` whose target is `target`, as the
+   * platform `FileSystem`'s `symlink`, with its errors (the path they name is
+   * `target`'s, as the platform's do).
+   *
+   * @since 0.3.0
+   */
+  readonly symlink: (target: string, path: string) => Effect.Effect<void, PlatformError>
+  /**
+   * `rename(2)`, as the platform `FileSystem`'s `rename`, with its errors.
+   *
+   * @since 0.3.0
+   */
+  readonly rename: (from: string, to: string) => Effect.Effect<void, PlatformError>
+  /**
+   * `readlink(2)`, as the platform `FileSystem`'s `readLink`, with its errors.
+   *
+   * @since 0.3.0
+   */
+  readonly readLink: (path: string) => Effect.Effect<string, PlatformError>
+  /**
+   * `unlink(2)` of the entry at `path`, with `method: "unlink"`: it fails
+   * with `ENOENT` (`NotFound`) when nothing is there, so that of two calls
+   * that remove one entry exactly one succeeds. The platform's `remove` is
+   * Node's `fs.rm`, an `lstat` and then the `unlink`, which reports success
+   * for an entry that vanished in between.
+   *
+   * @since 0.3.0
+   */
+  readonly unlink: (path: string) => Effect.Effect<void, PlatformError>
+  /**
    * The path {@link Posix.listen} binds in `directory`:
    * `<directory>/<pid>.<token>.sock`, with a random token (16 lowercase hex
    * digits) fixed for the life of the service. No I/O: the lock names the
@@ -181,7 +229,9 @@ export interface Posix {
 export const Posix: Context.Tag<Posix, Posix> = internal.tag
 
 /**
- * The Node implementation: `lstat` from `node:fs`, sockets from `node:net`
+ * The Node implementation: `lstat` from `node:fs`; `makeDirectory`,
+ * `symlink`, `rename`, `readLink` and `unlink` from `node:fs` too, made
+ * synchronously (see the module's introduction); sockets from `node:net`
  * (never keeping the process alive, printing nothing). Listeners are closed,
  * and their socket files removed, when the layer's scope closes; a process
  * killed before leaves its socket file, which then probes as `Refused`.

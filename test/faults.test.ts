@@ -265,7 +265,7 @@ describe("faults", () => {
       const me = yield* world.contender()
       yield* world.memory.setHook(Testing.combineHooks(
         Testing.failMatching({ method: "readLink", path: COUNTER, errno: "EIO", times: 1 }),
-        Testing.failMatching({ method: "rename", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 })
+        Testing.failMatching({ method: "unlink", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 })
       ))
       const error = yield* Effect.flip(Effect.scoped(me.run(PidLock.acquire({ name: NAME, dir: DIR }))))
       assert.strictEqual(error._tag, "SystemError")
@@ -279,7 +279,7 @@ describe("faults", () => {
       const error = yield* Effect.scoped(Effect.gen(function*() {
         const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR }))
         yield* world.memory.setHook(
-          Testing.failMatching({ method: "rename", path: lock.entry, errno: "EIO", times: 1 })
+          Testing.failMatching({ method: "unlink", path: lock.entry, errno: "EIO", times: 1 })
         )
         return yield* Effect.flip(lock.release)
       }))
@@ -316,17 +316,17 @@ describe("release, shared and retried", () => {
       const me = yield* world.contender()
       const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }))
       const [reached, gate] = yield* Effect.all([Deferred.make<void>(), Deferred.make<void>()])
-      let renames = 0
+      let unlinks = 0
       yield* world.memory.setHook(Testing.combineHooks(
-        (call) => Effect.sync(() => void (call.method === "rename" && call.path === lock.entry && renames++)),
-        gateFirst((call) => call.method === "rename" && call.path === lock.entry, reached, gate, "EIO")
+        (call) => Effect.sync(() => void (call.method === "unlink" && call.path === lock.entry && unlinks++)),
+        gateFirst((call) => call.method === "unlink" && call.path === lock.entry, reached, gate, "EIO")
       ))
       const first = yield* Effect.fork(Effect.either(lock.release))
       yield* Deferred.await(reached)
       const second = yield* Effect.fork(Effect.either(lock.release))
       yield* Deferred.succeed(gate, undefined)
       const [a, b] = [yield* Fiber.join(first), yield* Fiber.join(second)]
-      assert.strictEqual(renames, 1)
+      assert.strictEqual(unlinks, 1)
       assert.isTrue(a._tag === "Left" && a.left._tag === "SystemError")
       assert.deepStrictEqual(b, a)
       assert.deepStrictEqual(yield* Effect.orDie(world.fs.readDirectory(LOCK)), [Path.basename(lock.entry)])
@@ -339,7 +339,7 @@ describe("release, shared and retried", () => {
       const world = yield* makeWorld
       const me = yield* world.contender()
       yield* world.memory.setHook(
-        Testing.failMatching({ method: "rename", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 })
+        Testing.failMatching({ method: "unlink", path: /\/lock\/\d+\.[0-9a-f]+$/, errno: "EIO", times: 1 })
       )
       const result = yield* me.run(
         Effect.succeed("done").pipe(PidLock.withLock({ name: NAME, dir: DIR, checkInterval: false }))
@@ -357,10 +357,11 @@ describe("release, shared and retried", () => {
         gateFirst((call) => call.method === "readLink" && /\/lock\/\d+\./.test(call.path), reached, gate)
       )
       const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR }))
+      // Awaiting `lost` starts the watchdog.
+      const lost = yield* Effect.fork(lock.lost)
       yield* Deferred.await(reached)
       yield* lock.release
       yield* Deferred.succeed(gate, undefined)
-      const lost = yield* Effect.fork(lock.lost)
       for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
       assert.isNull(lost.unsafePoll())
       yield* lock.verify

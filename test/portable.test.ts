@@ -121,6 +121,11 @@ const fixtureCommands = (answers: Record<string, string>) =>
 const notAsked = Posix.Posix.of({
   [Posix.TypeId]: Posix.TypeId,
   lstat: () => Effect.dieMessage("not asked"),
+  makeDirectory: () => Effect.dieMessage("not asked"),
+  symlink: () => Effect.dieMessage("not asked"),
+  rename: () => Effect.dieMessage("not asked"),
+  readLink: () => Effect.dieMessage("not asked"),
+  unlink: () => Effect.dieMessage("not asked"),
   socketPath: () => "",
   listen: () => Effect.dieMessage("not asked"),
   probe: () => Effect.dieMessage("not asked"),

@@ -7,7 +7,9 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
+import * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as PidLock from "../PidLock.js"
 import * as Posix from "../Posix.js"
@@ -147,14 +149,61 @@ const describeFailure = (cause: Cause.Cause<unknown>): string =>
   })
 
 /**
- * Serves the messages sent to this process's socket in `home` for the life
- * of the scope: each goes to `onMessage` when given, else to the stream
- * returned. Where no socket can be made, the stream stays empty, and
- * senders are told so by the lock's record (it names no socket).
+ * The messages of one held lock: `messages` reads them when no `onMessage`
+ * answers them; `start` begins to serve them once the lock is ours, `stop`
+ * ends that at its release.
  *
- * Each message is answered in a fiber of its own (see `Posix.serve`),
- * interrupted when its sender hangs up or the scope closes: the holder does
- * not work on, nor keep, a message that nobody waits for.
+ * @internal
+ */
+export interface Serving {
+  readonly messages: Stream.Stream<PidLock.Message>
+  readonly start: Effect.Effect<void>
+  readonly stop: Effect.Effect<void>
+}
+
+// The one handler installed on this process's socket in a lock home, for
+// the life of the `Posix` service: it hands each message to the lock held
+// there now, so that an acquisition only points it at itself, and installs
+// nothing (a scope, a handler, a queue) that its release would take down.
+interface Router {
+  current: ((payload: Uint8Array) => Effect.Effect<Option.Option<Uint8Array>>) | undefined
+}
+
+const routers = new WeakMap<Posix.Posix, Map<string, Router>>()
+
+// Made at the first acquisition in `home`; a failure (no socket can be made
+// there) is not remembered, so a later one tries again.
+const routerOf = (posix: Posix.Posix, home: string): Effect.Effect<Option.Option<Router>> =>
+  Effect.suspend(() => {
+    const homes = routers.get(posix) ?? new Map<string, Router>()
+    const known = homes.get(home)
+    if (known !== undefined) return Effect.succeedSome(known)
+    const router: Router = { current: undefined }
+    // Without a lock held, a message is hung up on unread, as on a socket that serves nothing.
+    const route: Posix.Handler = (payload) =>
+      Effect.suspend(() => router.current === undefined ? Effect.succeedNone : router.current(payload))
+    // Never closed: the handler lives as long as the service's listener.
+    return Effect.flatMap(Scope.make(), (scope) => posix.serve(home, route).pipe(Scope.extend(scope))).pipe(
+      Effect.map(() => {
+        routers.set(posix, homes.set(home, router))
+        return Option.some(router)
+      }),
+      Effect.catchAll((error) => Effect.as(Effect.logDebug(`PidLock: no messages in ${home}: ${error.message}`), Option.none()))
+    )
+  })
+
+/**
+ * Serves the messages sent to this process's socket in `home` from `start`
+ * to `stop`: each goes to `onMessage` when given, else to `messages`. Where
+ * no socket can be made, `messages` stays empty, and senders are told so by
+ * the lock's record (it names no socket).
+ *
+ * Each message is answered in a fiber of its own, forked in the runtime of
+ * the fiber that called this (its services, logger and tracer), and
+ * interrupted when its sender hangs up or at `stop`: the holder does not
+ * work on, nor keep, a message that nobody waits for. The queue for
+ * `messages` and the permits for `onMessage` are made only when a message
+ * arrives.
  *
  * @internal
  */
@@ -162,17 +211,28 @@ export const serveMessages = (
   posix: Posix.Posix,
   home: string,
   onMessage: PidLock.Options["onMessage"]
-): Effect.Effect<Stream.Stream<PidLock.Message>, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const queue = yield* Effect.acquireRelease(Queue.dropping<PidLock.Message>(CAPACITY), Queue.shutdown)
-    const handling = yield* Effect.makeSemaphore(CAPACITY)
+): Effect.Effect<Serving> =>
+  Effect.map(Effect.runtime<never>(), (runtime): Serving => {
+    let stopped = false
+    let router: Router | undefined
+    let queue: Queue.Queue<PidLock.Message> | undefined
+    let handling: Effect.Semaphore | undefined
+    const answering = new Set<Fiber.RuntimeFiber<Option.Option<Uint8Array>>>()
+    const queueOf = Effect.suspend(() =>
+      queue !== undefined ? Effect.succeed(queue) : Effect.map(Queue.dropping<PidLock.Message>(CAPACITY), (made) => {
+        queue ??= made
+        return queue
+      })
+    )
     // The first answer counts: `reply` or `decline` from the handler or the
     // reader, else the handler's result.
     const answer = (message: PidLock.Message, answered: Deferred.Deferred<Reply>): Effect.Effect<Reply> =>
       onMessage === undefined
-        ? Effect.flatMap(
-          Queue.offer(queue, message),
-          (queued) => queued ? Deferred.await(answered) : Effect.succeed(busy("waiting for the holder to read them"))
+        ? queueOf.pipe(
+          Effect.flatMap((queue) => Queue.offer(queue, message)),
+          Effect.flatMap((queued) =>
+            queued ? Deferred.await(answered) : Effect.succeed(busy("waiting for the holder to read them"))
+          )
         )
         : Effect.suspend(() => onMessage(message)).pipe(
           Effect.exit,
@@ -180,33 +240,58 @@ export const serveMessages = (
             Exit.isSuccess(exit) ? message.reply(exit.value) : message.decline(describeFailure(exit.cause))
           ),
           Effect.zipRight(Deferred.await(answered)),
-          handling.withPermitsIfAvailable(1),
+          (answering) => Effect.suspend(() => (handling ??= Effect.unsafeMakeSemaphore(CAPACITY)).withPermitsIfAvailable(1)(answering)),
           Effect.map(Option.getOrElse(() => busy("being answered by the holder")))
         )
-    const handler: Posix.Handler = (payload) =>
+    const handle = (request: Request): Effect.Effect<Option.Option<Uint8Array>> =>
+      Effect.gen(function*() {
+        const answered = yield* Deferred.make<Reply>()
+        const message: PidLock.Message = {
+          argv: request.argv,
+          cwd: request.cwd,
+          pid: request.pid,
+          data: request.data,
+          // A handler that returns nothing (`Effect.void`) answers null.
+          reply: (data) => Effect.asVoid(Deferred.succeed(answered, { v: 1, ok: true, data: data ?? null })),
+          decline: (reason) => Effect.asVoid(Deferred.succeed(answered, refusal("Declined", reason)))
+        }
+        answers.set(message, answered)
+        return Option.some(encodeReply(yield* answer(message, answered)))
+      })
+    // Runs in the fiber that the socket's handler forked; the answer is made
+    // in one of this lock's runtime, which a hang-up or `stop` interrupts.
+    const serve = (payload: Uint8Array): Effect.Effect<Option.Option<Uint8Array>> =>
       Option.match(decodeRequest(payload), {
         onNone: () => Effect.succeedNone,
         onSome: (request) =>
-          Effect.gen(function*() {
-            const answered = yield* Deferred.make<Reply>()
-            const message: PidLock.Message = {
-              argv: request.argv,
-              cwd: request.cwd,
-              pid: request.pid,
-              data: request.data,
-              // A handler that returns nothing (`Effect.void`) answers null.
-              reply: (data) => Effect.asVoid(Deferred.succeed(answered, { v: 1, ok: true, data: data ?? null })),
-              decline: (reason) => Effect.asVoid(Deferred.succeed(answered, refusal("Declined", reason)))
-            }
-            answers.set(message, answered)
-            return Option.some(encodeReply(yield* answer(message, answered)))
+          Effect.suspend(() => {
+            const fiber = Runtime.runFork(runtime)(handle(request))
+            answering.add(fiber)
+            fiber.addObserver(() => answering.delete(fiber))
+            return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
           })
       })
-    const served = yield* Effect.either(posix.serve(home, handler))
-    if (Either.isLeft(served)) {
-      yield* Effect.logDebug(`PidLock: no messages in ${home}: ${served.left.message}`)
-    }
-    return onMessage === undefined ? Stream.fromQueue(queue) : Stream.empty
+    const start = Effect.flatMap(routerOf(posix, home), (found) =>
+      Effect.sync(() => {
+        if (stopped || Option.isNone(found)) return
+        router = found.value
+        router.current = serve
+      }))
+    const stop = Effect.suspend(() => {
+      stopped = true
+      if (router?.current === serve) router.current = undefined
+      return Effect.zipRight(
+        answering.size === 0 ? Effect.void : Fiber.interruptAll([...answering]),
+        queue === undefined ? Effect.void : Queue.shutdown(queue)
+      )
+    })
+    // Read after `stop` with no message ever queued: it ends at once.
+    const messages = onMessage !== undefined ? Stream.empty : Stream.unwrap(
+      Effect.suspend(() =>
+        stopped && queue === undefined ? Effect.succeed(Stream.empty) : Effect.map(queueOf, Stream.fromQueue)
+      )
+    )
+    return { messages, start, stop }
   })
 
 /** The request frame of a message; fails on data that JSON cannot hold, or too long. @internal */

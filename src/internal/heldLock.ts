@@ -151,6 +151,26 @@ export const watchdog = <E extends { readonly message: string }>(
 }
 
 /**
+ * `lost`, which forks `watchdog` into `scope` the first time it is awaited:
+ * nothing else reads what the watchdog finds, so a program that never awaits
+ * `lost` pays for no fiber. A scope closed already interrupts it at once.
+ *
+ * @internal
+ */
+export const whenAwaited = (
+  watchdog: Effect.Effect<void>,
+  scope: Scope.Scope,
+  lost: Effect.Effect<never, PidLock.LockCompromised>
+): Effect.Effect<never, PidLock.LockCompromised> => {
+  let started = false
+  return Effect.suspend(() => {
+    if (started) return lost
+    started = true
+    return Effect.zipRight(Effect.forkIn(watchdog, scope), lost)
+  })
+}
+
+/**
  * Runs `self` while holding the lock that `acquire` takes: a lock lost
  * meanwhile interrupts it (and the loss says so), and the release at the end
  * is part of its outcome.

@@ -7,8 +7,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
@@ -22,7 +20,16 @@ import * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import * as Channel from "./channel.js"
 import { errnoOf, isNotFound } from "./errno.js"
-import { type Held, type Loss, makeLoss, makeReleaser, releaseInFinalizer, watchdog, withLockOf } from "./heldLock.js"
+import {
+  type Held,
+  type Loss,
+  makeLoss,
+  makeReleaser,
+  releaseInFinalizer,
+  watchdog,
+  whenAwaited,
+  withLockOf
+} from "./heldLock.js"
 import { defaultDir, dirFromEnvironment, validateDir } from "./location.js"
 import { validateCheckInterval, validateName, validateObject, validateWait } from "./options.js"
 import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
@@ -353,6 +360,29 @@ const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.E
   )
 }
 
+// The lock homes each process (each `Posix` service) has checked. A home
+// that passed is ours, writable by nobody else, in a directory where only
+// we (and root) may rename it away: nothing but this user can change it, so
+// later acquisitions skip the two calls of the check. A surprise (the home
+// gone, any failure but the lock being held) forgets it, and the next
+// acquisition checks it again.
+const checkedHomes = new WeakMap<Posix.Posix, Set<string>>()
+
+const isHomeChecked = (posix: Posix.Posix, home: string): boolean => checkedHomes.get(posix)?.has(home) === true
+
+const rememberHome = (posix: Posix.Posix, home: string): void => {
+  const homes = checkedHomes.get(posix)
+  if (homes === undefined) checkedHomes.set(posix, new Set([home]))
+  else homes.add(home)
+}
+
+const forgetHome = (posix: Posix.Posix, home: string): void => {
+  checkedHomes.get(posix)?.delete(home)
+}
+
+const checkHome = (services: Services, paths: Paths): Effect.Effect<Found, HomeError> =>
+  Effect.tap(ensureHome(services, paths, true), () => rememberHome(services.posix, paths.home))
+
 // Whether a lock home as found may hold a staging directory besides `lock`:
 // a directory's link count is 2 and one for each subdirectory, so 3 means
 // `lock` alone. A file system that does not count them (btrfs says 1) is
@@ -518,8 +548,9 @@ const take = (
   onStale: "takeover" | "fail"
 ): Effect.Effect<Taken, PidLock.PidLockError | PlatformError> =>
   Effect.gen(function*() {
-    const { fs, info, paths } = resolved
-    const home = yield* ensureHome(resolved, paths, true)
+    const { info, paths, posix } = resolved
+    // `cached`: checked by an earlier acquisition of this process.
+    const home: Found | "cached" = isHomeChecked(posix, paths.home) ? "cached" : yield* checkHome(resolved, paths)
     const socket = yield* listenIn(resolved, paths.home)
     const owner: PidLock.OwnerRecord = {
       v: 1,
@@ -533,15 +564,22 @@ const take = (
     const staging = Path.join(paths.home, name)
     // 0700 whatever the umask: the lock directory it becomes must not be
     // writable by others.
-    yield* fs.makeDirectory(staging, { mode: 0o700 })
+    const makeStaging = posix.makeDirectory(staging, 0o700)
+    yield* home !== "cached" ? makeStaging : makeStaging.pipe(
+      // The home is gone since it was checked: checked (and made) again.
+      Effect.catchIf(isAbsent, () => {
+        forgetHome(posix, paths.home)
+        return Effect.zipRight(checkHome(resolved, paths), makeStaging)
+      })
+    )
 
     let renamed = false
     let tookOver = false
     yield* Effect.gen(function*() {
-      yield* fs.symlink(text, Path.join(staging, name))
+      yield* posix.symlink(text, Path.join(staging, name))
       for (;;) {
         // Exactly one contender wins the rename onto an absent or empty lock.
-        const occupied = yield* fs.rename(staging, paths.lock).pipe(
+        const occupied = yield* posix.rename(staging, paths.lock).pipe(
           Effect.as(false),
           Effect.catchIf(isOccupied, () => Effect.succeed(true)),
           Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectory(paths.lock)))
@@ -551,7 +589,7 @@ const take = (
           return
         }
         yield* checkLockDirectory(resolved, paths.lock)
-        const holder = yield* readHolder(fs, paths.lock)
+        const holder = yield* readHolder(resolved.fs, paths.lock)
         if (Option.isNone(holder)) continue
         const { entry, record } = holder.value
         const verdict = yield* judgeHolder(resolved, record)
@@ -569,7 +607,7 @@ const take = (
         // The entry's name is unique to its holder's life, so removing it by
         // that name is a compare-and-swap: if another contender broke it first
         // and a new holder moved in, nothing of theirs is touched.
-        if (yield* removeEntry(fs, entry)) {
+        if (yield* removeEntry(posix, entry)) {
           tookOver = true
           yield* Effect.logInfo(
             `PidLock: taking over ${paths.lock} from ${describeHolder(record)}: ${verdict.reason}`
@@ -578,38 +616,42 @@ const take = (
         }
       }
     }).pipe(
-      Effect.onExit(() => renamed ? Effect.void : removeStaging(fs, staging))
+      Effect.onExit(() => renamed ? Effect.void : removeStaging(resolved.fs, staging))
     )
     const entry = Path.join(paths.lock, name)
     // A lock whose counter cannot be advanced is given back: a holder without
     // a generation could not fence its writes.
     const generation = yield* advanceGeneration(resolved, name).pipe(
-      Effect.tapError(() => giveBack(fs, entry))
+      Effect.tapError(() => giveBack(posix, entry))
     )
-    if (tookOver || mayHoldStaging(home)) yield* removeLitter(resolved, name, owner.socket, tookOver)
+    if (tookOver || (home !== "cached" && mayHoldStaging(home))) {
+      yield* removeLitter(resolved, name, owner.socket, tookOver)
+    }
     return { entry, owner, text, generation }
-  }).pipe(Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error))
+  }).pipe(
+    Effect.tapError((error) =>
+      error._tag === "LockHeld" || error._tag === "StaleLock" ? Effect.void : Effect.sync(() =>
+        forgetHome(resolved.posix, resolved.paths.home)
+      )
+    ),
+    Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
+  )
 
 // Removes the owner entry at `entry` (`<home>/lock/<pid>.<token>`) if it is
 // still there: true when this call removed it, false when it was gone (or
-// the lock directory or home is no directory any more). `FileSystem.remove`
-// cannot tell (Node's `fs.rm` is an lstat then an unlink, and reports success
-// when the entry vanished in between); a rename of the exact name can. The
-// entry goes to a tombstone in the home, named after the entry so that no two
-// lives share one; a tombstone that outlives a crash is litter.
-const removeEntry = (fs: FileSystem.FileSystem, entry: string): Effect.Effect<boolean, PlatformError> => {
-  const tombstone = tombstoneOf(entry)
-  return fs.rename(entry, tombstone).pipe(
-    Effect.zipRight(Effect.ignore(fs.remove(tombstone, { force: true }))),
+// the lock directory or home is no directory any more). One `unlink` of the
+// exact name: of two that race, one succeeds. (`FileSystem.remove` cannot
+// tell: Node's `fs.rm` is an lstat then an unlink, and reports success when
+// the entry vanished in between.)
+const removeEntry = (posix: Posix.Posix, entry: string): Effect.Effect<boolean, PlatformError> =>
+  posix.unlink(entry).pipe(
     Effect.as(true),
     Effect.catchIf(isAbsent, () => Effect.succeed(false))
   )
-}
 
+// Release 0.2 removed an entry by renaming it to `<entry>.gone` in the home
+// first: one that outlived a crash is litter.
 const TOMBSTONE_SUFFIX = ".gone"
-
-const tombstoneOf = (entry: string) =>
-  Path.join(Path.dirname(Path.dirname(entry)), Path.basename(entry) + TOMBSTONE_SUFFIX)
 
 // Retried a few times: a staging directory must not outlive a failed attempt
 // because of one transient error.
@@ -629,12 +671,12 @@ const GENERATION_PART = /^generation\.\d+\.[0-9a-f]+$/
 const GENERATION_TEXT = /^(0|[1-9]\d{0,15})$/
 
 const advanceGeneration = (
-  { fs, paths }: Resolved,
+  { paths, posix }: Resolved,
   name: string
 ): Effect.Effect<number, PidLock.CorruptLock | PlatformError> => {
   const counter = Path.join(paths.home, GENERATION)
   const unreadable = (detail: string) => Effect.fail(corrupt(counter, "UnreadableRecord", detail))
-  return fs.readLink(counter).pipe(
+  return posix.readLink(counter).pipe(
     Effect.flatMap((text) =>
       GENERATION_TEXT.test(text) && Number.isSafeInteger(Number(text) + 1)
         ? Effect.succeed(Number(text))
@@ -644,12 +686,12 @@ const advanceGeneration = (
     Effect.catchIf(isNotALink, () => unreadable("generation counter is not a symbolic link")),
     Effect.flatMap((last) => {
       const next = Path.join(paths.home, `${GENERATION}.${name}`)
-      return fs.symlink(String(last + 1), next).pipe(
+      return posix.symlink(String(last + 1), next).pipe(
         // A link that was not renamed is removed at once: a contender that
         // gives the lock back leaves nothing of its own in the home.
         Effect.zipRight(
-          fs.rename(next, counter).pipe(
-            Effect.tapError(() => Effect.ignore(fs.remove(next, { force: true })))
+          posix.rename(next, counter).pipe(
+            Effect.tapError(() => Effect.ignore(posix.unlink(next)))
           )
         ),
         Effect.as(last + 1)
@@ -661,18 +703,24 @@ const advanceGeneration = (
 // Gives back a lock just taken, tried again as a release is: an entry left
 // by a transient error would be held by a live process that does not know it
 // holds it, and refuse everyone else until that process exits.
-const giveBack = (fs: FileSystem.FileSystem, entry: string) =>
-  removeEntry(fs, entry).pipe(
+const giveBack = (posix: Posix.Posix, entry: string) =>
+  removeEntry(posix, entry).pipe(
     Effect.retry({ times: 2 }),
     Effect.catchAll((error) => Effect.logWarning(`PidLock: could not give back ${entry}`, error))
   )
 
-const makeLock = ({ fs, paths }: Resolved, taken: Taken, loss: Loss): Held<PidLock.FileLock> => {
+const makeLock = (
+  { fs, paths, posix }: Resolved,
+  taken: Taken,
+  loss: Loss,
+  serving: Channel.Serving
+): Held<PidLock.FileLock> => {
   // Made only when it happens: an error captures a stack trace, too dear to
   // pay on every acquisition.
   const compromised = () => new PidLock.LockCompromised({ location: paths.lock, owner: taken.owner })
   const { isHeld, release } = makeReleaser(
-    removeEntry(fs, taken.entry).pipe(
+    // Messages are no longer served from the start of the release.
+    Effect.zipRight(serving.stop, removeEntry(posix, taken.entry)).pipe(
       Effect.mapError(refineError),
       Effect.flatMap((removed) => removed ? Effect.void : Effect.fail(compromised()))
     )
@@ -697,7 +745,7 @@ const makeLock = ({ fs, paths }: Resolved, taken: Taken, loss: Loss): Held<PidLo
     release,
     verify: loss.tell(verify),
     lost: loss.lost,
-    messages: Stream.empty
+    messages: serving.messages
   }
   return { lock, verify }
 }
@@ -793,31 +841,32 @@ const resolve = (input: unknown) =>
 export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.Options) {
   const { checkInterval, onMessage, onStale, resolved, wait } = yield* resolve(options)
   const loss = yield* makeLoss
+  const serving = yield* Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage)
   const attempt = Effect.acquireRelease(
-    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, loss)),
+    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, loss, serving)),
     ({ lock }) => releaseInFinalizer(loss)(lock)
   )
   const { lock, verify } = yield* wait === undefined
     ? attempt
     : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
-  // Forked after the release was registered, so it is stopped before the release runs.
-  if (checkInterval !== false) {
-    yield* Effect.forkScoped(
-      watchdog(
-        lock.location,
-        verify,
-        loss.deferred,
-        checkInterval,
-        (check) => withWatch(resolved.fs, resolved.paths.lock, check)
-      )
-    )
-  }
-  // Served once the lock is ours, and stopped before its release in the
-  // scope's finalizer, or as soon as the program releases it itself.
-  const serving = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-  const messages = yield* Scope.extend(Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage), serving)
-  const release = Effect.tap(lock.release, () => Scope.close(serving, Exit.void))
-  return { ...lock, release, messages } satisfies PidLock.FileLock
+  // Served once the lock is ours, until its release begins.
+  yield* serving.start
+  if (checkInterval === false) return lock
+  // The watchdog only ever tells `lost`: it starts when `lost` is first
+  // awaited, in this scope, after the release was registered, so that it is
+  // stopped before the release runs.
+  const lost = whenAwaited(
+    watchdog(
+      lock.location,
+      verify,
+      loss.deferred,
+      checkInterval,
+      (check) => withWatch(resolved.fs, resolved.paths.lock, check)
+    ),
+    yield* Effect.scope,
+    lock.lost
+  )
+  return { ...lock, lost } satisfies PidLock.FileLock
 })
 
 /** @internal */
@@ -951,6 +1000,8 @@ export const send = Effect.fn("PidLock.send")(function*(options: PidLock.SendOpt
 
 /** @internal */
 export const breakLock = Effect.fn("PidLock.breakLock")(function*(status: PidLock.Status) {
-  const fs = yield* FileSystem.FileSystem
-  return yield* removeEntry(fs, Path.join(status.location, entryName(status.holder))).pipe(Effect.mapError(refineError))
+  const posix = yield* posixTag
+  return yield* removeEntry(posix, Path.join(status.location, entryName(status.holder))).pipe(
+    Effect.mapError(refineError)
+  )
 })

@@ -76,6 +76,35 @@ const nodeError = (code: keyof typeof OS.constants.errno, syscall: string, path:
   })
 
 // -----------------------------------------------------------------------------
+// the calls of the lock's cycle, made synchronously
+// -----------------------------------------------------------------------------
+
+const isErrnoException = (cause: unknown): cause is NodeJS.ErrnoException =>
+  typeof cause === "object" && cause !== null && typeof (cause as NodeJS.ErrnoException).errno === "number"
+
+// Each is one system call on one directory entry: made on this thread, it
+// costs less than the hand-over to libuv's pool and back. `path` is the one
+// the platform's error names (a symlink's target, a rename's source).
+const syncCall = <A>(method: string, path: string, call: () => A): Effect.Effect<A, PlatformError> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(call())
+    } catch (cause) {
+      // Node throws without an errno for a path it cannot hand to the system
+      // (a NUL byte in it): the platform reports that as a bad argument.
+      return Effect.fail(
+        isErrnoException(cause) ? systemError(method, path, cause) : new BadArgument({ module: "FileSystem", method, cause })
+      )
+    }
+  })
+
+const makeDirectory = (path: string, mode: number) => syncCall("makeDirectory", path, () => void NFS.mkdirSync(path, mode))
+const symlink = (target: string, path: string) => syncCall("symlink", target, () => NFS.symlinkSync(target, path))
+const rename = (from: string, to: string) => syncCall("rename", from, () => NFS.renameSync(from, to))
+const readLink = (path: string) => syncCall("readLink", path, () => NFS.readlinkSync(path))
+const unlink = (path: string) => syncCall("unlink", path, () => NFS.unlinkSync(path))
+
+// -----------------------------------------------------------------------------
 // lstat
 // -----------------------------------------------------------------------------
 
@@ -203,7 +232,7 @@ const closeServer = (server: Net.Server): Effect.Effect<void> =>
     server.close(() => resume(Effect.void))
   })
 
-const unlink = (path: string): Effect.Effect<void> =>
+const unlinkQuietly = (path: string): Effect.Effect<void> =>
   Effect.async((resume) => {
     NFS.unlink(path, () => resume(Effect.void))
   })
@@ -253,7 +282,7 @@ const open = (
     addressOf("listen", stagingOf(path)).pipe(
       Effect.flatMap((address) => Effect.acquireRelease(bind(address, onConnection), closeServer)),
       // The file at its name is ours once published, and removed with the listener.
-      Effect.tap(() => Effect.acquireRelease(publish(path), () => unlink(path))),
+      Effect.tap(() => Effect.acquireRelease(publish(path), () => unlinkQuietly(path))),
       Effect.catchAll(unmaskNotFound(path)),
       Effect.map((server): Posix.Listener => ({ path, descriptor: descriptorOf(server) })),
       Effect.mapError((error) => systemError("listen", path, error)),
@@ -566,20 +595,38 @@ const make = Effect.gen(function*() {
   const mutex = yield* Effect.makeSemaphore(1)
   // One listener per directory; a failed attempt is not remembered, so a
   // later call tries again.
+  // A listener made already is returned without the mutex: every acquire asks.
   const listen = (directory: string) =>
-    mutex.withPermits(1)(Effect.suspend(() => {
+    Effect.suspend(() => {
       const path = socketPath(directory)
       const known = listeners.get(path)
-      return known !== undefined
-        ? Effect.succeed(known)
-        : Effect.tap(
-          open(scope, path, serveConnection(() => servings.get(path))),
-          (listener) => Effect.sync(() => listeners.set(path, listener))
-        )
-    }))
+      return known !== undefined ? Effect.succeed(known) : mutex.withPermits(1)(Effect.suspend(() => {
+        const made = listeners.get(path)
+        return made !== undefined
+          ? Effect.succeed(made)
+          : Effect.tap(
+            open(scope, path, serveConnection(() => servings.get(path))),
+            (listener) => Effect.sync(() => listeners.set(path, listener))
+          )
+      }))
+    })
   const serve = (directory: string, handler: Posix.Handler) =>
     Effect.zipRight(listen(directory), installHandler(servings, socketPath(directory), handler))
-  return tag.of({ [TypeId]: TypeId, lstat, socketPath, listen, probe, processExists, serve, request })
+  return tag.of({
+    [TypeId]: TypeId,
+    lstat,
+    makeDirectory,
+    symlink,
+    rename,
+    readLink,
+    unlink,
+    socketPath,
+    listen,
+    probe,
+    processExists,
+    serve,
+    request
+  })
 })
 
 /** @internal */

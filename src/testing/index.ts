@@ -482,9 +482,14 @@ export const makeProcessInfo: (
  * memory one, or has no process table.
  *
  * Each call goes through the file system's {@link Hook} like a `FileSystem`
- * call (methods `lstat`, `listen` and `probe`), with the Node layer's errors:
+ * call (methods `lstat`, `unlink`, `listen`, `probe`, and the file system's
+ * own for the rest), with the Node layer's errors:
  *
  * - `lstat` as the Node `lstat`.
+ * - `makeDirectory`, `symlink`, `rename` and `readLink` are the memory file
+ *   system's own calls, recorded under those methods.
+ * - `unlink(path)` removes the entry as `unlink(2)` does (method `unlink`):
+ *   `ENOENT` when nothing is there, `EISDIR` for a directory.
  * - `listen(directory)` creates the socket file `socketPath(directory)`
  *   (`<directory>/<pid>.<token>.sock`, one random token per service), owned
  *   by the user, mode `0777` less the umask, once per directory: later calls

@@ -1349,6 +1349,12 @@ const operations = (state: State, user: Credentials) => {
       return Effect.succeed(Posix.Posix.of({
         [Posix.TypeId]: Posix.TypeId,
         lstat,
+        // The cycle's calls are the file system's own, recorded under the same methods.
+        makeDirectory: (path, mode) => fileSystem.makeDirectory(path, { mode }),
+        symlink: fileSystem.symlink,
+        rename: fileSystem.rename,
+        readLink: fileSystem.readLink,
+        unlink: (path) => perform({ method: "unlink", path }, site("unlink", path, "unlink"), () => unlink(path)),
         socketPath,
         listen,
         probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),
