@@ -5,9 +5,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -188,7 +188,9 @@ const routerOf = (posix: Posix.Posix, home: string): Effect.Effect<Option.Option
         routers.set(posix, homes.set(home, router))
         return Option.some(router)
       }),
-      Effect.catchAll((error) => Effect.as(Effect.logDebug(`PidLock: no messages in ${home}: ${error.message}`), Option.none()))
+      Effect.catchAll((error) =>
+        Effect.as(Effect.logDebug(`PidLock: no messages in ${home}: ${error.message}`), Option.none())
+      )
     )
   })
 
@@ -198,8 +200,8 @@ const routerOf = (posix: Posix.Posix, home: string): Effect.Effect<Option.Option
  * no socket can be made, `messages` stays empty, and senders are told so by
  * the lock's record (it names no socket).
  *
- * Each message is answered in a fiber of its own, forked in the runtime of
- * the fiber that called this (its services, logger and tracer), and
+ * Each message is answered in a fiber of its own, forked in `runtime` (the
+ * acquiring fiber's: its services, logger and tracer), and
  * interrupted when its sender hangs up or at `stop`: the holder does not
  * work on, nor keep, a message that nobody waits for. The queue for
  * `messages` and the permits for `onMessage` are made only when a message
@@ -210,89 +212,97 @@ const routerOf = (posix: Posix.Posix, home: string): Effect.Effect<Option.Option
 export const serveMessages = (
   posix: Posix.Posix,
   home: string,
-  onMessage: PidLock.Options["onMessage"]
-): Effect.Effect<Serving> =>
-  Effect.map(Effect.runtime<never>(), (runtime): Serving => {
-    let stopped = false
-    let router: Router | undefined
-    let queue: Queue.Queue<PidLock.Message> | undefined
-    let handling: Effect.Semaphore | undefined
-    const answering = new Set<Fiber.RuntimeFiber<Option.Option<Uint8Array>>>()
-    const queueOf = Effect.suspend(() =>
-      queue !== undefined ? Effect.succeed(queue) : Effect.map(Queue.dropping<PidLock.Message>(CAPACITY), (made) => {
-        queue ??= made
-        return queue
-      })
-    )
-    // The first answer counts: `reply` or `decline` from the handler or the
-    // reader, else the handler's result.
-    const answer = (message: PidLock.Message, answered: Deferred.Deferred<Reply>): Effect.Effect<Reply> =>
-      onMessage === undefined
-        ? queueOf.pipe(
-          Effect.flatMap((queue) => Queue.offer(queue, message)),
-          Effect.flatMap((queued) =>
-            queued ? Deferred.await(answered) : Effect.succeed(busy("waiting for the holder to read them"))
-          )
-        )
-        : Effect.suspend(() => onMessage(message)).pipe(
-          Effect.exit,
-          Effect.flatMap((exit) =>
-            Exit.isSuccess(exit) ? message.reply(exit.value) : message.decline(describeFailure(exit.cause))
-          ),
-          Effect.zipRight(Deferred.await(answered)),
-          (answering) => Effect.suspend(() => (handling ??= Effect.unsafeMakeSemaphore(CAPACITY)).withPermitsIfAvailable(1)(answering)),
-          Effect.map(Option.getOrElse(() => busy("being answered by the holder")))
-        )
-    const handle = (request: Request): Effect.Effect<Option.Option<Uint8Array>> =>
-      Effect.gen(function*() {
-        const answered = yield* Deferred.make<Reply>()
-        const message: PidLock.Message = {
-          argv: request.argv,
-          cwd: request.cwd,
-          pid: request.pid,
-          data: request.data,
-          // A handler that returns nothing (`Effect.void`) answers null.
-          reply: (data) => Effect.asVoid(Deferred.succeed(answered, { v: 1, ok: true, data: data ?? null })),
-          decline: (reason) => Effect.asVoid(Deferred.succeed(answered, refusal("Declined", reason)))
-        }
-        answers.set(message, answered)
-        return Option.some(encodeReply(yield* answer(message, answered)))
-      })
-    // Runs in the fiber that the socket's handler forked; the answer is made
-    // in one of this lock's runtime, which a hang-up or `stop` interrupts.
-    const serve = (payload: Uint8Array): Effect.Effect<Option.Option<Uint8Array>> =>
-      Option.match(decodeRequest(payload), {
-        onNone: () => Effect.succeedNone,
-        onSome: (request) =>
-          Effect.suspend(() => {
-            const fiber = Runtime.runFork(runtime)(handle(request))
-            answering.add(fiber)
-            fiber.addObserver(() => answering.delete(fiber))
-            return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
-          })
-      })
-    const start = Effect.flatMap(routerOf(posix, home), (found) =>
-      Effect.sync(() => {
-        if (stopped || Option.isNone(found)) return
-        router = found.value
-        router.current = serve
-      }))
-    const stop = Effect.suspend(() => {
-      stopped = true
-      if (router?.current === serve) router.current = undefined
-      return Effect.zipRight(
-        answering.size === 0 ? Effect.void : Fiber.interruptAll([...answering]),
-        queue === undefined ? Effect.void : Queue.shutdown(queue)
-      )
+  onMessage: PidLock.Options["onMessage"],
+  runtime: Runtime.Runtime<never>
+): Serving => {
+  let stopped = false
+  let router: Router | undefined
+  let queue: Queue.Queue<PidLock.Message> | undefined
+  let handling: Effect.Semaphore | undefined
+  const answering = new Set<Fiber.RuntimeFiber<Option.Option<Uint8Array>>>()
+  const queueOf = Effect.suspend(() =>
+    queue !== undefined ? Effect.succeed(queue) : Effect.map(Queue.dropping<PidLock.Message>(CAPACITY), (made) => {
+      queue ??= made
+      return queue
     })
-    // Read after `stop` with no message ever queued: it ends at once.
-    const messages = onMessage !== undefined ? Stream.empty : Stream.unwrap(
-      Effect.suspend(() =>
-        stopped && queue === undefined ? Effect.succeed(Stream.empty) : Effect.map(queueOf, Stream.fromQueue)
+  )
+  // The first answer counts: `reply` or `decline` from the handler or the
+  // reader, else the handler's result.
+  const answer = (message: PidLock.Message, answered: Deferred.Deferred<Reply>): Effect.Effect<Reply> =>
+    onMessage === undefined
+      ? queueOf.pipe(
+        Effect.flatMap((queue) => Queue.offer(queue, message)),
+        Effect.flatMap((queued) =>
+          queued ? Deferred.await(answered) : Effect.succeed(busy("waiting for the holder to read them"))
+        )
       )
+      : Effect.suspend(() => onMessage(message)).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Exit.isSuccess(exit) ? message.reply(exit.value) : message.decline(describeFailure(exit.cause))
+        ),
+        Effect.zipRight(Deferred.await(answered)),
+        (answering) =>
+          Effect.suspend(() =>
+            (handling ??= Effect.unsafeMakeSemaphore(CAPACITY)).withPermitsIfAvailable(1)(answering)
+          ),
+        Effect.map(Option.getOrElse(() => busy("being answered by the holder")))
+      )
+  const handle = (request: Request): Effect.Effect<Option.Option<Uint8Array>> =>
+    Effect.gen(function*() {
+      const answered = yield* Deferred.make<Reply>()
+      const message: PidLock.Message = {
+        argv: request.argv,
+        cwd: request.cwd,
+        pid: request.pid,
+        data: request.data,
+        // A handler that returns nothing (`Effect.void`) answers null.
+        reply: (data) => Effect.asVoid(Deferred.succeed(answered, { v: 1, ok: true, data: data ?? null })),
+        decline: (reason) => Effect.asVoid(Deferred.succeed(answered, refusal("Declined", reason)))
+      }
+      answers.set(message, answered)
+      return Option.some(encodeReply(yield* answer(message, answered)))
+    })
+  // Runs in the fiber that the socket's handler forked; the answer is made
+  // in one of this lock's runtime, which a hang-up or `stop` interrupts.
+  const serve = (payload: Uint8Array): Effect.Effect<Option.Option<Uint8Array>> =>
+    Option.match(decodeRequest(payload), {
+      onNone: () => Effect.succeedNone,
+      onSome: (request) =>
+        Effect.suspend(() => {
+          const fiber = Runtime.runFork(runtime)(handle(request))
+          answering.add(fiber)
+          fiber.addObserver(() => answering.delete(fiber))
+          return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
+        })
+    })
+  const start = Effect.flatMap(routerOf(posix, home), (found) =>
+    Effect.sync(() => {
+      if (stopped || Option.isNone(found)) return
+      router = found.value
+      router.current = serve
+    }))
+  const stop = Effect.suspend(() => {
+    stopped = true
+    if (router?.current === serve) router.current = undefined
+    return Effect.zipRight(
+      answering.size === 0 ? Effect.void : Fiber.interruptAll([...answering]),
+      queue === undefined ? Effect.void : Queue.shutdown(queue)
     )
-    return { messages, start, stop }
   })
+  return {
+    // Made when read; read after `stop` with no message ever queued, it ends at once.
+    get messages() {
+      return onMessage !== undefined ? Stream.empty : Stream.unwrap(
+        Effect.suspend(() =>
+          stopped && queue === undefined ? Effect.succeed(Stream.empty) : Effect.map(queueOf, Stream.fromQueue)
+        )
+      )
+    },
+    start,
+    stop
+  }
+}
 
 /** The request frame of a message; fails on data that JSON cannot hold, or too long. @internal */
 export const encodeRequest = (

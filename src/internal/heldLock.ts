@@ -3,10 +3,12 @@ import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import type * as Scope from "effect/Scope"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as PidLock from "../PidLock.js"
 
 // What both backends do with a lock once it is held: one release in flight,
@@ -96,8 +98,12 @@ export const makeLoss: Effect.Effect<Loss> = Effect.map(Deferred.make<never, Pid
 // A release that fails for a passing reason (EIO, a dropped connection) is
 // tried again at once.
 /** @internal */
-export const releaseRetried = <E>(lock: PidLock.PidLock<E>) =>
-  lock.release.pipe(Effect.retry({ times: 2, while: (error) => !isCompromised(error) }))
+export const releaseRetried = <E>(lock: PidLock.PidLock<E>) => {
+  // Written out: a retry schedule would be built on every release.
+  const again = <A, R>(effect: Effect.Effect<A, PidLock.LockCompromised | E, R>) =>
+    Effect.catchIf(effect, (error) => !isCompromised(error), () => lock.release)
+  return again(again(lock.release))
+}
 
 /** @internal */
 export const releaseInFinalizer = (loss: Loss) => <E extends { readonly message: string }>(lock: PidLock.PidLock<E>) =>
@@ -151,14 +157,17 @@ export const watchdog = <E extends { readonly message: string }>(
 }
 
 /**
- * `lost`, which forks `watchdog` into `scope` the first time it is awaited:
+ * `lost`, which starts the `watchdog` it makes the first time it is awaited:
  * nothing else reads what the watchdog finds, so a program that never awaits
- * `lost` pays for no fiber. A scope closed already interrupts it at once.
+ * `lost` pays for no fiber. It runs in `runtime`, the acquiring fiber's (its
+ * clock, logger and services, as if forked there), and is interrupted when
+ * `scope` closes, or at once if it has closed already.
  *
  * @internal
  */
 export const whenAwaited = (
-  watchdog: Effect.Effect<void>,
+  watchdog: () => Effect.Effect<void>,
+  runtime: Runtime.Runtime<never>,
   scope: Scope.Scope,
   lost: Effect.Effect<never, PidLock.LockCompromised>
 ): Effect.Effect<never, PidLock.LockCompromised> => {
@@ -166,7 +175,8 @@ export const whenAwaited = (
   return Effect.suspend(() => {
     if (started) return lost
     started = true
-    return Effect.zipRight(Effect.forkIn(watchdog, scope), lost)
+    const fiber = Runtime.runFork(runtime)(watchdog())
+    return Effect.zipRight(Scope.addFinalizer(scope, Fiber.interrupt(fiber)), lost)
   })
 }
 

@@ -11,8 +11,9 @@ import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as PidLock from "../PidLock.js"
@@ -630,9 +631,9 @@ const take = (
     return { entry, owner, text, generation }
   }).pipe(
     Effect.tapError((error) =>
-      error._tag === "LockHeld" || error._tag === "StaleLock" ? Effect.void : Effect.sync(() =>
-        forgetHome(resolved.posix, resolved.paths.home)
-      )
+      error._tag === "LockHeld" || error._tag === "StaleLock" ?
+        Effect.void :
+        Effect.sync(() => forgetHome(resolved.posix, resolved.paths.home))
     ),
     Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
   )
@@ -713,7 +714,12 @@ const makeLock = (
   { fs, paths, posix }: Resolved,
   taken: Taken,
   loss: Loss,
-  serving: Channel.Serving
+  serving: Channel.Serving,
+  watch: Option.Option<{
+    readonly interval: Duration.Duration
+    readonly runtime: Runtime.Runtime<never>
+    readonly scope: Scope.Scope
+  }>
 ): Held<PidLock.FileLock> => {
   // Made only when it happens: an error captures a stack trace, too dear to
   // pay on every acquisition.
@@ -744,8 +750,26 @@ const makeLock = (
     owner: taken.owner,
     release,
     verify: loss.tell(verify),
-    lost: loss.lost,
-    messages: serving.messages
+    // The watchdog only ever tells `lost`: it starts when `lost` is first
+    // awaited, in the lock's scope, after the release was registered there,
+    // so that it is stopped before the release runs.
+    lost: Option.isNone(watch) ? loss.lost : whenAwaited(
+      () =>
+        watchdog(
+          paths.lock,
+          verify,
+          loss.deferred,
+          watch.value.interval,
+          (check) => withWatch(fs, paths.lock, check)
+        ),
+      watch.value.runtime,
+      watch.value.scope,
+      loss.lost
+    ),
+    // Made only when read.
+    get messages() {
+      return serving.messages
+    }
   }
   return { lock, verify }
 }
@@ -814,11 +838,11 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
 }
 
 const services: Effect.Effect<Services, never, FileSystem.FileSystem | ProcessInfo.ProcessInfo | Posix.Posix> = Effect
-  .all({
-    fs: FileSystem.FileSystem,
-    info: processInfoTag,
-    posix: posixTag
-  })
+  .contextWith((context) => ({
+    fs: Context.get(context, FileSystem.FileSystem),
+    info: Context.get(context, processInfoTag),
+    posix: Context.get(context, posixTag)
+  }))
 
 // Every option is checked before anything is read or touched.
 const resolve = (input: unknown) =>
@@ -841,32 +865,21 @@ const resolve = (input: unknown) =>
 export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.Options) {
   const { checkInterval, onMessage, onStale, resolved, wait } = yield* resolve(options)
   const loss = yield* makeLoss
-  const serving = yield* Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage)
+  // The acquiring fiber's: the watchdog and the answers to messages run in it.
+  const runtime = yield* Effect.runtime<never>()
+  const serving = Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage, runtime)
+  const scope = yield* Effect.scope
+  const watch = checkInterval === false ? Option.none() : Option.some({ interval: checkInterval, runtime, scope })
   const attempt = Effect.acquireRelease(
-    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, loss, serving)),
-    ({ lock }) => releaseInFinalizer(loss)(lock)
+    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, loss, serving, watch).lock),
+    releaseInFinalizer(loss)
   )
-  const { lock, verify } = yield* wait === undefined
+  const lock = yield* wait === undefined
     ? attempt
     : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
   // Served once the lock is ours, until its release begins.
   yield* serving.start
-  if (checkInterval === false) return lock
-  // The watchdog only ever tells `lost`: it starts when `lost` is first
-  // awaited, in this scope, after the release was registered, so that it is
-  // stopped before the release runs.
-  const lost = whenAwaited(
-    watchdog(
-      lock.location,
-      verify,
-      loss.deferred,
-      checkInterval,
-      (check) => withWatch(resolved.fs, resolved.paths.lock, check)
-    ),
-    yield* Effect.scope,
-    lock.lost
-  )
-  return { ...lock, lost } satisfies PidLock.FileLock
+  return lock
 })
 
 /** @internal */

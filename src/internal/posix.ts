@@ -93,12 +93,15 @@ const syncCall = <A>(method: string, path: string, call: () => A): Effect.Effect
       // Node throws without an errno for a path it cannot hand to the system
       // (a NUL byte in it): the platform reports that as a bad argument.
       return Effect.fail(
-        isErrnoException(cause) ? systemError(method, path, cause) : new BadArgument({ module: "FileSystem", method, cause })
+        isErrnoException(cause)
+          ? systemError(method, path, cause)
+          : new BadArgument({ module: "FileSystem", method, cause })
       )
     }
   })
 
-const makeDirectory = (path: string, mode: number) => syncCall("makeDirectory", path, () => void NFS.mkdirSync(path, mode))
+const makeDirectory = (path: string, mode: number) =>
+  syncCall("makeDirectory", path, () => void NFS.mkdirSync(path, mode))
 const symlink = (target: string, path: string) => syncCall("symlink", target, () => NFS.symlinkSync(target, path))
 const rename = (from: string, to: string) => syncCall("rename", from, () => NFS.renameSync(from, to))
 const readLink = (path: string) => syncCall("readLink", path, () => NFS.readlinkSync(path))
