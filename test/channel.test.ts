@@ -69,6 +69,21 @@ for (const [backend, makeDir, environment] of backends) {
         assert.strictEqual(yield* PidLock.send({ name: NAME, dir, data: "you" }), "hello you")
       }).pipe(Effect.provide(environment)))
 
+    it.scopedLive("taken again by the same process: the new lock's onMessage answers, and the old one's never", () =>
+      Effect.gen(function*() {
+        const dir = yield* makeDir
+        const first = yield* PidLock.acquire({ name: NAME, dir, onMessage: () => Effect.succeed("first") })
+        assert.strictEqual(yield* PidLock.send({ name: NAME, dir, data: 1 }), "first")
+        yield* first.release
+        const second = yield* PidLock.acquire({ name: NAME, dir, onMessage: () => Effect.succeed("second") })
+        assert.strictEqual(second.owner.socket, first.owner.socket)
+        assert.strictEqual(yield* PidLock.send({ name: NAME, dir, data: 2 }), "second")
+        yield* second.release
+        const third = yield* PidLock.acquire({ name: NAME, dir })
+        yield* Effect.forkScoped(Stream.runForEach(third.messages, (message) => message.reply("third")))
+        assert.strictEqual(yield* PidLock.send({ name: NAME, dir, data: 3 }), "third")
+      }).pipe(Effect.provide(environment)))
+
     it.scopedLive("a free lock: NoHolder (Free); a released one too", () =>
       Effect.gen(function*() {
         const dir = yield* makeDir

@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
 import * as Path from "node:path"
 import * as PidLock from "../src/PidLock.js"
 import * as Posix from "../src/Posix.js"
@@ -308,6 +309,57 @@ const gateFirst = (
     )
   }
 }
+
+describe("what a process does once, and what only a reader of lost starts", () => {
+  it.effect("the lock home is checked by a process's first acquisition only, until a surprise", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      const other = yield* world.contender()
+      let checks = 0
+      yield* world.memory.setHook((call) =>
+        Effect.sync(() => void (call.method === "lstat" && (call.path === HOME || call.path === DIR) && checks++))
+      )
+      const checksOf = <A, E>(effect: Effect.Effect<A, E>) =>
+        Effect.suspend(() => {
+          const before = checks
+          return Effect.map(effect, () => checks - before)
+        })
+      assert.isAbove(yield* checksOf(me.run(acquireAndRelease)), 0)
+      assert.strictEqual(yield* checksOf(me.run(acquireAndRelease)), 0)
+      // Another process checks for itself.
+      assert.isAbove(yield* checksOf(other.run(acquireAndRelease)), 0)
+      // A failure other than a held lock forgets the check.
+      yield* world.memory.setHook(Testing.combineHooks(
+        (call) =>
+          Effect.sync(() => void (call.method === "lstat" && (call.path === HOME || call.path === DIR) && checks++)),
+        Testing.failMatching({ method: "readLink", path: Path.join(HOME, "generation"), errno: "EIO", times: 1 })
+      ))
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(me.run(acquireAndRelease))))
+      assert.isAbove(yield* checksOf(me.run(acquireAndRelease)), 0)
+    }))
+
+  it.effect("the watchdog runs only once lost is awaited, and then finds a loss", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const lock = yield* me.run(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: "1 second" }))
+        let reads = 0
+        yield* world.memory.setHook((call) =>
+          Effect.sync(() => void (call.method === "readLink" && call.path === lock.entry && reads++))
+        )
+        yield* TestClock.adjust("10 seconds")
+        assert.strictEqual(reads, 0)
+        const lost = yield* Effect.fork(Effect.flip(lock.lost))
+        yield* TestClock.adjust("1 second")
+        assert.isAbove(reads, 0)
+        yield* Effect.orDie(world.fs.remove(lock.entry))
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Fiber.join(lost))._tag, "LockCompromised")
+      }))
+    }))
+})
 
 describe("release, shared and retried", () => {
   it.scoped("two releases at once: one removal, whose outcome both get; a failed one can be tried again", () =>

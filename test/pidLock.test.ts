@@ -80,6 +80,30 @@ const lockSuite = (environment: Environment) =>
         assert.deepStrictEqual(yield* entriesOf(fs, home), ["generation", "lock", lock.owner.socket!].sort())
       }))
 
+    test("a home removed after this process checked it is checked and made again by the next acquisition", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        const posix = yield* Posix.Posix
+        const first = yield* PidLock.acquire({ name: NAME, dir })
+        yield* first.release
+        yield* fs.remove(home, { recursive: true })
+        const second = yield* PidLock.acquire({ name: NAME, dir })
+        assert.deepStrictEqual(yield* entriesOf(fs, second.location), [entryNameOf(second.owner)])
+        assert.strictEqual((yield* posix.lstat(home)).mode & 0o7777, 0o700)
+        // A new home starts a new count: the old counter went with it.
+        assert.strictEqual(second.generation, 1)
+      }))
+
+    test("a home replaced by a file after this process checked it: CorruptLock, and the file is kept", ({ dir, fs, home }) =>
+      Effect.gen(function*() {
+        yield* Effect.scoped(PidLock.acquire({ name: NAME, dir }))
+        yield* fs.remove(home, { recursive: true })
+        yield* fs.writeFileString(home, "not a lock home")
+        const error = yield* Effect.flip(PidLock.acquire({ name: NAME, dir }))
+        assert.strictEqual(error._tag, "CorruptLock")
+        assert.strictEqual(error._tag === "CorruptLock" ? error.reason : undefined, "NotADirectory")
+        assert.strictEqual(yield* fs.readFileString(home), "not a lock home")
+      }))
+
     test("the first acquisition of a name is generation 1, and every later one is one more; the counter says the last", ({ dir, fs, home }) =>
       Effect.gen(function*() {
         const first = yield* PidLock.acquire({ name: NAME, dir })
