@@ -311,11 +311,12 @@ const gateFirst = (
 }
 
 describe("what a process does once, and what only a reader of lost starts", () => {
-  it.effect("the lock home is checked by a process's first acquisition only, until a surprise", () =>
+  it.effect("a lock home in a private directory is checked by a process's first acquisition only, until a surprise", () =>
     Effect.gen(function*() {
       const world = yield* makeWorld
       const me = yield* world.contender()
       const other = yield* world.contender()
+      yield* Effect.orDie(world.fs.makeDirectory(DIR, { recursive: true, mode: 0o755 }))
       let checks = 0
       yield* world.memory.setHook((call) =>
         Effect.sync(() => void (call.method === "lstat" && (call.path === HOME || call.path === DIR) && checks++))
@@ -337,6 +338,11 @@ describe("what a process does once, and what only a reader of lost starts", () =
       ))
       assert.isTrue(Exit.isFailure(yield* Effect.exit(me.run(acquireAndRelease))))
       assert.isAbove(yield* checksOf(me.run(acquireAndRelease)), 0)
+      // In a directory that others may write (sticky, as /tmp), every time: a
+      // home gone from there may come back as anyone's symbolic link.
+      yield* Effect.orDie(world.fs.chmod(DIR, 0o1777))
+      const third = yield* world.contender()
+      for (let i = 0; i < 3; i++) assert.isAbove(yield* checksOf(third.run(acquireAndRelease)), 0)
     }))
 
   it.effect("the watchdog runs only once lost is awaited, and then finds a loss", () =>

@@ -1,6 +1,5 @@
 import type * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
-import { NodeInspectSymbol } from "effect/Inspectable"
 import * as Path from "node:path"
 import { escapeText } from "./text.js"
 
@@ -12,6 +11,11 @@ import { escapeText } from "./text.js"
 // error has the key already; its printer of a failure (`Cause.pretty`, what
 // `runMain` logs) then adds the span's call sites to the error's own stack.
 const SPAN_ANNOTATION = Symbol.for("effect/SpanAnnotation")
+
+// Node's `inspect` hook, the value of `NodeInspectSymbol` from
+// `effect/Inspectable`: named here so that no module is imported for it
+// (each import of an `effect/…` path costs start-up time to resolve).
+const NODE_INSPECT = Symbol.for("nodejs.util.inspect.custom")
 
 /**
  * `Data.TaggedError`, printed as one line, `<tag>: <message>`, wherever it is
@@ -32,7 +36,7 @@ export const TaggedError: typeof Data.TaggedError = <Tag extends string>(tag: Ta
     override toString(): string {
       return `${this._tag}: ${this.message}`
     }
-    [NodeInspectSymbol](): string {
+    [NODE_INSPECT](): string {
       return this.toString()
     }
   }

@@ -288,16 +288,34 @@ const checkGivenDir = (
   return Effect.void
 }
 
-// The directory the lock home is made in, made first when missing; `false`
-// when it is missing and `create` is false.
-const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean): Effect.Effect<boolean, HomeError> => {
+// The directory a lock home is in, as found: `private` when nobody but this
+// user (and root) may make, rename or remove anything in it.
+type DirFound = "private" | "shared" | "missing"
+
+// Ours, and writable by nobody else.
+const isPrivate = (info: ProcessInfo.ProcessInfo, stat: FileSystem.File.Info): boolean =>
+  Option.isSome(info.uid) && Option.contains(stat.uid, info.uid.value) && (stat.mode & GROUP_OR_OTHERS_WRITE) === 0
+
+// The directory the lock home is made in, made first when missing (and then
+// `shared`, until a later acquisition looks at it); `missing` when it is
+// missing and `create` is false.
+const ensureDir = (
+  { fs, info, posix }: Services,
+  paths: Paths,
+  create: boolean
+): Effect.Effect<DirFound, HomeError> => {
   const { dir } = paths
   if (paths.perUser) {
     const check = Effect.tap(posix.lstat(dir), (stat) => checkOwnDirectory(info, dir, stat, PER_USER_DIRECTORY))
-    return Effect.map(ensureOwnDirectory(fs, dir, check, create), (found) => found !== "missing")
+    return Effect.map(
+      ensureOwnDirectory(fs, dir, check, create),
+      (found) => found === "missing" ? "missing" : "private"
+    )
   }
   return fs.stat(dir).pipe(
-    Effect.flatMap((stat) => Effect.as(checkGivenDir(info, dir, stat), true)),
+    Effect.flatMap((stat) =>
+      Effect.as(checkGivenDir(info, dir, stat), isPrivate(info, stat) ? "private" as const : "shared" as const)
+    ),
     Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectoryOption(dir))),
     Effect.catchIf(isNotFound, () =>
       create
@@ -305,9 +323,9 @@ const ensureDir = ({ fs, info, posix }: Services, paths: Paths, create: boolean)
           // A recursive mkdir fails only where a path component is a file or a
           // symlink that leads nowhere (ENOENT).
           Effect.catchIf(hasCode("EEXIST", "ENOTDIR", "ENOENT"), () => Effect.fail(notADirectoryOption(dir))),
-          Effect.as(true)
+          Effect.as("shared" as const)
         )
-        : Effect.succeed(false))
+        : Effect.succeed("missing" as const))
   )
 }
 
@@ -348,7 +366,11 @@ const ensureOwnDirectory = (
 // The lock home must be a real directory owned by this user and writable by
 // nobody else (`/tmp` is shared: a symlink planted there would redirect the
 // lock, a writable home would let others remove the owner entry).
-const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.Effect<Found, HomeError> => {
+const ensureHome = (
+  services: Services,
+  paths: Paths,
+  create: boolean
+): Effect.Effect<{ readonly dir: DirFound; readonly home: Found }, HomeError> => {
   const { fs, info, posix } = services
   const { home } = paths
   const check = posix.lstat(home).pipe(
@@ -357,16 +379,23 @@ const ensureHome = (services: Services, paths: Paths, create: boolean): Effect.E
   )
   return Effect.flatMap(
     ensureDir(services, paths, create),
-    (dirExists) => dirExists ? ensureOwnDirectory(fs, home, check, create) : Effect.succeed("missing" as const)
+    (dir): Effect.Effect<{ readonly dir: DirFound; readonly home: Found }, HomeError> =>
+      dir === "missing"
+        ? Effect.succeed({ dir, home: "missing" as const })
+        : Effect.map(ensureOwnDirectory(fs, home, check, create), (found) => ({ dir, home: found }))
   )
 }
 
-// The lock homes each process (each `Posix` service) has checked. A home
-// that passed is ours, writable by nobody else, in a directory where only
-// we (and root) may rename it away: nothing but this user can change it, so
-// later acquisitions skip the two calls of the check. A surprise (the home
-// gone, any failure but the lock being held) forgets it, and the next
-// acquisition checks it again.
+// The lock homes each process (each `Posix` service) has checked, in a
+// private directory. A home that passed is ours and writable by nobody else;
+// in a private directory nobody but this user (and root) can rename it away,
+// remove it or put anything in its place: later acquisitions skip the two
+// calls of the check. A surprise (the home gone, any failure but the lock
+// being held) forgets it, and the next acquisition checks it again. A home in
+// a shared sticky directory (`/tmp` itself) is checked every time: once it is
+// gone (removed by its own user, or by a cleaner of old files), anyone may
+// plant a symbolic link under its name, which a call that trusted an old
+// check would follow.
 const checkedHomes = new WeakMap<Posix.Posix, Set<string>>()
 
 const isHomeChecked = (posix: Posix.Posix, home: string): boolean => checkedHomes.get(posix)?.has(home) === true
@@ -382,7 +411,10 @@ const forgetHome = (posix: Posix.Posix, home: string): void => {
 }
 
 const checkHome = (services: Services, paths: Paths): Effect.Effect<Found, HomeError> =>
-  Effect.tap(ensureHome(services, paths, true), () => rememberHome(services.posix, paths.home))
+  Effect.map(ensureHome(services, paths, true), ({ dir, home }) => {
+    if (dir === "private") rememberHome(services.posix, paths.home)
+    return home
+  })
 
 // Whether a lock home as found may hold a staging directory besides `lock`:
 // a directory's link count is 2 and one for each subdirectory, so 3 means
@@ -906,7 +938,7 @@ export const withLock = dual<
 // the lock is missing, or the lock is free.
 const readHolderOf = (resolved: Resolved) =>
   ensureHome(resolved, resolved.paths, false).pipe(
-    Effect.flatMap((home) =>
+    Effect.flatMap(({ home }) =>
       home === "missing"
         ? Effect.succeedNone
         : Effect.zipRight(

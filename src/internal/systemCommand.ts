@@ -2,16 +2,19 @@ import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { PlatformError } from "@effect/platform/Error"
 import { SystemError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as SystemCommand from "../SystemCommand.js"
 
-/** @internal */
-export const TypeId: SystemCommand.TypeId = Symbol.for("effect-pidlock/SystemCommand") as SystemCommand.TypeId
-
-/** @internal */
-export const tag = Context.GenericTag<SystemCommand.SystemCommand>("effect-pidlock/SystemCommand")
+// The service's tag is made beside the portable ProcessInfo that asks it, so
+// that importing ProcessInfo loads no module of its own for it; this module,
+// the Node implementation, is loaded when `layerPortableNode` is built.
+export {
+  /** @internal */
+  commandTag as tag,
+  /** @internal */
+  CommandTypeId as TypeId
+} from "./processInfo.js"
 
 /** @internal */
 export const layerExecutor: Layer.Layer<SystemCommand.SystemCommand, never, CommandExecutor.CommandExecutor> = Layer
