@@ -4,7 +4,6 @@
 // Prints one JSON line: per implementation, the per-cycle times in µs, and
 // the CPU time per cycle in µs.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as FileSystem from "@effect/platform/FileSystem"
 import * as PidLock from "effect-pidlock/PidLock"
 import * as ProcessInfo from "effect-pidlock/ProcessInfo"
 import * as Effect from "effect/Effect"
@@ -13,7 +12,6 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import lockfile from "lockfile"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
-import * as Fsp from "node:fs/promises"
 import * as Path from "node:path"
 import pidlock from "pidlock"
 import properLockfile from "proper-lockfile"
@@ -31,7 +29,8 @@ freshDir(dir)
 const runtime = ManagedRuntime.make(ProcessInfo.layer.pipe(Layer.provideMerge(NodeFileSystem.layer)))
 const self = (await runtime.runPromise(ProcessInfo.ProcessInfo)).self
 
-// effect-pidlock: `Effect.scoped(PidLock.acquire(…))`, the scope's close releases.
+// effect-pidlock: `Effect.scoped(PidLock.acquire(…))`, the scope's close
+// releases. The cycle never awaits `lock.lost`, so no watchdog runs.
 const effectBatch = (options) => (samples) =>
   runtime.runPromise(Effect.gen(function*() {
     const cycle = Effect.scoped(PidLock.acquire(options))
@@ -42,66 +41,85 @@ const effectBatch = (options) => (samples) =>
     }
   }))
 
-// The floor: raw `node:fs/promises` doing the system calls of one
-// effect-pidlock cycle, in the same order (see BENCHMARKS.md), with no Effect
-// around them. With `watchdog`, also the calls of a watchdog that gets to run
-// before the release (in a tight cycle it does not: it is interrupted first).
-const floorCycle = async (home, lock, watchdog) => {
-  try {
-    await Fsp.readlink(home) // the lock home must not be a symlink: EINVAL
-    throw new Error("home is a symlink")
-  } catch (error) {
-    if (error.code !== "EINVAL") throw error
-  }
-  await Fsp.stat(home) // …and a directory owned by this user
+// `PidLock.withLock(Effect.void, …)`: withLock races the work against
+// `lock.lost`, so its watchdog starts on every cycle.
+const withLockBatch = (options) => (samples) =>
+  runtime.runPromise(Effect.gen(function*() {
+    const cycle = PidLock.withLock(Effect.void, options)
+    for (let i = 0; i < batch; i++) {
+      const start = performance.now()
+      yield* cycle
+      samples.push((performance.now() - start) * 1000)
+    }
+  }))
+
+// A floor's lock home: made here, before any cycle, as the lock checks its
+// home once per process and not per cycle.
+const floorHome = (label) => {
+  const home = Path.join(dir, label)
+  Fs.mkdirSync(home, { recursive: true, mode: 0o700 })
+  return { home, lock: Path.join(home, "lock"), counter: Path.join(home, "generation") }
+}
+
+// What one uncontended effect-pidlock cycle writes: a staging directory named
+// by a fresh token, holding the owner record as a symlink's text.
+const newAttempt = (home) => {
   const token = Crypto.randomBytes(8).toString("hex")
   const name = `${self.pid}.${token}`
   const text = JSON.stringify({ v: 1, ...self, acquiredAt: new Date().toISOString(), token })
-  const staging = Path.join(home, name)
-  await Fsp.mkdir(staging)
-  await Fsp.symlink(text, Path.join(staging, name))
-  await Fsp.rename(staging, lock)
-  const entry = Path.join(lock, name)
-  let watcher
-  if (watchdog) {
-    await Fsp.stat(lock) // FileSystem.watch stats first
-    watcher = Fs.watch(lock)
-    if ((await Fsp.readlink(entry)) !== text) throw new Error("compromised")
-  }
-  if (watcher) watcher.close()
-  await Fsp.rm(entry) // FileSystem.remove is fs.rm: lstat + unlink
+  return { name, text, staging: Path.join(home, name) }
 }
-const floorBatch = (watchdog) => {
-  const home = Path.join(dir, watchdog ? "floor-watch" : "floor")
-  Fs.mkdirSync(home, { recursive: true })
+
+// A missing generation counter is generation 0: the lock was never taken.
+const lastGeneration = (counter) => {
+  try {
+    return Number(Fs.readlinkSync(counter))
+  } catch (error) {
+    if (error.code === "ENOENT") return 0
+    throw error
+  }
+}
+
+// The floor: the 7 system calls of one effect-pidlock cycle, in its order,
+// made synchronously as the Node layer makes them (fs.*Sync), with no Effect
+// around them: take (mkdir, symlink, rename onto the empty `lock`), count the
+// generation (readlink, symlink, rename over the counter), release (unlink).
+const floorBatch = () => {
+  const { counter, home, lock } = floorHome("floor")
   return async (samples) => {
     for (let i = 0; i < batch; i++) {
       const start = performance.now()
-      await floorCycle(home, Path.join(home, "lock"), watchdog)
+      const { name, staging, text } = newAttempt(home)
+      Fs.mkdirSync(staging, 0o700)
+      Fs.symlinkSync(text, Path.join(staging, name))
+      Fs.renameSync(staging, lock)
+      const next = Path.join(home, `generation.${name}`)
+      Fs.symlinkSync(String(lastGeneration(counter) + 1), next)
+      Fs.renameSync(next, counter)
+      Fs.unlinkSync(Path.join(lock, name))
       samples.push((performance.now() - start) * 1000)
     }
   }
 }
 
-// The same system calls through the platform's `FileSystem` service, in a
-// plain `Effect.gen`: what Effect and the Node layer add to the floor, before
-// any of the lock's own logic.
+// The same 7 synchronous calls, each in an `Effect.try`, in a plain
+// `Effect.gen`: what Effect itself adds to the floor, before any of the lock's
+// own logic.
 const effectFloorBatch = () => {
-  const home = Path.join(dir, "floor-effect")
-  Fs.mkdirSync(home, { recursive: true })
-  const lock = Path.join(home, "lock")
+  const { counter, home, lock } = floorHome("floor-effect")
+  const call = (f) => Effect.try({ try: f, catch: (error) => error })
   const cycle = Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    yield* Effect.flip(fs.readLink(home))
-    yield* fs.stat(home)
-    const token = Crypto.randomBytes(8).toString("hex")
-    const name = `${self.pid}.${token}`
-    const text = JSON.stringify({ v: 1, ...self, acquiredAt: new Date().toISOString(), token })
-    const staging = Path.join(home, name)
-    yield* fs.makeDirectory(staging)
-    yield* fs.symlink(text, Path.join(staging, name))
-    yield* fs.rename(staging, lock)
-    yield* fs.remove(Path.join(lock, name))
+    const { name, staging, text } = newAttempt(home)
+    yield* call(() => Fs.mkdirSync(staging, 0o700))
+    yield* call(() => Fs.symlinkSync(text, Path.join(staging, name)))
+    yield* call(() => Fs.renameSync(staging, lock))
+    const last = yield* call(() => Number(Fs.readlinkSync(counter))).pipe(
+      Effect.catchIf((error) => error.code === "ENOENT", () => Effect.succeed(0))
+    )
+    const next = Path.join(home, `generation.${name}`)
+    yield* call(() => Fs.symlinkSync(String(last + 1), next))
+    yield* call(() => Fs.renameSync(next, counter))
+    yield* call(() => Fs.unlinkSync(Path.join(lock, name)))
   })
   return (samples) =>
     runtime.runPromise(Effect.gen(function*() {
@@ -168,8 +186,8 @@ const pidlockBatch = () => {
 const makers = {
   "effect-pidlock": () => effectBatch({ name: "effect-pidlock", dir }),
   "effect-pidlock-nowatchdog": () => effectBatch({ name: "effect-pidlock-nowatchdog", dir, checkInterval: false }),
-  floor: () => floorBatch(false),
-  "floor-watch": () => floorBatch(true),
+  "effect-pidlock-withlock": () => withLockBatch({ name: "effect-pidlock-withlock", dir }),
+  floor: floorBatch,
   "floor-effect": effectFloorBatch,
   "proper-lockfile": properBatch,
   lockfile: lockfileBatch,
