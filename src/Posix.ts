@@ -120,7 +120,7 @@ export interface Posix {
    * platform `FileSystem`'s `makeDirectory` without `recursive`, and with its
    * errors.
    *
-   * @since 0.3.0
+   * @since 0.2.0
    */
   readonly makeDirectory: (path: string, mode: number) => Effect.Effect<void, PlatformError>
   /**
@@ -128,19 +128,19 @@ export interface Posix {
    * platform `FileSystem`'s `symlink`, with its errors (the path they name is
    * `target`'s, as the platform's do).
    *
-   * @since 0.3.0
+   * @since 0.2.0
    */
   readonly symlink: (target: string, path: string) => Effect.Effect<void, PlatformError>
   /**
    * `rename(2)`, as the platform `FileSystem`'s `rename`, with its errors.
    *
-   * @since 0.3.0
+   * @since 0.2.0
    */
   readonly rename: (from: string, to: string) => Effect.Effect<void, PlatformError>
   /**
    * `readlink(2)`, as the platform `FileSystem`'s `readLink`, with its errors.
    *
-   * @since 0.3.0
+   * @since 0.2.0
    */
   readonly readLink: (path: string) => Effect.Effect<string, PlatformError>
   /**
@@ -150,7 +150,7 @@ export interface Posix {
    * Node's `fs.rm`, an `lstat` and then the `unlink`, which reports success
    * for an entry that vanished in between.
    *
-   * @since 0.3.0
+   * @since 0.2.0
    */
   readonly unlink: (path: string) => Effect.Effect<void, PlatformError>
   /**
