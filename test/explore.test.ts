@@ -1,6 +1,5 @@
 // A bounded run of the interleaving explorer (`npm run explore` runs it at full
 // bounds), and a check that it can fail at all.
-import type * as FileSystem from "@effect/platform/FileSystem"
 import { assert, beforeEach, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Path from "node:path"
@@ -9,7 +8,7 @@ import * as ProcessInfo from "../src/ProcessInfo.js"
 import type * as Testing from "../src/testing/index.js"
 import { replay, search, type SearchOptions } from "./explore/explorer.js"
 import { callTransition, crashTransition, dependent, type Transition } from "./explore/transition.js"
-import { HOME, LOCK } from "./explore/world.js"
+import { HOME, LOCK, SCENARIOS, World } from "./explore/world.js"
 
 const clean = (options: SearchOptions, atLeast: number) => {
   const report = search(options)
@@ -36,16 +35,31 @@ const startTimeMisread = (honest: ProcessInfo.ProcessInfo): ProcessInfo.ProcessI
 
 // The generation counter rewritten in place (removed, then made anew) rather
 // than by renaming a link over it: a holder that crashes in between leaves no
-// counter, and the next one counts from 0 again.
-const counterRewrittenInPlace = (honest: FileSystem.FileSystem): FileSystem.FileSystem => ({
+// counter, and the next one counts from 0 again. The lock advances the counter
+// with its Posix calls.
+const counterRewrittenInPlace = (honest: Posix.Posix): Posix.Posix => ({
   ...honest,
-  rename: (oldPath, newPath) =>
-    Path.basename(newPath) !== "generation" ? honest.rename(oldPath, newPath) : honest.readLink(oldPath).pipe(
-      Effect.tap(() => honest.remove(newPath, { force: true })),
-      Effect.flatMap((text) => honest.symlink(text, newPath)),
-      Effect.zipRight(honest.remove(oldPath))
+  rename: (from, to) =>
+    Path.basename(to) !== "generation" ? honest.rename(from, to) : honest.readLink(from).pipe(
+      Effect.tap(() =>
+        honest.unlink(to).pipe(
+          Effect.catchIf((error) => error._tag === "SystemError" && error.reason === "NotFound", () => Effect.void)
+        )
+      ),
+      Effect.flatMap((text) => honest.symlink(text, to)),
+      Effect.zipRight(honest.unlink(from))
     )
 })
+
+// Contender a's choices, taken alone (its crash left out) until it has none.
+const runAlone = (world: World, contender: number): ReadonlyArray<Transition> => {
+  const taken: Array<Transition> = []
+  for (;;) {
+    const next = world.enabled().find((open) => open.contender === contender && !open.crash)
+    if (next === undefined) return taken
+    taken.push(world.take(next.actor))
+  }
+}
 
 // A few seconds each on an idle machine: `npm run explore` runs every schedule
 // of two contenders up to the order of independent steps, and tens of
@@ -60,13 +74,13 @@ describe("interleaving explorer", () => {
   beforeEach(() => new Promise((resume) => setTimeout(resume, 0)))
 
   for (const contenders of [2, 3]) {
-    it.each(["free", "stale"] as const)(
+    it.each(SCENARIOS)(
       `${contenders} contenders from a %s lock: seeded random schedules, crashes included`,
       (scenario) =>
         clean({ contenders, scenario, strategy: { _tag: "random", count: SCHEDULES, seed: contenders } }, SCHEDULES),
       TIMEOUT
     )
-    it.each(["free", "stale"] as const)(
+    it.each(SCENARIOS)(
       `${contenders} contenders from a %s lock, with the portable ProcessInfo: seeded random schedules, crashes included`,
       (scenario) =>
         clean({
@@ -120,6 +134,30 @@ describe("interleaving explorer", () => {
     TIMEOUT
   )
 
+  // A held lock: contender a took it while the world was set up. Its schedule
+  // starts at its release, the one unlink of its entry (before which it may
+  // crash as the holder), then acquires again: its process checked the lock
+  // home the first time, so the second acquisition makes its staging
+  // directory at once, and is handed the next generation.
+  it("from a held lock, the holder releases, then acquires again without checking the home", () => {
+    const world = World.make({ contenders: 2, scenario: "held" })
+    const entry = (label: string) => new RegExp(`^unlink ${LOCK}/\\d+\\.T$`).test(label)
+    const first = world.enabled().filter((open) => open.contender === 0)
+    assert.deepStrictEqual(first.map((open) => open.crash), [false, true])
+    assert.isTrue(entry(first[0]!.label), first[0]!.label)
+    assert.isTrue(first[1]!.visible, first[1]!.label)
+    const labels = runAlone(world, 0).map((step) => step.label)
+    assert.isTrue(entry(labels[0]!), labels.join(", "))
+    assert.isTrue(labels[1]!.startsWith(`makeDirectory ${HOME}/`), labels.join(", "))
+    assert.isFalse(labels.some((label) => /^(stat|lstat) /.test(label)), labels.join(", "))
+    assert.strictEqual(labels.filter((label) => label.endsWith(` -> ${LOCK}`)).length, 1, labels.join(", "))
+    assert.isTrue(entry(labels[labels.length - 1]!), labels.join(", "))
+    runAlone(world, 1)
+    const { endState, stuck, violations } = world.conclude()
+    assert.deepStrictEqual([violations, stuck], [[], undefined])
+    assert.match(endState, /\| released 1 2 released 3 \|/)
+  })
+
   it("finds the lock taken from a live holder when the judge calls it dead, and the printed schedule replays it", () => {
     const options = { contenders: 2, scenario: "free", processInfo: everyHolderStale, posix: noSocketAnswers } as const
     const report = search({ ...options, strategy: { _tag: "reduced" }, stopAtFirst: true })
@@ -160,8 +198,21 @@ describe("interleaving explorer", () => {
     assert.deepStrictEqual(replayed.violations, failure.messages)
   })
 
+  // From a held lock, the holder's second acquisition (the cached path) is
+  // where the lock is taken from a live holder, or the first one's.
+  it("finds the lock taken from the live holder of a held lock when the judge calls it dead, and the printed schedule replays it", () => {
+    const options = { contenders: 2, scenario: "held", processInfo: everyHolderStale, posix: noSocketAnswers } as const
+    const report = search({ ...options, strategy: { _tag: "reduced" }, maxCrashes: 0, stopAtFirst: true })
+    assert.strictEqual(report.violations, 1)
+    const [failure] = report.failures
+    assert.isDefined(failure)
+    assert.isTrue(failure.messages.some((message) => message.includes("holds the lock")), failure.messages.join("; "))
+    const replayed = replay(options, failure.schedule)
+    assert.deepStrictEqual(replayed.violations, failure.messages)
+  })
+
   it("finds a generation handed out twice when the counter is rewritten in place, and the printed schedule replays it", () => {
-    const options = { contenders: 2, scenario: "free", fileSystem: counterRewrittenInPlace } as const
+    const options = { contenders: 2, scenario: "free", posix: counterRewrittenInPlace } as const
     const report = search({ ...options, strategy: { _tag: "reduced" }, stopAtFirst: true })
     assert.strictEqual(report.violations, 1)
     const [failure] = report.failures
@@ -189,7 +240,7 @@ describe("the dependency relation", () => {
     step(1, "rename", at(B), { target: LOCK }),
     step(1, "remove", at(B), { syscall: "rmdir" }),
     step(1, "readDirectory", LOCK),
-    step(1, "rename", Path.join(LOCK, B), { target: at(`${B}.gone`) }),
+    step(1, "unlink", Path.join(LOCK, B)),
     step(1, "readLink", at("generation")),
     step(1, "symlink", at(`generation.${B}`), { target: "2" }),
     step(1, "rename", at(`generation.${B}`), { target: at("generation") }),
@@ -219,6 +270,35 @@ describe("the dependency relation", () => {
       `readDirectory ${home}`,
       `remove ${home}/generation.11.T`,
       `remove ${home}/generation.11.T`
+    ])
+  })
+
+  it("orders the unlink of an owner entry with the calls that touch its name and the listing of the lock", () => {
+    const own = [
+      step(1, "makeDirectory", at(A)),
+      step(1, "symlink", Path.join(at(A), A), { target: "{}" }),
+      step(1, "rename", at(A), { target: LOCK }),
+      step(1, "lstat", LOCK),
+      step(1, "readDirectory", LOCK),
+      step(1, "watch", LOCK),
+      step(1, "readLink", Path.join(LOCK, A)),
+      step(1, "readLink", Path.join(LOCK, B)),
+      step(1, "unlink", Path.join(LOCK, A)),
+      step(1, "unlink", Path.join(LOCK, B)),
+      step(1, "readDirectory", HOME),
+      step(1, "lstat", HOME),
+      step(1, "probe", at(`${A}.sock`))
+    ]
+    const unlink = step(0, "unlink", Path.join(LOCK, A))
+    assert.isTrue(unlink.visible)
+    assert.deepStrictEqual(own.filter((other) => dependent(unlink, other)).map((other) => other.label), [
+      `rename ${home}/11.T -> ${home}/lock`,
+      `readDirectory ${home}/lock`,
+      `watch ${home}/lock`,
+      `readLink ${home}/lock/11.T`,
+      `unlink ${home}/lock/11.T`,
+      // Both may change who holds the lock.
+      `unlink ${home}/lock/12.T`
     ])
   })
 

@@ -1354,7 +1354,8 @@ const operations = (state: State, user: Credentials) => {
         symlink: fileSystem.symlink,
         rename: fileSystem.rename,
         readLink: fileSystem.readLink,
-        unlink: (path) => perform({ method: "unlink", path }, site("unlink", path, "unlink"), () => unlink(path)),
+        unlink: (path) =>
+          perform({ method: "unlink", path, syscall: "unlink" }, site("unlink", path, "unlink"), () => unlink(path)),
         socketPath,
         listen,
         probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),

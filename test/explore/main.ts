@@ -1,21 +1,24 @@
 // `npm run explore`: the interleaving explorer at full bounds, one child
 // process per core, with each ProcessInfo. Prints a line per search, any
-// failure with its schedule, and one final line per ProcessInfo and K:
+// failure with its schedule, the sums by ProcessInfo, K and starting state,
+// and one final line per ProcessInfo and K:
 //
 //   explore: K=3 schedules=100000 violations=0 stuck=0
-//   explore: K=3 process-info=portable schedules=5000 violations=0 stuck=0
+//   explore: K=3 process-info=portable schedules=7500 violations=0 stuck=0
 //
 // `--schedules N` sets the random schedules for K=3 with the /proc
-// ProcessInfo, over both scenarios (20,000 by default), `--portable-schedules
-// N` those with the portable one (5,000 by default); `--process-info proc` or
-// `--process-info portable` runs that configuration alone.
+// ProcessInfo, shared out over the three scenarios (100,000 by default),
+// `--portable-schedules N` those with the portable one (7,500 by default);
+// `--process-info proc` or `--process-info portable` runs that configuration
+// alone; `--scenarios held,free` (for a quicker check) only the starting states
+// named, the random schedules shared out over them.
 import { fork } from "node:child_process"
 import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Report, search, type SearchOptions } from "./explorer.js"
-import type { ProcessInfoKind, Scenario } from "./world.js"
+import { type ProcessInfoKind, type Scenario, SCENARIOS } from "./world.js"
 
 type Task = Omit<SearchOptions, "onProgress" | "onSchedule" | "processInfo" | "posix" | "fileSystem"> & {
   /** `bound`: counted in the final lines; `reference`: only seen by a reduced search, to check it with. */
@@ -28,28 +31,40 @@ interface Done {
   readonly seconds: number
 }
 
-const SCENARIOS: ReadonlyArray<Scenario> = ["free", "stale"]
 const PROCESS_INFO_KINDS: ReadonlyArray<ProcessInfoKind> = ["proc", "portable"]
-const DEFAULT_RANDOM_SCHEDULES: Readonly<Record<ProcessInfoKind, number>> = { proc: 20_000, portable: 5_000 }
+const DEFAULT_RANDOM_SCHEDULES: Readonly<Record<ProcessInfoKind, number>> = { proc: 100_000, portable: 7_500 }
 
 const RANDOM_SHARDS_PER_SCENARIO = 4
 const REFERENCE_RANDOM_SCHEDULES = 3_000
 
 // The reduced search of two contenders, by starting state: how many of them
 // may crash. From a stale lock, a holder and a contender have crashed
-// already.
-const REDUCED_CRASHES: Readonly<Record<Scenario, number>> = { free: 1, stale: 0 }
+// already. From a held lock, both may: the holder's second acquisition skips
+// the checks of the home, and the other finds the lock held, so its
+// schedules are few.
+const REDUCED_CRASHES: Readonly<Record<Scenario, number>> = { free: 1, stale: 0, held: 2 }
+
+// The reduced searches by how long they take: many more schedules from a stale lock than from the others.
+const LONGEST_FIRST: ReadonlyArray<Scenario> = ["stale", "free", "held"]
 
 const kindOf = (task: Task): ProcessInfoKind => task.processInfoKind ?? "proc"
 
+// `total` shared out as evenly as can be into `parts` whole numbers, the larger ones first.
+const shares = (total: number, parts: number): ReadonlyArray<number> =>
+  Array.from({ length: parts }, (_, part) => Math.floor(total / parts) + (part < total % parts ? 1 : 0))
+
 // The /proc tasks name no kind: their options are the very ones they had before the portable ProcessInfo.
-const tasks = (kind: ProcessInfoKind, randomSchedules: number): ReadonlyArray<Task> => {
-  const perShard = Math.ceil(randomSchedules / SCENARIOS.length / RANDOM_SHARDS_PER_SCENARIO)
+const tasks = (
+  kind: ProcessInfoKind,
+  randomSchedules: number,
+  scenarios: ReadonlyArray<Scenario>
+): ReadonlyArray<Task> => {
+  const byScenario = shares(randomSchedules, scenarios.length)
   const ofKind = kind === "proc" ? {} : { processInfoKind: kind }
   return [
-    // Every schedule of two contenders up to the order of independent steps. The longest task goes first,
-    // so that the others fill the other cores meanwhile.
-    ...SCENARIOS.map((scenario): Task => ({
+    // Every schedule of two contenders up to the order of independent steps. (They run first, so that the
+    // others fill the other cores meanwhile.)
+    ...scenarios.map((scenario): Task => ({
       ...ofKind,
       purpose: "bound",
       contenders: 2,
@@ -59,20 +74,25 @@ const tasks = (kind: ProcessInfoKind, randomSchedules: number): ReadonlyArray<Ta
       collectEndStates: true
     })),
     // Three contenders: too many classes of schedules to visit them all, so seeded random ones, in shards
-    // that keep every core busy.
-    ...SCENARIOS.flatMap((scenario) =>
-      Array.from({ length: RANDOM_SHARDS_PER_SCENARIO }, (_, shard): Task => ({
+    // that keep every core busy: seeds 1..n from each starting state, n its share of the schedules.
+    ...scenarios.flatMap((scenario, index) => {
+      const counts = shares(byScenario[index]!, RANDOM_SHARDS_PER_SCENARIO).filter((count) => count > 0)
+      return counts.map((count, shard): Task => ({
         ...ofKind,
         purpose: "bound",
         contenders: 3,
         scenario,
-        strategy: { _tag: "random", count: perShard, seed: 1 + shard * perShard }
+        strategy: {
+          _tag: "random",
+          count,
+          seed: 1 + counts.slice(0, shard).reduce((sum, earlier) => sum + earlier, 0)
+        }
       }))
-    ),
+    }),
     // References for the reduction: random schedules under the same bounds, each of whose end states the
-    // reduced search must have seen. (With every file-system call of the socket, the tombstone and the
+    // reduced search must have seen. (With every file-system call of the socket, the counter and the
     // checks a step, the plain search is out of reach.)
-    ...SCENARIOS.map((scenario): Task => ({
+    ...scenarios.map((scenario): Task => ({
       ...ofKind,
       purpose: "reference",
       contenders: 2,
@@ -150,13 +170,15 @@ const runChild = (task: Task): Promise<Done> =>
 
 const main = async (
   kinds: ReadonlyArray<ProcessInfoKind>,
-  randomSchedules: Readonly<Record<ProcessInfoKind, number>>
+  randomSchedules: Readonly<Record<ProcessInfoKind, number>>,
+  scenarios: ReadonlyArray<Scenario>
 ): Promise<number> => {
   const started = performance.now()
-  // The reduced searches of every kind first: they are the longest.
-  const all = kinds.map((kind) => tasks(kind, randomSchedules[kind]))
+  // The reduced searches of every kind first, the longest of them (from a stale lock) first of all.
+  const all = kinds.map((kind) => tasks(kind, randomSchedules[kind], scenarios))
   const queue = [
-    ...all.flatMap((ofKind) => ofKind.filter((task) => task.strategy._tag === "reduced")),
+    ...all.flatMap((ofKind) => ofKind.filter((task) => task.strategy._tag === "reduced"))
+      .sort((a, b) => LONGEST_FIRST.indexOf(a.scenario) - LONGEST_FIRST.indexOf(b.scenario)),
     ...all.flatMap((ofKind) => ofKind.filter((task) => task.strategy._tag !== "reduced"))
   ]
   const results: Array<Done> = []
@@ -206,19 +228,26 @@ const main = async (
     for (const state of missed.slice(0, 3)) console.log(`    missed: ${state}`)
   }
 
-  for (const kind of kinds) {
+  // Per starting state, then in all, for each ProcessInfo and K.
+  const totals = (of: ReadonlyArray<Done>) => {
+    const sum = (count: (report: Done["report"]) => number) => of.reduce((total, done) => total + count(done.report), 0)
+    return `schedules=${sum((r) => r.schedules)} violations=${sum((r) => r.violations)} stuck=${sum((r) => r.stuck)}`
+  }
+  const groups = kinds.flatMap((kind) => {
     const ofKind = results.filter((done) => kindOf(done.task) === kind && done.task.purpose === "bound")
-    for (const contenders of [...new Set(ofKind.map((done) => done.task.contenders))].sort((a, b) => a - b)) {
-      const ofK = ofKind.filter((done) => done.task.contenders === contenders)
-      const sum = (count: (report: Done["report"]) => number) =>
-        ofK.reduce((total, done) => total + count(done.report), 0)
-      const [schedules, violations, stuck] = [sum((r) => r.schedules), sum((r) => r.violations), sum((r) => r.stuck)]
-      console.log(
-        `explore: K=${contenders}${kind === "proc" ? "" : ` process-info=${kind}`} ` +
-          `schedules=${schedules} violations=${violations} stuck=${stuck}`
-      )
+    const label = kind === "proc" ? "" : ` process-info=${kind}`
+    return [...new Set(ofKind.map((done) => done.task.contenders))].sort((a, b) => a - b).map((contenders) => ({
+      label: `K=${contenders}${label}`,
+      ofK: ofKind.filter((done) => done.task.contenders === contenders)
+    }))
+  })
+  for (const { label, ofK } of groups) {
+    for (const scenario of scenarios) {
+      const of = ofK.filter((done) => done.task.scenario === scenario)
+      if (of.length > 0) console.log(`  ${label} ${scenario}: ${totals(of)}`)
     }
   }
+  for (const { label, ofK } of groups) console.log(`explore: ${label} ${totals(ofK)}`)
   console.log(`  ${((performance.now() - started) / 1000).toFixed(0)} s on ${Os.availableParallelism()} cores`)
   return failed ? 1 : 0
 }
@@ -237,11 +266,21 @@ const kindArgument = (): ReadonlyArray<ProcessInfoKind> => {
   return [kind as ProcessInfoKind]
 }
 
+const scenarioArgument = (): ReadonlyArray<Scenario> => {
+  const names = argument("--scenarios")?.split(",")
+  if (names === undefined) return SCENARIOS
+  const unknown = names.filter((name) => !SCENARIOS.includes(name as Scenario))
+  if (unknown.length > 0 || names.length === 0) {
+    throw new Error(`--scenarios ${names.join(",")}: expected some of ${SCENARIOS.join(", ")}`)
+  }
+  return SCENARIOS.filter((scenario) => names.includes(scenario))
+}
+
 const task = argument("--task")
 if (task !== undefined) runTask(JSON.parse(task))
 else {
   process.exitCode = await main(kindArgument(), {
     proc: Number(argument("--schedules") ?? DEFAULT_RANDOM_SCHEDULES.proc),
     portable: Number(argument("--portable-schedules") ?? DEFAULT_RANDOM_SCHEDULES.portable)
-  })
+  }, scenarioArgument())
 }

@@ -128,11 +128,18 @@ export const callTransition = (
       label
     }
   }
+  // Every other call writes its path (and a rename its target too), with
+  // everything below it. The `unlink` of an owner entry (a release, or the
+  // removal of a dead holder's entry) writes `<lock>/<entry>`: it depends on
+  // every call that reads or writes that name (the readLink of the entry, the
+  // rename of a staging directory onto `lock`, which writes `lock` and all in
+  // it) and on every listing of `lock` (its readDirectory, its watch).
   const writes = target === undefined ? [path] : [path, target]
   // The lock's only directories: its home and staging directories, made and
   // removed, and a staging directory renamed onto `lock`. Its other renames
-  // move a symlink (an owner entry to its tombstone, a link of the generation
-  // counter over the counter), which no link count counts.
+  // move a symlink (a link of the generation counter over the counter; in
+  // older releases, an owner entry to its tombstone), and its unlinks remove
+  // one, which no link count counts.
   const movesDirectory = call.method === "makeDirectory" || (call.method === "remove" && call.syscall === "rmdir") ||
     (call.method === "rename" && target === canonical(lock))
   return {

@@ -30,9 +30,16 @@ const COUNTER = Path.join(HOME, "generation")
 /**
  * Where the contenders start: `free`, no lock home yet; `stale`, the lock
  * held by a crashed process, next to the staging directory of another
- * process that crashed before its rename.
+ * process that crashed before its rename; `held`, the lock held by a live
+ * process, contender `a`, whose acquisition (every call of it, before any
+ * other contender's) is part of setting the world up. Its schedule then runs
+ * its release, and a second acquisition and release, which find the lock
+ * home already checked by that process.
  */
-export type Scenario = "free" | "stale"
+export type Scenario = "free" | "stale" | "held"
+
+/** The scenarios, in the order the explorer runs them. */
+export const SCENARIOS: ReadonlyArray<Scenario> = ["free", "stale", "held"]
 
 /**
  * Which `ProcessInfo` judges a holder: `proc`, the Linux one, reading
@@ -50,7 +57,11 @@ export interface WorldOptions {
   readonly processInfo?: ((honest: ProcessInfo.ProcessInfo) => ProcessInfo.ProcessInfo) | undefined
   /** Replaces each contender's `Posix`, whose socket probe is the judge's other half. */
   readonly posix?: ((honest: Posix.Posix) => Posix.Posix) | undefined
-  /** Wraps the file system each contender uses: a test changes how the lock writes with it. */
+  /**
+   * Wraps the file system each contender uses: a test changes how the lock
+   * writes with it. (The calls of the lock's cycle, its staging directory,
+   * record, rename, counter and unlink, go through its `Posix`: see `posix`.)
+   */
   readonly fileSystem?: ((honest: FileSystem.FileSystem) => FileSystem.FileSystem) | undefined
 }
 
@@ -118,22 +129,27 @@ interface Contender {
   readonly fibers: Array<number>
   /** The calls its fibers are stopped at, by their place in `fibers`. */
   readonly waiting: Map<number, Waiting>
-  /** `<pid>.<token>`: its staging directory and, once renamed, its owner entry. */
+  /** `<pid>.<token>` of its current acquisition: its staging directory and, once renamed, its owner entry. */
   entry: string | undefined
   /** Its staging directory became the lock: seen on the file system right after its rename. */
   renamed: boolean
-  /** Its release moved its entry out of the lock (to its tombstone): it holds no more, whatever it does next. */
+  /**
+   * Its own call took its entry out of the lock (its release unlinks it; an
+   * older release renamed it to a tombstone): it holds no more, whatever it
+   * does next.
+   */
   left: boolean
-  /** Set by its own program: returned from acquire, and from release. */
+  /** Set by its own program: returned from acquire, and from release; back to acquiring when it acquires again. */
   phase: "acquiring" | "holding" | "released"
-  /** The generation it was handed when it returned from acquire. */
-  generation: number | undefined
+  /** The generations it was handed, one for each return from acquire. */
+  readonly generations: Array<number>
   crashed: boolean
   exit: Exit.Exit<void, PidLock.PidLockError | PlatformError> | undefined
 }
 
 const READ_METHODS = new Set(["readLink", "readFile", "readDirectory", "stat", "lstat", "access", "realPath"])
 const STAGING = /^\d+\.[0-9a-f]+$/
+const TOMBSTONE = ".gone"
 
 const isWithin = (path: string, ancestor: string) => path === ancestor || path.startsWith(`${ancestor}/`)
 
@@ -225,22 +241,33 @@ export class World {
         renamed: false,
         left: false,
         phase: "acquiring",
-        generation: undefined,
+        generations: [],
         crashed: false,
         exit: undefined
       }
       this.contenders.push(contender)
-      const program = PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false }).pipe(
+      // Acquire, then release; from a held lock, the holder does it twice, in
+      // one process (one Posix service): its second acquisition finds the lock
+      // home checked already.
+      const once = Effect.sync(() => {
+        contender.phase = "acquiring"
+        contender.entry = undefined
+        contender.renamed = false
+        contender.left = false
+      }).pipe(
+        Effect.zipRight(PidLock.acquire({ name: NAME, dir: DIR, checkInterval: false })),
         Effect.tap((lock) => {
           contender.phase = "holding"
-          contender.generation = lock.generation
+          contender.generations.push(lock.generation)
           this.handedOut.push(contender)
         }),
         Effect.flatMap((lock) => lock.release),
         Effect.tap(() => {
           contender.phase = "released"
         }),
-        Effect.scoped,
+        Effect.scoped
+      )
+      const program = (this.options.scenario === "held" && index === 0 ? Effect.zipRight(once, once) : once).pipe(
         Effect.provide(this.withFileSystem(context)),
         Effect.locally(contenderRef, index),
         quiet
@@ -253,6 +280,21 @@ export class World {
     }
     this.readLock()
     this.settle()
+    if (this.options.scenario === "held") this.holdFirst(this.contenders[0]!)
+  }
+
+  // Set-up of a held lock: every call of the holder's first acquisition, in
+  // its own order, before anyone else's first call. Its checks are made, its
+  // invariants checked, and its generation counted; the schedule starts after.
+  private holdFirst(holder: Contender): void {
+    while (holder.phase !== "holding") {
+      const next = this.enabled().find((open) => open.contender === holder.index && !open.crash)
+      if (next === undefined || this.violations.length > 0) {
+        throw new Error(`${this.name(holder)} could not take a free lock to start from: ${this.violations.join("; ")}`)
+      }
+      this.take(next.actor)
+    }
+    this.history.length = 0
   }
 
   private withFileSystem(context: Context.Context<ProcessInfo.ProcessInfo | Posix.Posix>) {
@@ -368,7 +410,10 @@ export class World {
       this.readLock()
       this.history.push(`${transition.actor} ${transition.label}`)
     }
-    if (!contender.crashed && transition.label.startsWith("rename ") && contender.entry !== undefined) {
+    // Only its own calls move its entry into the lock (its rename) and out of
+    // it (its release's unlink, or an older release's rename to a
+    // tombstone). Anyone else's that takes it out is a violation, seen below.
+    if (!contender.crashed && transition.visible && !transition.crash && contender.entry !== undefined) {
       const inLock = this.lockEntries.includes(contender.entry)
       contender.left ||= contender.renamed && !inLock
       contender.renamed ||= inLock
@@ -382,8 +427,8 @@ export class World {
     this.lockEntries = this.run(Effect.orElseSucceed(this.fs.readDirectory(LOCK), (): ReadonlyArray<string> => []))
   }
 
-  // A live holder: from its successful rename until its release (the rename
-  // of its entry out of the lock) or crash.
+  // A live holder: from its successful rename until its release takes its
+  // entry out of the lock (its unlink), or its crash.
   private holds(contender: Contender): boolean {
     return !contender.crashed && contender.renamed && !contender.left && contender.phase !== "released"
   }
@@ -411,7 +456,7 @@ export class World {
     }
     // Every generation handed out is greater than every one handed out before it.
     for (const holder of this.handedOut.splice(0)) {
-      const generation = holder.generation!
+      const generation = holder.generations[holder.generations.length - 1]!
       if (generation <= this.highestGeneration) {
         this.violate(`${this.name(holder)} was handed generation ${generation}, after ${this.highestGeneration}`)
       }
@@ -434,10 +479,9 @@ export class World {
       Effect.orElseSucceed(this.fs.readDirectory(HOME, { recursive: true }), (): Array<string> => [])
     )
     const counter = this.run(Effect.orElseSucceed(this.fs.readLink(COUNTER), () => "none"))
-    const outcomes = this.contenders.map((contender) => {
-      const ended = this.outcomeOf(contender, home, violations)
-      return contender.generation === undefined ? ended : `${ended} ${contender.generation}`
-    })
+    const outcomes = this.contenders.map((contender) =>
+      [this.outcomeOf(contender, home, violations), ...contender.generations].join(" ")
+    )
     const end = `${outcomes.join(" ")} | ${home.map(canonical).sort().join(" ")} | generation ${counter}`
     const next = nextByEnd?.get(end) ?? this.oneMore()
     nextByEnd?.set(end, next)
@@ -449,13 +493,14 @@ export class World {
 
   // How a contender ended; a contender that returned must have left nothing
   // but its socket, which stays while it lives: no staging directory, no
-  // tombstone, no link of the generation counter.
+  // link of the generation counter. (A tombstone, which older releases made,
+  // is litter for whoever acquires next, not the releaser's to clean.)
   private outcomeOf(contender: Contender, home: ReadonlyArray<string>, violations: Array<string>): string {
     if (contender.crashed) return "crashed"
     const exit = contender.exit!
     const isOwn = (path: string) =>
       path.startsWith(`${contender.pid}.`) || path.startsWith(`generation.${contender.pid}.`)
-    if (home.some((path) => isOwn(path) && !path.endsWith(".sock"))) {
+    if (home.some((path) => isOwn(path) && !path.endsWith(".sock") && !path.endsWith(TOMBSTONE))) {
       violations.push(`${this.name(contender)} returned and left its litter: ${home.join(", ")}`)
     }
     if (Exit.isSuccess(exit)) return contender.phase
