@@ -4,7 +4,7 @@
 // Commands: {"op":"acquire","wait":true|false,"stale":ms,"name":…} → {"ok":true|false,"t":…,"tag":…,"detail":…}
 //           (`name`, when given, instead of the one on the command line: one
 //           process taking several locks in turn)
-//           {"op":"release"} → {"released":true,"t0":…,"t1":…,"cancels":…} (just before and after the release)
+//           {"op":"release"} → {"released":true,"t0":…,"t1":…} (just before and after the release)
 // Before it says it is ready, it takes and releases another lock once, so that
 // the lock's code has run once, as in a process that has been up for a while.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
@@ -86,52 +86,18 @@ const fileLockClient = (processInfo) =>
 
 // Loaded for pglock only: the file-lock agents load what they did before.
 const pgLockClient = async () => {
-  const [PgClient, Redacted, PgLock, pg] = await Promise.all([
+  const [PgClient, Redacted, PgLock] = await Promise.all([
     import("@effect/sql-pg/PgClient"),
     import("effect/Redacted"),
-    import("effect-pidlock/PgLock"),
-    import("pg")
+    import("effect-pidlock/PgLock")
   ])
-  // A release interrupts the lock's watchdog, whose first check is sent at
-  // once; @effect/sql-pg cancels an interrupted statement in the background
-  // with `SELECT pg_cancel_backend(<backend pid>)` on another connection of
-  // the pool, which may only arrive once the lock's connection is back in the
-  // pool and running the next acquisition's statement: a blocked wait then
-  // fails ("canceling statement due to user request"). Those cancels are
-  // counted, and each release waits for them to be answered.
-  let cancelsSent = 0
-  let cancelsInFlight = 0
-  const poolQuery = pg.Pool.prototype.query
-  pg.Pool.prototype.query = function(text, ...rest) {
-    const callback = rest.at(-1)
-    if (typeof text !== "string" || !text.startsWith("SELECT pg_cancel_backend(") || typeof callback !== "function") {
-      return poolQuery.call(this, text, ...rest)
-    }
-    cancelsSent++
-    cancelsInFlight++
-    return poolQuery.call(this, text, ...rest.slice(0, -1), (...results) => {
-      cancelsInFlight--
-      callback(...results)
-    })
-  }
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-  const client = effectClient(
+  return effectClient(
     Layer.mergeAll(
       ProcessInfo.layer.pipe(Layer.provide(NodeFileSystem.layer)),
       PgClient.layer({ url: Redacted.make(dir) })
     ),
     PgLock.acquire
   )
-  return {
-    ...client,
-    // The interrupted check sends its cancel from a fiber of its own, a moment
-    // after the release has returned.
-    settle: async () => {
-      await sleep(5)
-      while (cancelsInFlight > 0) await sleep(1)
-    },
-    cancelsSent: () => cancelsSent
-  }
 }
 
 const client = impl === "effect-pidlock"
@@ -141,19 +107,15 @@ const client = impl === "effect-pidlock"
   : impl === "pglock"
   ? await pgLockClient()
   : properClient()
-// Before the next acquisition: what the last release left running is done.
-const settle = () => client.settle?.() ?? Promise.resolve()
 const warmUp = await client.acquire(`${name}-warm-up-${process.pid}`, {})
 if (!warmUp.ok) throw new Error(`warm-up: ${warmUp.tag}`)
 await client.release()
-await settle()
 if (impl === "pglock") {
   // Its waiting acquisition sends other statements (the lock_timeout, the
   // blocking lock): they run once too, on a free lock.
   const waitingWarmUp = await client.acquire(`${name}-warm-up-${process.pid}`, { wait: true })
   if (!waitingWarmUp.ok) throw new Error(`warm-up: ${waitingWarmUp.tag}`)
   await client.release()
-  await settle()
 }
 onLines(async (line) => {
   const command = JSON.parse(line)
@@ -163,10 +125,7 @@ onLines(async (line) => {
   } else if (command.op === "release") {
     const t0 = now()
     await client.release()
-    const t1 = now()
-    await settle()
-    // pglock: the cancels sent so far by this process (see pgLockClient).
-    send({ released: true, t0, t1, cancels: client.cancelsSent?.() })
+    send({ released: true, t0, t1: now() })
   }
 })
-send({ ready: true, cancels: client.cancelsSent?.() })
+send({ ready: true })

@@ -635,15 +635,13 @@ const pgHandoff = async () => {
   const fromEnd: Array<number> = []
   const releases: Array<number> = []
   const reports: Array<number> = []
-  // The cancels each agent has sent (bench/agent.mjs, pgLockClient).
-  let [holderCancels, waiterCancels] = [0, 0]
   for (let i = 0; i < count; i++) {
     holder.send({ op: "acquire" })
     const held = await holder.next()
     if (!held.ok) throw new Error(`pg hand-off: the holder did not get the lock: ${JSON.stringify(held)}`)
     waiter.send({ op: "acquire", wait: true })
     const reply = waiter.next()
-    // Noted on arrival: the holder's answer, awaited first, comes later (its agent waits for its cancels).
+    // Noted on arrival: the holder's answer, awaited first, may come later.
     const receivedAt = reply.then(() => now())
     await waiterBlocked(db, "handoff", reply)
     holder.send({ op: "release" })
@@ -654,9 +652,8 @@ const pgHandoff = async () => {
     fromStart.push(acquired.t - released.t0)
     fromEnd.push(acquired.t - released.t1)
     releases.push(released.t1 - released.t0)
-    holderCancels = released.cancels
     waiter.send({ op: "release" })
-    waiterCancels = (await waiter.next()).cancels
+    await waiter.next()
   }
   await Promise.all([stop(holder), stop(waiter)])
   const m = median(fromStart)
@@ -673,9 +670,6 @@ const pgHandoff = async () => {
     `#   times from now() in the agents; the waiter's report reached the driver ${
       fixed(median(reports), 2)
     } ms (median; min ${fixed(Math.min(...reports), 2)}) after its timestamp`
-  )
-  console.log(
-    `#   pg_cancel_backend sent by @effect/sql-pg for the watchdog's check that a release interrupted, from the start of each agent: holder ${holderCancels}, waiter ${waiterCancels}; each agent waits for its own before answering a release, as a late one cancels the next statement of that connection (a blocked wait fails)`
   )
 }
 

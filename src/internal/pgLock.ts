@@ -165,6 +165,12 @@ type Row = Record<string, string | boolean | null>
 const run = (connection: SqlConnection.Connection, statement: string, params: ReadonlyArray<unknown> = []) =>
   connection.execute(statement, params, undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError>
 
+// Gives back whatever advisory lock the session holds: the session is the
+// lock's alone, and a session-level advisory lock outlives the statement that
+// failed after taking it.
+const unlockAll = (connection: SqlConnection.Connection): Effect.Effect<void> =>
+  Effect.ignore(run(connection, "SELECT pg_advisory_unlock_all()"))
+
 // Runs `statement`, making the registry first when it does not exist yet.
 const runRegistered = (connection: SqlConnection.Connection, statement: string, params: ReadonlyArray<unknown>) =>
   run(connection, statement, params).pipe(
@@ -213,10 +219,11 @@ const lockOnce = (
       if (row.taken !== true) return { _tag: "Held" } as const
       // The lock is this session's by now: a failure gives it back, or the
       // connection would go back to the pool holding it.
-      const unlockAll: Effect.Effect<void> = Effect.ignore(run(connection, "SELECT pg_advisory_unlock_all()"))
       return {
         _tag: "Taken",
-        generation: yield* parseGeneration(row.generation, resolved.location).pipe(Effect.tapError(() => unlockAll)),
+        generation: yield* parseGeneration(row.generation, resolved.location).pipe(
+          Effect.tapError(() => unlockAll(connection))
+        ),
         key: String(row.key),
         backendPid: Number(row.backend_pid)
       } as const
@@ -294,8 +301,8 @@ const tryOnce = (connection: SqlConnection.Connection, resolved: Resolved, owner
 
 // Waits in the server, which wakes the call the moment the holder's lock is
 // released or its session ends, for at most `wait` (the session's
-// lock_timeout, put back afterwards). An interrupted wait is cancelled by
-// the client; a lock granted just before the cancel is given back.
+// lock_timeout, put back afterwards, also when the setting itself was
+// interrupted). An interruption is handled by `attemptOnce`.
 const waitOnce = (
   connection: SqlConnection.Connection,
   resolved: Resolved,
@@ -306,12 +313,11 @@ const waitOnce = (
     const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(wait)
     for (;;) {
       const remaining = Math.max(1, Math.ceil(deadline - (yield* Clock.currentTimeMillis)))
-      yield* run(connection, "SELECT set_config('lock_timeout', $1, false)", [`${remaining}ms`])
-      const attempt = yield* lockOnce(connection, resolved, WAIT_LOCK, ownerText).pipe(
+      const attempt = yield* run(connection, "SELECT set_config('lock_timeout', $1, false)", [`${remaining}ms`]).pipe(
+        Effect.zipRight(lockOnce(connection, resolved, WAIT_LOCK, ownerText)),
         Effect.map(Option.some),
         Effect.catchIf((error) => error._tag === "SqlError" && isLockTimeout(error), () => Effect.succeedNone),
-        Effect.ensuring(Effect.ignore(run(connection, "RESET lock_timeout"))),
-        Effect.onInterrupt(() => Effect.ignore(run(connection, "SELECT pg_advisory_unlock_all()")))
+        Effect.ensuring(Effect.ignore(run(connection, "RESET lock_timeout")))
       )
       if (Option.isSome(attempt) && attempt.value._tag === "Taken") return attempt.value
       const holder = yield* readHolder(connection, resolved)
@@ -338,12 +344,18 @@ const endSession = (sql: PgClient.PgClient, backendPid: number, timeout: Duratio
   )
 
 // A statement that gets no answer (a network partition) fails after
-// `timeout` instead of hanging. The client's cancel of it goes on in the
-// background: it needs the server too.
+// `timeout` instead of hanging. Neither the timeout nor an interruption (the
+// watchdog's, stopped by the release) cancels it, only the waiting for it:
+// @effect/sql-pg would send the cancel later, from a new connection of the
+// pool, and by then it could end the statement that runs after this one on
+// the session (the next acquisition's wait, once the session is back in the
+// pool). The statement finishes on its session, and the next one queues
+// behind it in the driver.
 const answeredWithin =
   (timeout: Duration.Duration, what: string) =>
   <A>(statement: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
     statement.pipe(
+      Effect.uninterruptible,
       Effect.disconnect,
       Effect.timeoutFail({
         duration: timeout,
@@ -414,16 +426,32 @@ const makeLock = (
 // Entry points
 // -----------------------------------------------------------------------------
 
-const attemptOnce = (connection: SqlConnection.Connection, resolved: Resolved, ownerText: string) => {
+// Runs in the acquisition, which is uninterruptible so that a lock taken is
+// always registered for release; `interruptibly` gives the attempt back the
+// caller's interruptibility, so that an interrupted wait stops at once. An
+// interruption while a statement is in flight has @effect/sql-pg cancel it
+// (pg_cancel_backend from another connection of the pool), the only way to
+// stop a blocked pg_advisory_lock; unlike the watchdog's, this cancel is
+// awaited (for up to 5 s, longer than any answer of a pool with a free
+// connection) before the session runs anything else or goes back to the pool.
+// A lock granted just before the cancel, or taken before the interruption was
+// seen, is given back.
+const attemptOnce = (
+  connection: SqlConnection.Connection,
+  resolved: Resolved,
+  ownerText: string,
+  interruptibly: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+) => {
   const { wait } = resolved
-  if (wait === undefined) return tryOnce(connection, resolved, ownerText)
-  if (Schedule.isSchedule(wait)) {
-    return Effect.retry(tryOnce(connection, resolved, ownerText), {
+  const attempt = wait === undefined
+    ? tryOnce(connection, resolved, ownerText)
+    : Schedule.isSchedule(wait)
+    ? Effect.retry(tryOnce(connection, resolved, ownerText), {
       schedule: wait as unknown as Schedule.Schedule<unknown, PidLock.LockHeld | PidLock.CorruptLock | SqlError>,
       while: (error) => error._tag === "LockHeld"
     })
-  }
-  return waitOnce(connection, resolved, ownerText, wait)
+    : waitOnce(connection, resolved, ownerText, wait)
+  return interruptibly(attempt).pipe(Effect.onInterrupt(() => unlockAll(connection)))
 }
 
 /** @internal */
@@ -446,12 +474,14 @@ export const acquire = Effect.fn("PgLock.acquire")(function*(options: PgLock.Opt
     // session's, and the connection goes back to the pool only after it was
     // given back (the reservation's finalizer runs after the release's).
     const connection = yield* resolved.sql.reserve
-    const { lock, verify } = yield* Effect.acquireRelease(
-      Effect.map(
-        attemptOnce(connection, resolved, ownerText),
-        (taken) => makeLock(connection, resolved, owner, taken, loss, Scope.close(lockScope, Exit.void))
-      ),
-      ({ lock }) => releaseInFinalizer(loss)(lock)
+    const { lock, verify } = yield* Effect.uninterruptibleMask((interruptibly) =>
+      Effect.acquireRelease(
+        Effect.map(
+          attemptOnce(connection, resolved, ownerText, interruptibly),
+          (taken) => makeLock(connection, resolved, owner, taken, loss, Scope.close(lockScope, Exit.void))
+        ),
+        ({ lock }) => releaseInFinalizer(loss)(lock)
+      )
     )
     // Forked after the release was registered, so it is stopped before the release runs.
     if (resolved.checkInterval !== false) {
