@@ -45,22 +45,30 @@ export const SOCKET_NAME = /^\d+\.[0-9a-f]+\.sock$/
 // Release 0.1 wrote records without `machineId`, `socket` and `startClock`;
 // they still decode, and are judged without them (a start time without a
 // clock is in clock ticks since boot).
-const OwnerRecordSchema = Schema.Struct({
-  v: Schema.Literal(1),
-  pid: Schema.Int.pipe(Schema.positive()),
-  startTime: Schema.String.pipe(Schema.pattern(/^\d+$/)),
-  startClock: Schema.optional(Schema.Literal("unix-seconds")),
-  bootId: Schema.String,
-  pidNamespace: Schema.String,
-  hostname: Schema.String,
-  machineId: Schema.optional(Schema.String),
-  cmdline: Schema.Array(Schema.String),
-  acquiredAt: Schema.String,
-  token: Schema.String.pipe(Schema.pattern(/^[0-9a-f]+$/)),
-  socket: Schema.optional(Schema.String.pipe(Schema.pattern(SOCKET_NAME)))
-})
+const makeOwnerRecordSchema = () =>
+  Schema.Struct({
+    v: Schema.Literal(1),
+    pid: Schema.Int.pipe(Schema.positive()),
+    startTime: Schema.String.pipe(Schema.pattern(/^\d+$/)),
+    startClock: Schema.optional(Schema.Literal("unix-seconds")),
+    bootId: Schema.String,
+    pidNamespace: Schema.String,
+    hostname: Schema.String,
+    machineId: Schema.optional(Schema.String),
+    cmdline: Schema.Array(Schema.String),
+    acquiredAt: Schema.String,
+    token: Schema.String.pipe(Schema.pattern(/^[0-9a-f]+$/)),
+    socket: Schema.optional(Schema.String.pipe(Schema.pattern(SOCKET_NAME)))
+  })
 
-const decodeFields = Schema.decodeUnknownEither(OwnerRecordSchema, { errors: "first" })
+type FieldsDecoder = (fields: unknown) => Either.Either<PidLock.OwnerRecord, ParseResult.ParseError>
+
+// Made on first use, not on import: importing the package is on every
+// process's start-up path, reading a record only on an acquisition's.
+let fieldsDecoder: FieldsDecoder | undefined
+
+const decodeFields: FieldsDecoder = (fields) =>
+  (fieldsDecoder ??= Schema.decodeUnknownEither(makeOwnerRecordSchema(), { errors: "first" }))(fields)
 
 // What each field must be, said to a person whose record does not decode;
 // `[]` stands for any element of a list.
@@ -106,8 +114,27 @@ export const decodeRecord = (text: string): Either.Either<PidLock.OwnerRecord, s
 // command line is cut to the arguments that fit, measured once each.
 const RECORD_MAX_BYTES = 3072
 
-/** @internal */
+// Whether this process has decoded a record yet.
+let decoderWarm = false
+
+/**
+ * The record as its owner entry's target. The first record a process encodes
+ * is also decoded once, its result unused: the decoder's code then runs, and
+ * is compiled, in the process's first acquisition, rather than in the first
+ * takeover of a dead holder's lock, where the time counts.
+ *
+ * @internal
+ */
 export const encodeRecord = (record: PidLock.OwnerRecord): string => {
+  const text = encodeFitting(record)
+  if (!decoderWarm) {
+    decoderWarm = true
+    decodeRecord(text)
+  }
+  return text
+}
+
+const encodeFitting = (record: PidLock.OwnerRecord): string => {
   let budget = RECORD_MAX_BYTES - Buffer.byteLength(JSON.stringify({ ...record, cmdline: [] }))
   let kept = 0
   for (const arg of record.cmdline) {
