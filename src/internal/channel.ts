@@ -12,8 +12,9 @@ import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as PidLock from "../PidLock.js"
-import * as Posix from "../Posix.js"
+import type * as Posix from "../Posix.js"
 import { decodeDuration, DURATION_EXAMPLES } from "./duration.js"
+import { MAX_FRAME_BYTES } from "./posix.js"
 
 // Messages to the holder, over its socket in the lock home: one request and
 // one reply per connection, each a JSON document in one frame.
@@ -80,12 +81,12 @@ const refusal = (reason: PidLock.Refused["reason"], detail: string): Reply => ({
 
 // Always fits in a frame: a reply too long to send says so instead.
 const encodeReply = (reply: Reply): Uint8Array =>
-  Option.match(Option.filter(encodeJson(reply), (bytes) => bytes.length <= Posix.MAX_FRAME_BYTES), {
+  Option.match(Option.filter(encodeJson(reply), (bytes) => bytes.length <= MAX_FRAME_BYTES), {
     onNone: () =>
       Option.getOrThrow(encodeJson(refusal(
         "Declined",
         reply.ok
-          ? `the holder's reply is not JSON, or longer than ${Posix.MAX_FRAME_BYTES} bytes`
+          ? `the holder's reply is not JSON, or longer than ${MAX_FRAME_BYTES} bytes`
           : reply.detail.slice(0, 1024)
       ))),
     onSome: (bytes) => bytes
@@ -310,7 +311,7 @@ export const encodeRequest = (
 ): Either.Either<Uint8Array, "NotJson" | number> =>
   Option.match(encodeJson(request), {
     onNone: () => Either.left("NotJson" as const),
-    onSome: (bytes) => bytes.length > Posix.MAX_FRAME_BYTES ? Either.left(bytes.length) : Either.right(bytes)
+    onSome: (bytes) => bytes.length > MAX_FRAME_BYTES ? Either.left(bytes.length) : Either.right(bytes)
   })
 
 /** Whether a request's failure means the socket is hung up on us. @internal */

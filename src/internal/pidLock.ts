@@ -17,7 +17,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as PidLock from "../PidLock.js"
-import * as Posix from "../Posix.js"
+import type * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import * as Channel from "./channel.js"
 import { errnoOf, isNotFound } from "./errno.js"
@@ -34,7 +34,7 @@ import {
 import { defaultDir, dirFromEnvironment, validateDir } from "./location.js"
 import { validateCheckInterval, validateName, validateObject, validateWait } from "./options.js"
 import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
-import { tag as posixTag } from "./posix.js"
+import { MAX_FRAME_BYTES, tag as posixTag } from "./posix.js"
 import { isSameProcess, tag as processInfoTag } from "./processInfo.js"
 import { show } from "./text.js"
 
@@ -494,10 +494,10 @@ const judgeHolder = (
 
 // The socket of a holder judged gone: no process has it open, and no other
 // process will ever listen under its name.
-const removeSocketOf = ({ fs, paths }: Resolved, record: PidLock.OwnerRecord) =>
+const removeSocketOf = ({ paths, posix }: Resolved, record: PidLock.OwnerRecord) =>
   record.socket === undefined
     ? Effect.void
-    : Effect.ignore(fs.remove(Path.join(paths.home, record.socket), { force: true }))
+    : Effect.ignore(posix.unlink(Path.join(paths.home, record.socket)))
 
 // What dead processes leave in the lock home, collected after a successful
 // acquire that found a staging directory in the home (its link count tells
@@ -852,6 +852,11 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
   }
   return Effect.gen(function*() {
     const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(wait)
+    // Tried once without a watch: only a held lock pays for one. The loop's
+    // first attempt then runs under its watch, so no change is missed.
+    const first = yield* Effect.exit(attempt)
+    const held = first._tag === "Failure" && Option.exists(Cause.failureOption(first.cause), isLockHeld)
+    if (!held || deadline <= (yield* Clock.currentTimeMillis)) return yield* first
     let poll = POLL_FIRST
     for (;;) {
       const outcome = yield* withWatch(fs, lockPath, (change) =>
@@ -1003,7 +1008,7 @@ export const send = Effect.fn("PidLock.send")(function*(options: PidLock.SendOpt
   if (Either.isLeft(request)) {
     return yield* request.left === "NotJson"
       ? new PidLock.InvalidOptions({ option: "data", value: options.data, reason: "is not a value JSON can hold" })
-      : new PidLock.MessageTooLarge({ size: request.left, limit: Posix.MAX_FRAME_BYTES })
+      : new PidLock.MessageTooLarge({ size: request.left, limit: MAX_FRAME_BYTES })
   }
   const answer = yield* posix.request(socket, request.right, timeout).pipe(
     Effect.catchAll((error): Effect.Effect<never, PidLock.SendError | PidLock.PermissionDenied | PlatformError> => {

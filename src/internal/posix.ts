@@ -471,45 +471,55 @@ const request = (
 // Connecting to a Unix socket never waits on Linux (a full queue is EAGAIN at
 // once); the guard is for what should not happen, and it fails rather than
 // say "Refused", which would hand a live holder's lock to a contender.
-const PROBE_TIMEOUT = "2 seconds"
+const PROBE_TIMEOUT_MILLIS = 2_000
 
-const connect = (address: string): Effect.Effect<"Listening", NodeJS.ErrnoException> =>
+// A timer of the socket's own, not a race of fibers: a probe is on the path
+// of every takeover, and of a process's first.
+const connect = (address: string, path: string): Effect.Effect<"Listening", NodeJS.ErrnoException> =>
   Effect.async((resume) => {
     const socket = Net.connect({ path: address })
-    socket.on("connect", () => {
+    const timer = setTimeout(() => {
       socket.destroy()
+      resume(Effect.fail(nodeError("ETIMEDOUT", "connect", path)))
+    }, PROBE_TIMEOUT_MILLIS)
+    const end = () => {
+      clearTimeout(timer)
+      socket.destroy()
+    }
+    socket.on("connect", () => {
+      end()
       resume(Effect.succeed("Listening"))
     })
     socket.on("error", (error) => {
-      socket.destroy()
+      end()
       resume(Effect.fail(error))
     })
-    return Effect.sync(() => socket.destroy())
+    return Effect.sync(end)
   })
 
 const probe = (path: string): Effect.Effect<Posix.Probe, PlatformError> =>
-  Effect.scoped(Effect.flatMap(addressOf("connect", path), connect)).pipe(
-    Effect.catchAll((error): Effect.Effect<Posix.Probe, PlatformError> => {
-      switch (error.code) {
-        // a listener that is not accepting, its queue full: it exists
-        case "EAGAIN":
-        // the connection was made and then reset: a listener took it (ours
-        // hang up at once), or died while it was queued, after it answered
-        case "ECONNRESET":
-          return Effect.succeed("Listening")
-        case "ECONNREFUSED":
-          return Effect.succeed("Refused")
-        case "ENOENT":
-          return Effect.succeed("Missing")
-        default:
-          return Effect.fail(systemError("probe", path, error))
-      }
-    }),
-    Effect.timeoutFail({
-      duration: PROBE_TIMEOUT,
-      onTimeout: () => systemError("probe", path, nodeError("ETIMEDOUT", "connect", path), "TimedOut")
-    })
-  )
+  (Buffer.byteLength(path) <= MAX_ADDRESS_BYTES
+    ? connect(path, path)
+    : Effect.scoped(Effect.flatMap(addressOf("connect", path), (address) => connect(address, path)))).pipe(
+      Effect.catchAll((error): Effect.Effect<Posix.Probe, PlatformError> => {
+        switch (error.code) {
+          // a listener that is not accepting, its queue full: it exists
+          case "EAGAIN":
+          // the connection was made and then reset: a listener took it (ours
+          // hang up at once), or died while it was queued, after it answered
+          case "ECONNRESET":
+            return Effect.succeed("Listening")
+          case "ECONNREFUSED":
+            return Effect.succeed("Refused")
+          case "ENOENT":
+            return Effect.succeed("Missing")
+          case "ETIMEDOUT":
+            return Effect.fail(systemError("probe", path, error, "TimedOut"))
+          default:
+            return Effect.fail(systemError("probe", path, error))
+        }
+      })
+    )
 
 // -----------------------------------------------------------------------------
 // kill(pid, 0)
