@@ -635,11 +635,13 @@ describe("effect-pidlock break", () => {
     }))
 
   // strace makes each unlink of the owner entry fail with ENOENT, as when
-  // another breaker removed it between an lstat and that unlink. fs.rm (those
-  // two calls) counts that as its own removal; a rename of the entry, the
-  // compare-and-swap, is not fooled.
+  // another breaker removed it first. The removal is that one unlink of the
+  // exact name, the compare-and-swap: its ENOENT is the answer, so break says
+  // someone else removed it and claims nothing. (fs.rm, an lstat and then the
+  // unlink, would have counted it as its own removal.) The entry stays: only
+  // the injection said it was gone.
   it.scopedLive.skipIf(ChildProcess.spawnSync("strace", ["-V"]).status !== 0)(
-    "says it broke the lock only when it removed the entry itself",
+    "says it broke the lock only when its unlink removed the entry, and not when the unlink found it gone",
     () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
@@ -658,8 +660,9 @@ describe("effect-pidlock break", () => {
         ]
         const result = yield* Effect.flatMap(startCli(["break", "--name", NAME, "--dir", dir], strace), finished)
         assert.strictEqual(result.code, 0, result.stderr)
-        assert.include(result.stdout, "broke", result.stderr)
-        assert.deepStrictEqual(lockEntries(dir), [], `it said: ${result.stdout}`)
+        assert.include(result.stdout, "was already removed by someone else", result.stderr)
+        assert.notInclude(result.stdout, "broke")
+        assert.deepStrictEqual(lockEntries(dir), [entryNameOf(record)], `it said: ${result.stdout}`)
       })
   )
 
