@@ -318,9 +318,9 @@ describe("what a process does once, and what only a reader of lost starts", () =
       const other = yield* world.contender()
       yield* Effect.orDie(world.fs.makeDirectory(DIR, { recursive: true, mode: 0o755 }))
       let checks = 0
-      yield* world.memory.setHook((call) =>
+      const countChecks: Testing.Hook = (call) =>
         Effect.sync(() => void (call.method === "lstat" && (call.path === HOME || call.path === DIR) && checks++))
-      )
+      yield* world.memory.setHook(countChecks)
       const checksOf = <A, E>(effect: Effect.Effect<A, E>) =>
         Effect.suspend(() => {
           const before = checks
@@ -332,8 +332,7 @@ describe("what a process does once, and what only a reader of lost starts", () =
       assert.isAbove(yield* checksOf(other.run(acquireAndRelease)), 0)
       // A failure other than a held lock forgets the check.
       yield* world.memory.setHook(Testing.combineHooks(
-        (call) =>
-          Effect.sync(() => void (call.method === "lstat" && (call.path === HOME || call.path === DIR) && checks++)),
+        countChecks,
         Testing.failMatching({ method: "readLink", path: Path.join(HOME, "generation"), errno: "EIO", times: 1 })
       ))
       assert.isTrue(Exit.isFailure(yield* Effect.exit(me.run(acquireAndRelease))))
