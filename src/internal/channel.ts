@@ -286,10 +286,8 @@ export const serveMessages = (
   const stop = Effect.suspend(() => {
     stopped = true
     if (router?.current === serve) router.current = undefined
-    return Effect.zipRight(
-      answering.size === 0 ? Effect.void : Fiber.interruptAll([...answering]),
-      queue === undefined ? Effect.void : Queue.shutdown(queue)
-    )
+    const shutdown = queue === undefined ? Effect.void : Queue.shutdown(queue)
+    return answering.size === 0 ? shutdown : Effect.zipRight(Fiber.interruptAll([...answering]), shutdown)
   })
   return {
     // Made when read; read after `stop` with no message ever queued, it ends at once.

@@ -34,22 +34,21 @@ export interface Releaser<E> {
  */
 export const makeReleaser = <E>(removal: Effect.Effect<void, PidLock.LockCompromised | E>): Releaser<E> => {
   let state: "held" | "releasing" | "released" = "held"
-  let inFlight: Deferred.Deferred<void, PidLock.LockCompromised | E> | undefined
+  // The outcome of the release in flight, made only when a second caller
+  // comes to wait for it.
+  let waiting: Deferred.Deferred<void, PidLock.LockCompromised | E> | undefined
   const release = Effect.suspend((): Effect.Effect<void, PidLock.LockCompromised | E> => {
     if (state === "released") return Effect.void
-    if (inFlight !== undefined) return Deferred.await(inFlight)
-    const deferred = Deferred.unsafeMake<void, PidLock.LockCompromised | E>(FiberId.none)
-    inFlight = deferred
+    if (state === "releasing") return Deferred.await(waiting ??= Deferred.unsafeMake(FiberId.none))
     state = "releasing"
-    return removal.pipe(
-      Effect.onExit((exit) => {
-        const retryable = Exit.isFailure(exit) &&
-          !Option.exists(Cause.failureOption(exit.cause), isCompromised)
-        state = retryable ? "held" : "released"
-        inFlight = undefined
-        return Deferred.done(deferred, exit)
-      })
-    )
+    return Effect.flatMap(Effect.exit(removal), (exit) => {
+      const retryable = Exit.isFailure(exit) &&
+        !Option.exists(Cause.failureOption(exit.cause), isCompromised)
+      state = retryable ? "held" : "released"
+      const waiters = waiting
+      waiting = undefined
+      return waiters === undefined ? exit : Effect.zipRight(Deferred.done(waiters, exit), exit)
+    })
   }).pipe(Effect.uninterruptible)
   return { release, isHeld: () => state === "held" }
 }
@@ -83,7 +82,10 @@ export interface Held<L extends PidLock.PidLock<unknown>> {
 }
 
 /** @internal */
-export const makeLoss: Effect.Effect<Loss> = Effect.map(Deferred.make<never, PidLock.LockCompromised>(), (deferred) => {
+export const makeLoss = (): Loss => {
+  // Made when first asked for: most locks are never lost nor watched.
+  let deferred: Deferred.Deferred<never, PidLock.LockCompromised> | undefined
+  const deferredOf = () => deferred ??= Deferred.unsafeMake<never, PidLock.LockCompromised>(FiberId.none)
   let told = false
   const tell = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.tapError(effect, (error) =>
@@ -92,8 +94,15 @@ export const makeLoss: Effect.Effect<Loss> = Effect.map(Deferred.make<never, Pid
           told = true
         })
         : Effect.void)
-  return { deferred, lost: tell(Deferred.await(deferred)), tell, isTold: () => told }
-})
+  return {
+    get deferred() {
+      return deferredOf()
+    },
+    lost: tell(Effect.suspend(() => Deferred.await(deferredOf()))),
+    tell,
+    isTold: () => told
+  }
+}
 
 // A release that fails for a passing reason (EIO, a dropped connection) is
 // tried again at once.

@@ -135,6 +135,9 @@ export const encodeRecord = (record: PidLock.OwnerRecord): string => {
 }
 
 const encodeFitting = (record: PidLock.OwnerRecord): string => {
+  const whole = JSON.stringify(record)
+  // Every character takes at most 3 bytes in UTF-8.
+  if (whole.length * 3 <= RECORD_MAX_BYTES || Buffer.byteLength(whole) <= RECORD_MAX_BYTES) return whole
   let budget = RECORD_MAX_BYTES - Buffer.byteLength(JSON.stringify({ ...record, cmdline: [] }))
   let kept = 0
   for (const arg of record.cmdline) {
@@ -142,8 +145,21 @@ const encodeFitting = (record: PidLock.OwnerRecord): string => {
     if (budget < 0) break
     kept++
   }
-  return JSON.stringify(kept === record.cmdline.length ? record : { ...record, cmdline: record.cmdline.slice(0, kept) })
+  return JSON.stringify({ ...record, cmdline: record.cmdline.slice(0, kept) })
 }
 
+// Random bytes drawn a few hundred tokens at a time: one draw each costs
+// more than the rest of making a record.
+const TOKEN_BYTES = 8
+const randomPool = Buffer.alloc(TOKEN_BYTES * 256)
+let randomUsed = randomPool.length
+
 /** @internal */
-export const newToken = () => Crypto.randomBytes(8).toString("hex")
+export const newToken = (): string => {
+  if (randomUsed === randomPool.length) {
+    Crypto.randomFillSync(randomPool)
+    randomUsed = 0
+  }
+  randomUsed += TOKEN_BYTES
+  return randomPool.toString("hex", randomUsed - TOKEN_BYTES, randomUsed)
+}

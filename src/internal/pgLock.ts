@@ -464,7 +464,7 @@ export const acquire = Effect.fn("PgLock.acquire")(function*(options: PgLock.Opt
     token: newToken()
   }
   const ownerText = encodeRecord(owner)
-  const loss = yield* makeLoss
+  const loss = makeLoss()
   // A scope of the lock's own inside the caller's, closed at once when the
   // acquisition fails: a refused attempt gives its connection back now, not
   // when the caller's scope ends.

@@ -13,7 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as PidLock from "../PidLock.js"
@@ -56,6 +56,8 @@ interface Paths {
   readonly perUser: boolean
   readonly home: string
   readonly lock: string
+  /** The generation counter. */
+  readonly counter: string
 }
 
 const validateOnStale = (onStale: unknown): Either.Either<"takeover" | "fail", PidLock.InvalidOptions> =>
@@ -67,8 +69,12 @@ const validateOnStale = (onStale: unknown): Either.Either<"takeover" | "fail", P
 
 const pathsOf = (name: string, dir: string, perUser: boolean): Paths => {
   const home = Path.join(dir, name)
-  return { name, dir, perUser, home, lock: Path.join(home, "lock") }
+  return { name, dir, perUser, home, lock: Path.join(home, "lock"), counter: Path.join(home, GENERATION) }
 }
+
+// `name` (one path component) in `dir` (absolute and normalized, never
+// "/"): what `Path.join` would make, without its normalizing.
+const inDirectory = (dir: string, name: string) => `${dir}/${name}`
 
 // -----------------------------------------------------------------------------
 // Errors
@@ -594,7 +600,7 @@ const take = (
     }
     const name = entryName(owner)
     const text = encodeRecord(owner)
-    const staging = Path.join(paths.home, name)
+    const staging = inDirectory(paths.home, name)
     // 0700 whatever the umask: the lock directory it becomes must not be
     // writable by others.
     const makeStaging = posix.makeDirectory(staging, 0o700)
@@ -605,25 +611,52 @@ const take = (
         return Effect.zipRight(checkHome(resolved, paths), makeStaging)
       })
     )
+    // A staging directory that did not become the lock is removed. (No
+    // interruption comes between: `acquire` takes the lock uninterruptibly.)
+    const tookOver = yield* Effect.zipRight(
+      posix.symlink(text, inDirectory(staging, name)),
+      occupy(resolved, staging, owner, onStale)
+    ).pipe(
+      Effect.tapErrorCause(() => removeStaging(resolved.fs, staging))
+    )
+    const entry = inDirectory(paths.lock, name)
+    // A lock whose counter cannot be advanced is given back: a holder without
+    // a generation could not fence its writes.
+    const generation = yield* advanceGeneration(resolved, name).pipe(
+      Effect.tapError(() => giveBack(posix, entry))
+    )
+    if (tookOver || (home !== "cached" && mayHoldStaging(home))) {
+      yield* removeLitter(resolved, name, owner.socket, tookOver)
+    }
+    return { entry, owner, text, generation }
+  }).pipe(
+    Effect.catchAll((error) => {
+      if (error._tag !== "LockHeld" && error._tag !== "StaleLock") forgetHome(resolved.posix, resolved.paths.home)
+      return Effect.fail(isPlatformError(error) ? refineError(error) : error)
+    })
+  )
 
-    let renamed = false
-    let tookOver = false
-    yield* Effect.gen(function*() {
-      yield* posix.symlink(text, Path.join(staging, name))
-      for (;;) {
-        // Exactly one contender wins the rename onto an absent or empty lock.
-        const occupied = yield* posix.rename(staging, paths.lock).pipe(
-          Effect.as(false),
-          Effect.catchIf(isOccupied, () => Effect.succeed(true)),
-          Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectory(paths.lock)))
-        )
-        if (!occupied) {
-          renamed = true
-          return
-        }
-        yield* checkLockDirectory(resolved, paths.lock)
-        const holder = yield* readHolder(resolved.fs, paths.lock)
-        if (Option.isNone(holder)) continue
+// Renames `staging` onto the lock: exactly one contender wins the rename
+// onto an absent or empty lock. A lock held by a live holder fails with
+// `LockHeld`; a stale one is taken over (or fails with `StaleLock`), and the
+// rename tried again. True when a stale lock was taken over.
+const occupy = (
+  resolved: Resolved,
+  staging: string,
+  owner: PidLock.OwnerRecord,
+  onStale: "takeover" | "fail"
+): Effect.Effect<boolean, PidLock.PidLockError | PlatformError> => {
+  const { info, paths, posix } = resolved
+  const renamed = posix.rename(staging, paths.lock).pipe(
+    Effect.as(true),
+    Effect.catchIf(isOccupied, () => Effect.succeed(false)),
+    Effect.catchIf(isNotADirectory, () => Effect.fail(notADirectory(paths.lock)))
+  )
+  const contend = (tookOver: boolean): Effect.Effect<boolean, PidLock.PidLockError | PlatformError> =>
+    Effect.gen(function*() {
+      yield* checkLockDirectory(resolved, paths.lock)
+      const holder = yield* readHolder(resolved.fs, paths.lock)
+      if (Option.isSome(holder)) {
         const { entry, record } = holder.value
         const verdict = yield* judgeHolder(resolved, record)
         if (verdict._tag !== "Stale") {
@@ -648,27 +681,10 @@ const take = (
           if (record.socket !== owner.socket) yield* removeSocketOf(resolved, record)
         }
       }
-    }).pipe(
-      Effect.onExit(() => renamed ? Effect.void : removeStaging(resolved.fs, staging))
-    )
-    const entry = Path.join(paths.lock, name)
-    // A lock whose counter cannot be advanced is given back: a holder without
-    // a generation could not fence its writes.
-    const generation = yield* advanceGeneration(resolved, name).pipe(
-      Effect.tapError(() => giveBack(posix, entry))
-    )
-    if (tookOver || (home !== "cached" && mayHoldStaging(home))) {
-      yield* removeLitter(resolved, name, owner.socket, tookOver)
-    }
-    return { entry, owner, text, generation }
-  }).pipe(
-    Effect.tapError((error) =>
-      error._tag === "LockHeld" || error._tag === "StaleLock" ?
-        Effect.void :
-        Effect.sync(() => forgetHome(resolved.posix, resolved.paths.home))
-    ),
-    Effect.mapError((error) => isPlatformError(error) ? refineError(error) : error)
-  )
+      return yield* Effect.flatMap(renamed, (won) => won ? Effect.succeed(tookOver) : contend(tookOver))
+    })
+  return Effect.flatMap(renamed, (won) => won ? Effect.succeed(false) : contend(false))
+}
 
 // Removes the owner entry at `entry` (`<home>/lock/<pid>.<token>`) if it is
 // still there: true when this call removed it, false when it was gone (or
@@ -707,7 +723,7 @@ const advanceGeneration = (
   { paths, posix }: Resolved,
   name: string
 ): Effect.Effect<number, PidLock.CorruptLock | PlatformError> => {
-  const counter = Path.join(paths.home, GENERATION)
+  const { counter } = paths
   const unreadable = (detail: string) => Effect.fail(corrupt(counter, "UnreadableRecord", detail))
   return posix.readLink(counter).pipe(
     Effect.flatMap((text) =>
@@ -718,7 +734,7 @@ const advanceGeneration = (
     Effect.catchIf(isNotFound, () => Effect.succeed(0)),
     Effect.catchIf(isNotALink, () => unreadable("generation counter is not a symbolic link")),
     Effect.flatMap((last) => {
-      const next = Path.join(paths.home, `${GENERATION}.${name}`)
+      const next = inDirectory(paths.home, `${GENERATION}.${name}`)
       return posix.symlink(String(last + 1), next).pipe(
         // A link that was not renamed is removed at once: a contender that
         // gives the lock back leaves nothing of its own in the home.
@@ -758,9 +774,13 @@ const makeLock = (
   const compromised = () => new PidLock.LockCompromised({ location: paths.lock, owner: taken.owner })
   const { isHeld, release } = makeReleaser(
     // Messages are no longer served from the start of the release.
-    Effect.zipRight(serving.stop, removeEntry(posix, taken.entry)).pipe(
-      Effect.mapError(refineError),
-      Effect.flatMap((removed) => removed ? Effect.void : Effect.fail(compromised()))
+    Effect.zipRight(
+      serving.stop,
+      // Our entry gone already: someone else removed it, the lock was lost.
+      Effect.catchAll(
+        posix.unlink(taken.entry),
+        (error) => Effect.fail(isAbsent(error) ? compromised() : refineError(error))
+      )
     )
   )
   const verify = Effect.suspend(() =>
@@ -881,36 +901,43 @@ const services: Effect.Effect<Services, never, FileSystem.FileSystem | ProcessIn
     posix: Context.get(context, posixTag)
   }))
 
-// Every option is checked before anything is read or touched.
+// Every option is checked before anything is read or touched, in the order
+// below; the first that is invalid is the error.
+const checkOptions = (input: unknown) =>
+  Either.flatMap(validateObject(input), (options) =>
+    Either.all({
+      name: validateName(options.name),
+      dir: validateDir(options.dir),
+      onStale: validateOnStale(options.onStale),
+      wait: validateWait(options.wait),
+      checkInterval: validateCheckInterval(options.checkInterval),
+      onMessage: Channel.validateOnMessage(options.onMessage)
+    }))
+
 const resolve = (input: unknown) =>
   Effect.gen(function*() {
-    const options = yield* validateObject(input)
-    const name = yield* validateName(options.name)
-    const given = (yield* validateDir(options.dir)) ?? (yield* dirFromEnvironment)
-    const onStale = yield* validateOnStale(options.onStale)
-    const wait = yield* validateWait(options.wait)
-    const checkInterval = yield* validateCheckInterval(options.checkInterval)
-    const onMessage = yield* Channel.validateOnMessage(options.onMessage)
+    const { dir, name, ...options } = yield* checkOptions(input)
+    const given = dir ?? (yield* dirFromEnvironment)
     const found = yield* services
     const paths = given !== undefined
       ? pathsOf(name, given, false)
       : pathsOf(name, yield* Effect.mapError(defaultDir(found.posix, found.info), refineError), true)
-    return { resolved: { ...found, paths }, onStale, wait, checkInterval, onMessage }
+    return { resolved: { ...found, paths }, ...options }
   })
 
 /** @internal */
 export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.Options) {
   const { checkInterval, onMessage, onStale, resolved, wait } = yield* resolve(options)
-  const loss = yield* makeLoss
+  const loss = makeLoss()
   // The acquiring fiber's: the watchdog and the answers to messages run in it.
   const runtime = yield* Effect.runtime<never>()
   const serving = Channel.serveMessages(resolved.posix, resolved.paths.home, onMessage, runtime)
   const scope = yield* Effect.scope
   const watch = checkInterval === false ? Option.none() : Option.some({ interval: checkInterval, runtime, scope })
-  const attempt = Effect.acquireRelease(
-    Effect.map(take(resolved, onStale), (taken) => makeLock(resolved, taken, loss, serving, watch).lock),
-    releaseInFinalizer(loss)
-  )
+  const attempt = Effect.uninterruptible(Effect.flatMap(take(resolved, onStale), (taken) => {
+    const { lock } = makeLock(resolved, taken, loss, serving, watch)
+    return Effect.as(Scope.addFinalizer(scope, releaseInFinalizer(loss)(lock)), lock)
+  }))
   const lock = yield* wait === undefined
     ? attempt
     : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
