@@ -143,16 +143,7 @@ const fileInfo = (stats: NFS.Stats): FileSystem.File.Info => ({
 })
 
 const lstat = (path: string): Effect.Effect<FileSystem.File.Info, PlatformError> =>
-  Effect.async((resume) => {
-    try {
-      NFS.lstat(path, (error, stats) =>
-        resume(error === null ? Effect.succeed(fileInfo(stats)) : Effect.fail(systemError("lstat", path, error))))
-    } catch (cause) {
-      // Node throws at once on a path it cannot hand to the system (a NUL
-      // byte in it): the platform reports that as a bad argument.
-      resume(Effect.fail(new BadArgument({ module: "FileSystem", method: "lstat", cause })))
-    }
-  })
+  syncCall("lstat", path, () => fileInfo(NFS.lstatSync(path)))
 
 // -----------------------------------------------------------------------------
 // socket addresses
@@ -248,15 +239,24 @@ const unlinkQuietly = (path: string): Effect.Effect<void> =>
 const stagingOf = (path: string) => `${path}.new`
 
 const publish = (path: string): Effect.Effect<void, NodeJS.ErrnoException> =>
-  Effect.async((resume) => {
+  Effect.suspend(() => {
     const staging = stagingOf(path)
-    NFS.link(staging, path, (error) =>
-      NFS.unlink(staging, () =>
-        resume(
-          error === null
-            ? Effect.void
-            : Effect.fail(error.code === "EEXIST" ? nodeError("EADDRINUSE", "listen", path) : error)
-        )))
+    try {
+      NFS.linkSync(staging, path)
+      return Effect.void
+    } catch (error) {
+      return Effect.fail(
+        isErrnoException(error) && error.code === "EEXIST"
+          ? nodeError("EADDRINUSE", "listen", path)
+          : error as NodeJS.ErrnoException
+      )
+    } finally {
+      try {
+        NFS.unlinkSync(staging)
+      } catch {
+        // Gone already: nothing to remove.
+      }
+    }
   })
 
 // libuv reports bind's ENOENT as EACCES (as Windows would): a missing
