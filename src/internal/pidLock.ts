@@ -69,7 +69,7 @@ const validateOnStale = (onStale: unknown): Either.Either<"takeover" | "fail", P
 
 const pathsOf = (name: string, dir: string, perUser: boolean): Paths => {
   const home = Path.join(dir, name)
-  return { name, dir, perUser, home, lock: Path.join(home, "lock"), counter: Path.join(home, GENERATION) }
+  return { name, dir, perUser, home, lock: inDirectory(home, "lock"), counter: inDirectory(home, GENERATION) }
 }
 
 // `name` (one path component) in `dir` (absolute and normalized, never
@@ -914,20 +914,24 @@ const checkOptions = (input: unknown) =>
       onMessage: Channel.validateOnMessage(options.onMessage)
     }))
 
+// A plain chain, not a generator: it runs on every acquisition.
 const resolve = (input: unknown) =>
-  Effect.gen(function*() {
-    const { dir, name, ...options } = yield* checkOptions(input)
-    const given = dir ?? (yield* dirFromEnvironment)
-    const found = yield* services
-    const paths = given !== undefined
-      ? pathsOf(name, given, false)
-      : pathsOf(name, yield* Effect.mapError(defaultDir(found.posix, found.info), refineError), true)
-    return { resolved: { ...found, paths }, ...options }
+  Effect.flatMap(Effect.zip(checkOptions(input), services), ([options, found]) => {
+    const resolved = (dir: string, perUser: boolean) => ({
+      resolved: { fs: found.fs, info: found.info, posix: found.posix, paths: pathsOf(options.name, dir, perUser) },
+      options
+    })
+    return options.dir !== undefined
+      ? Effect.succeed(resolved(options.dir, false))
+      : Effect.flatMap(dirFromEnvironment, (given) =>
+        given !== undefined
+          ? Effect.succeed(resolved(given, false))
+          : Effect.map(Effect.mapError(defaultDir(found.posix, found.info), refineError), (dir) => resolved(dir, true)))
   })
 
 /** @internal */
 export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.Options) {
-  const { checkInterval, onMessage, onStale, resolved, wait } = yield* resolve(options)
+  const { options: { checkInterval, onMessage, onStale, wait }, resolved } = yield* resolve(options)
   const loss = makeLoss()
   // The acquiring fiber's: the watchdog and the answers to messages run in it.
   const runtime = yield* Effect.runtime<never>()
