@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
@@ -21,16 +22,7 @@ import type * as Posix from "../Posix.js"
 import * as ProcessInfo from "../ProcessInfo.js"
 import * as Channel from "./channel.js"
 import { errnoOf, isNotFound } from "./errno.js"
-import {
-  type Held,
-  type Loss,
-  makeLoss,
-  makeReleaser,
-  releaseInFinalizer,
-  watchdog,
-  whenAwaited,
-  withLockOf
-} from "./heldLock.js"
+import { type Loss, makeLoss, makeReleaser, releaseInFinalizer, watchdog, whenAwaited, withLockOf } from "./heldLock.js"
 import { defaultDir, dirFromEnvironment, validateDir } from "./location.js"
 import { validateCheckInterval, validateName, validateObject, validateWait } from "./options.js"
 import { decodeRecord, describeHolder, encodeRecord, newToken, SOCKET_NAME } from "./ownerRecord.js"
@@ -768,7 +760,7 @@ const makeLock = (
     readonly runtime: Runtime.Runtime<never>
     readonly scope: Scope.Scope
   }>
-): Held<PidLock.FileLock> => {
+): PidLock.FileLock => {
   // Made only when it happens: an error captures a stack trace, too dear to
   // pay on every acquisition.
   const compromised = () => new PidLock.LockCompromised({ location: paths.lock, owner: taken.owner })
@@ -823,7 +815,7 @@ const makeLock = (
       return serving.messages
     }
   }
-  return { lock, verify }
+  return lock
 }
 
 // The next change in the directory at `path`. A watch that cannot be armed
@@ -852,6 +844,9 @@ const POLL_MAX = Duration.seconds(1)
 
 const isLockHeld = (error: { readonly _tag: string }): boolean => error._tag === "LockHeld"
 
+const failedHeld = <A, E extends { readonly _tag: string }>(exit: Exit.Exit<A, E>): boolean =>
+  exit._tag === "Failure" && Option.exists(Cause.failureOption(exit.cause), isLockHeld)
+
 // Tries again while the lock is held: on every change in the lock directory,
 // and on a poll whose interval doubles up to a second, since watches miss
 // events on some file systems and a holder's death makes none. Only the
@@ -875,16 +870,14 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
     // Tried once without a watch: only a held lock pays for one. The loop's
     // first attempt then runs under its watch, so no change is missed.
     const first = yield* Effect.exit(attempt)
-    const held = first._tag === "Failure" && Option.exists(Cause.failureOption(first.cause), isLockHeld)
-    if (!held || deadline <= (yield* Clock.currentTimeMillis)) return yield* first
+    if (!failedHeld(first) || deadline <= (yield* Clock.currentTimeMillis)) return yield* first
     let poll = POLL_FIRST
     for (;;) {
       const outcome = yield* withWatch(fs, lockPath, (change) =>
         Effect.gen(function*() {
           const result = yield* Effect.exit(attempt)
-          const held = result._tag === "Failure" && Option.exists(Cause.failureOption(result.cause), isLockHeld)
           const remaining = deadline - (yield* Clock.currentTimeMillis)
-          if (!held || remaining <= 0) return Option.some(result)
+          if (!failedHeld(result) || remaining <= 0) return Option.some(result)
           yield* Effect.raceFirst(change, Effect.sleep(Duration.min(poll, Duration.millis(remaining))))
           return Option.none()
         }))
@@ -939,7 +932,7 @@ export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.O
   const scope = yield* Effect.scope
   const watch = checkInterval === false ? Option.none() : Option.some({ interval: checkInterval, runtime, scope })
   const attempt = Effect.uninterruptible(Effect.flatMap(take(resolved, onStale), (taken) => {
-    const { lock } = makeLock(resolved, taken, loss, serving, watch)
+    const lock = makeLock(resolved, taken, loss, serving, watch)
     return Effect.as(Scope.addFinalizer(scope, releaseInFinalizer(loss)(lock)), lock)
   }))
   const lock = yield* wait === undefined
