@@ -364,6 +364,28 @@ describe("what a process does once, and what only a reader of lost starts", () =
         assert.strictEqual((yield* Fiber.join(lost))._tag, "LockCompromised")
       }))
     }))
+
+  it.effect("withLock starts the watchdog when its body first yields: none for a body that ends at once", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const me = yield* world.contender()
+      const options = { name: NAME, dir: DIR, checkInterval: "1 second" } as const
+      let reads = 0
+      yield* world.memory.setHook((call) =>
+        Effect.sync(() => void (call.method === "readLink" && call.path.startsWith(`${LOCK}/`) && reads++))
+      )
+      assert.strictEqual(yield* me.run(PidLock.withLock(Effect.succeed("done"), options)), "done")
+      assert.strictEqual(reads, 0)
+      // A body that waits is watched, and stopped by a loss.
+      const work = yield* Effect.fork(me.run(PidLock.withLock(Effect.never, options)))
+      yield* TestClock.adjust("1 second")
+      assert.isAbove(reads, 0)
+      const [entry] = yield* Effect.orDie(world.fs.readDirectory(LOCK))
+      yield* Effect.orDie(world.fs.remove(Path.join(LOCK, entry!)))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Effect.flip(Fiber.join(work))
+      assert.isTrue(error._tag === "LockCompromised" && error.workStopped === true)
+    }))
 })
 
 describe("release, shared and retried", () => {

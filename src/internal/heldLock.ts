@@ -202,8 +202,14 @@ export const withLockOf = <EL, EA, RA, A, E, R>(
 ): Effect.Effect<A, E | EA | EL | PidLock.LockCompromised, Exclude<R | RA, Scope.Scope>> =>
   Effect.scoped(
     Effect.flatMap(acquire, (lock) => {
-      const stopped = Effect.catchAll(lock.lost, ({ detail, location, owner }) =>
-        Effect.fail(new PidLock.LockCompromised({ location, owner, detail, workStopped: true })))
+      // Awaited (and the watchdog started) once `self` first yields: a body
+      // that ends without yielding could not be stopped, and its release
+      // still finds a loss.
+      const stopped = Effect.zipRight(
+        Effect.yieldNow(),
+        Effect.catchAll(lock.lost, ({ detail, location, owner }) =>
+          Effect.fail(new PidLock.LockCompromised({ location, owner, detail, workStopped: true })))
+      )
       return Effect.zipLeft(Effect.raceFirst(self, stopped), releaseRetried(lock))
     })
   )
