@@ -41,11 +41,12 @@ const effectBatch = (options) => (samples) =>
     }
   }))
 
-// `PidLock.withLock(Effect.void, …)`: withLock races the work against
-// `lock.lost`, so its watchdog starts on every cycle.
-const withLockBatch = (options) => (samples) =>
+// `PidLock.withLock(body, …)`: withLock races the body against `lock.lost`
+// from the body's first yield, so its watchdog starts on every cycle whose
+// body yields, and on none whose body ends at once (`Effect.void`).
+const withLockBatch = (body, options) => (samples) =>
   runtime.runPromise(Effect.gen(function*() {
-    const cycle = PidLock.withLock(Effect.void, options)
+    const cycle = PidLock.withLock(body, options)
     for (let i = 0; i < batch; i++) {
       const start = performance.now()
       yield* cycle
@@ -186,7 +187,9 @@ const pidlockBatch = () => {
 const makers = {
   "effect-pidlock": () => effectBatch({ name: "effect-pidlock", dir }),
   "effect-pidlock-nowatchdog": () => effectBatch({ name: "effect-pidlock-nowatchdog", dir, checkInterval: false }),
-  "effect-pidlock-withlock": () => withLockBatch({ name: "effect-pidlock-withlock", dir }),
+  "effect-pidlock-withlock": () => withLockBatch(Effect.void, { name: "effect-pidlock-withlock", dir }),
+  "effect-pidlock-withlock-yield": () =>
+    withLockBatch(Effect.yieldNow(), { name: "effect-pidlock-withlock-yield", dir }),
   floor: floorBatch,
   "floor-effect": effectFloorBatch,
   "proper-lockfile": properBatch,

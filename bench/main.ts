@@ -108,6 +108,7 @@ const IMPLS = [
   "pidlock",
   "effect-pidlock-nowatchdog",
   "effect-pidlock-withlock",
+  "effect-pidlock-withlock-yield",
   "floor-effect"
 ] as const
 
@@ -129,6 +130,7 @@ const cycle = () => {
   const ratioFloor = m["effect-pidlock"] / m.floor
   const ratioProper = m["effect-pidlock"] / m["proper-lockfile"]
   const withLock = m["effect-pidlock-withlock"]
+  const withLockYield = m["effect-pidlock-withlock-yield"]
   console.log(
     `cycle: effect-pidlock=${fixed(m["effect-pidlock"], 0)} floor=${fixed(m.floor, 0)} proper-lockfile=${
       fixed(m["proper-lockfile"], 0)
@@ -143,10 +145,14 @@ const cycle = () => {
     } cycles each, default options, Effect.scoped(PidLock.acquire(…)); the floor is the cycle's 7 system calls (mkdir, symlink, rename; readlink, symlink, rename of the generation; unlink) made synchronously, as the Node layer makes them, with no Effect`
   )
   console.log(
-    `#   PidLock.withLock(Effect.void, …), whose race against lock.lost starts the watchdog every cycle: ${
+    `#   PidLock.withLock(Effect.void, …), whose body ends without yielding, so no watchdog starts: ${
       fixed(withLock, 0)
     } (ratio_proper_lockfile=${fixed(withLock / m["proper-lockfile"], 2)} ratio_floor=${
       fixed(withLock / m.floor, 2)
+    }); PidLock.withLock(Effect.yieldNow(), …), whose body yields once, so the watchdog starts every cycle: ${
+      fixed(withLockYield, 0)
+    } (ratio_floor=${
+      fixed(withLockYield / m.floor, 2)
     }); checkInterval: false, to cost as the default does, which starts no watchdog while lost is not awaited: ${
       fixed(m["effect-pidlock-nowatchdog"], 0)
     } (ratio_floor=${
