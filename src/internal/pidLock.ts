@@ -766,13 +766,10 @@ const makeLock = (
   const compromised = () => new PidLock.LockCompromised({ location: paths.lock, owner: taken.owner })
   const { isHeld, release } = makeReleaser(
     // Messages are no longer served from the start of the release.
-    Effect.zipRight(
-      serving.stop,
+    Effect.zipRight(serving.stop, removeEntry(posix, taken.entry)).pipe(
+      Effect.mapError(refineError),
       // Our entry gone already: someone else removed it, the lock was lost.
-      Effect.catchAll(
-        posix.unlink(taken.entry),
-        (error) => Effect.fail(isAbsent(error) ? compromised() : refineError(error))
-      )
+      Effect.flatMap((removed) => removed ? Effect.void : Effect.fail(compromised()))
     )
   )
   const verify = Effect.suspend(() =>
