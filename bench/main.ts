@@ -245,6 +245,34 @@ const takeoverSeries = async (count: number): Promise<Array<number>> => {
   return times
 }
 
+/**
+ * A contender already waiting for the lock (`wait`, blocked for 1.5 s, so
+ * that its poll is at its slowest, once a second) when the holder is
+ * SIGKILLed. The death changes nothing on disk: the waiter learns of it when
+ * the holder's socket hangs up its connection. Times from the kill.
+ */
+const takeoverWaitingOnce = async (): Promise<{ total: number; reaped: number }> => {
+  const dir = Path.join(base, "takeover-waiting")
+  Fs.mkdirSync(dir, { recursive: true })
+  const name = `waiting-${++takeoverRuns}`
+  const holder = start("agent.mjs", ["effect-pidlock", dir, name])
+  const waiter = start("agent.mjs", ["effect-pidlock", dir, name])
+  await Promise.all([holder.next(), waiter.next()])
+  holder.send({ op: "acquire" })
+  const held = await holder.next()
+  if (!held.ok) throw new Error(`waiting takeover: the holder did not get the lock: ${JSON.stringify(held)}`)
+  waiter.send({ op: "acquire", wait: true })
+  await sleep(1500)
+  const reaped = new Promise<number>((resolve) => holder.process.once("exit", () => resolve(now())))
+  const killedAt = now()
+  holder.process.kill("SIGKILL")
+  const took = await waiter.next()
+  const reapedAt = await reaped
+  await stop(waiter)
+  if (!took.ok) throw new Error(`waiting takeover: the waiter failed: ${JSON.stringify(took)}`)
+  return { total: took.t - killedAt, reaped: reapedAt - killedAt }
+}
+
 const takeover = async () => {
   const runs = quick ? 2 : 10
   const ours: Array<{ total: number; reaped: number }> = []
@@ -290,6 +318,18 @@ const takeover = async () => {
     `#   ${seriesCount} series: one contender process takes over from ${seriesLength} killed holders in turn (each on a lock of its own, its holder freshly started), from the SIGKILL to holding, the contender starting when the holder is reaped; first: the process's first takeover (median over the series), later: the median of the takeovers after it (${
       seriesLength - 1
     } per series); per series: ${allSeries.map((times) => times.map((time) => fixed(time)).join(" ")).join(" | ")}`
+  )
+  const waiting: Array<{ total: number; reaped: number }> = []
+  for (let i = 0; i < runs; i++) waiting.push(await takeoverWaitingOnce())
+  const waitingMedian = median(waiting.map((run) => run.total))
+  console.log(
+    `takeover_waiting_ms: effect-pidlock=${fixed(waitingMedian)}` +
+      verdict(waitingMedian <= 25, "median ≤ 25 ms, as takeover_ms")
+  )
+  console.log(
+    `#   from the SIGKILL to a contender that was already waiting (wait: "60 seconds", for 1.5 s: its poll at once a second) holding the lock, median of ${runs}, a fresh pair each: kill to reaped ${
+      fixed(median(waiting.map((run) => run.reaped)))
+    }; the waiter learns of the death from the holder's socket, which hangs up its connection`
   )
 }
 

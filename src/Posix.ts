@@ -24,9 +24,10 @@
  * The same socket carries messages to the holder ({@link Posix.serve},
  * {@link Posix.request}): one frame each way per connection, a 4-byte
  * big-endian length and then that many bytes, at most
- * {@link MAX_FRAME_BYTES}. A connection that sends nothing (a probe) is hung
- * up as before; a frame that is too long, cut short or late is dropped, and
- * the listener goes on.
+ * {@link MAX_FRAME_BYTES}. A connection that sends nothing is kept open
+ * while the listener serves ({@link Posix.awaitHangUp}: a waiter learns of
+ * the holder's death when it closes); a frame that is too long, cut short or
+ * late is dropped, and the listener goes on.
  *
  * The Node implementation is provided by `ProcessInfo.layer`; the in-memory
  * one by `effect-pidlock/testing`, with the same errors as the Node layer.
@@ -85,6 +86,22 @@ export interface Listener {
  * @category models
  */
 export type Probe = "Listening" | "Refused" | "Missing"
+
+/**
+ * How a connection kept open by {@link Posix.awaitHangUp} ended, or why none
+ * was made.
+ *
+ * - `HungUp`: the connection was made, and then the other side closed it:
+ *   the listening process died (the kernel closes what a dead process had
+ *   open), or it hung up itself (it listens without serving).
+ * - `Refused`, `Missing`: as a {@link Probe}; no connection was made.
+ * - `Busy`: a process has the socket open but does not accept (its queue is
+ *   full, `EAGAIN`): there is no connection to keep.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type HangUp = "HungUp" | "Refused" | "Missing" | "Busy"
 
 /**
  * The most bytes one frame carries, either way: 64 KiB.
@@ -175,6 +192,17 @@ export interface Posix {
    */
   readonly probe: (path: string) => Effect.Effect<Probe, PlatformError>
   /**
+   * Connect to the socket at `path`, send nothing, and wait until the other
+   * side hangs up: how a waiting contender learns at once that a holder died,
+   * which changes nothing on disk. A listener that serves keeps such a
+   * connection open while its process lives. Completes at once when no
+   * connection can be kept (see {@link HangUp}); any other failure is an
+   * error with `method: "awaitHangUp"`. Interrupting it hangs up.
+   *
+   * @since 0.2.0
+   */
+  readonly awaitHangUp: (path: string) => Effect.Effect<HangUp, PlatformError>
+  /**
    * `kill(pid, 0)`: whether a process with this PID exists, without
    * signalling it. `ESRCH` is `false`; success and `EPERM` (it runs as
    * another user) are `true`; so is a zombie, which exists until it is
@@ -250,9 +278,12 @@ export const Posix: Context.Tag<Posix, Posix> = internal.tag
  * - `listen` in a missing directory fails with `ENOENT` (`NotFound`), the
  *   directory's: libuv reports bind's `ENOENT` as `EACCES`, so on `EACCES`
  *   the directory is looked at before the error is told.
- * - A listener hangs up every connection at once, and queues few (8): a
- *   child that inherited its descriptor and never accepts fills the queue,
- *   and a probe that finds it full (`EAGAIN`) answers `Listening`.
+ * - A listener that serves nothing hangs up every connection at once; one
+ *   that serves reads a frame from each (a frame begun must be whole within
+ *   5 seconds) and keeps one that sends nothing open, up to 1,024
+ *   connections at once, of which 64 may be reading a frame. It queues few
+ *   (8): a child that inherited its descriptor and never accepts fills the
+ *   queue, and a probe that finds it full (`EAGAIN`) answers `Listening`.
  * - A probe that has no answer within 2 seconds fails (`reason: "TimedOut"`,
  *   `cause.code` `ETIMEDOUT`). A connection to a Unix socket does not wait,
  *   so this is a guard, not a verdict.

@@ -129,6 +129,7 @@ const notAsked = Posix.Posix.of({
   socketPath: () => "",
   listen: () => Effect.dieMessage("not asked"),
   probe: () => Effect.dieMessage("not asked"),
+  awaitHangUp: () => Effect.dieMessage("not asked"),
   processExists: () => Effect.dieMessage("not asked"),
   serve: () => Effect.dieMessage("not asked"),
   request: () => Effect.dieMessage("not asked")

@@ -481,6 +481,50 @@ describe("Posix.layerNode probe of another process", () => {
     }))
 })
 
+describe("Posix.layerNode awaitHangUp of another process", () => {
+  it.scopedLive("a child that serves keeps the connection open while it lives, past a frame's timeout; its SIGKILL hangs it up", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const posix = yield* posixNode
+      const { child, ready } = yield* spawnListener(dir, "--serve")
+      const waiting = yield* Effect.fork(posix.awaitHangUp(ready.path))
+      // It serves: a request made after the kept connection is answered.
+      assert.deepStrictEqual(yield* posix.request(ready.path, bytes("ping"), "5 seconds"), bytes("ping"))
+      // Longer than a frame begun may take (5 seconds): a connection that sends nothing is no frame.
+      yield* Effect.sleep("5500 millis")
+      assert.isNull(waiting.unsafePoll())
+      child.kill("SIGKILL")
+      assert.strictEqual(yield* Fiber.join(waiting), "HungUp")
+    }))
+
+  it.scopedLive("a child that listens without serving hangs up at once", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const posix = yield* posixNode
+      const { ready } = yield* spawnListener(dir)
+      assert.strictEqual(yield* posix.awaitHangUp(ready.path), "HungUp")
+    }))
+
+  it.scopedLive("a listener's connections kept open end when its layer's scope closes", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const holder = yield* buildPosix
+      const scope = yield* Scope.make()
+      yield* Effect.provideService(
+        holder.posix.serve(dir, (payload) => Effect.succeed(Option.some(payload))),
+        Scope.Scope,
+        scope
+      )
+      const posix = yield* posixNode
+      const socket = holder.posix.socketPath(dir)
+      const waiting = yield* Effect.fork(posix.awaitHangUp(socket))
+      assert.deepStrictEqual(yield* posix.request(socket, bytes("ping"), "5 seconds"), bytes("ping"))
+      assert.isNull(waiting.unsafePoll())
+      yield* holder.close
+      assert.strictEqual(yield* Fiber.join(waiting), "HungUp")
+    }))
+})
+
 // -----------------------------------------------------------------------------
 // the Node layer and the memory one (Testing.makePosix) answer alike
 // -----------------------------------------------------------------------------
@@ -566,6 +610,22 @@ const sharedCases: ReadonlyArray<SharedCase> = [
     }
   ],
   ["probe of a missing path", ({ dir, posix }) => observe(posix.probe(`${dir}/missing.sock`)), { ok: "Missing" }],
+  [
+    "awaitHangUp of a missing path, a regular file, a socket that listens without serving",
+    ({ dir, fs, posix }) =>
+      Effect.all([
+        observe(posix.awaitHangUp(`${dir}/missing.sock`)),
+        Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.awaitHangUp(`${dir}/file`))),
+        Effect.zipRight(posix.listen(dir), observe(posix.awaitHangUp(posix.socketPath(dir))))
+      ]),
+    [{ ok: "Missing" }, { ok: "Refused" }, { ok: "HungUp" }]
+  ],
+  [
+    "awaitHangUp through a file",
+    ({ dir, fs, posix }) =>
+      Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.awaitHangUp(`${dir}/file/below.sock`))),
+    { error: { reason: "BadResource", method: "awaitHangUp", syscall: "connect", code: "ENOTDIR" } }
+  ],
   [
     "probe of a regular file",
     ({ dir, fs, posix }) => Effect.zipRight(fs.writeFileString(`${dir}/file`, ""), observe(posix.probe(`${dir}/file`))),

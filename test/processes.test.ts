@@ -2,13 +2,17 @@
 // which loads the built package (dist/) by its own name, as an application
 // would. `npm test` builds first; after changing src/, run `npm run build`.
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import type * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as PidLock from "../src/PidLock.js"
+import * as Posix from "../src/Posix.js"
 import { formatReport, runStress } from "./stress/stress.js"
 import { describeChild, spawnNode, waitForExit, waitForLine } from "./support/children.js"
 import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
@@ -111,6 +115,39 @@ describe("real processes", () => {
       }),
     60_000
   )
+
+  it.scopedLive("a waiter takes over a SIGKILLed holder's lock, woken by the holder's socket hanging up", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const holder = yield* spawnHolder(["hold", "--dir", dir, "--name", NAME])
+      const ready = yield* waitForLine(holder, "ready")
+      // This process's Posix, telling when the waiter connects and how its connection ends.
+      const connecting = yield* Deferred.make<void>()
+      const outcomes: Array<Posix.HangUp> = []
+      const watched = Layer.effect(
+        Posix.Posix,
+        Effect.map(Posix.Posix, (posix) => ({
+          ...posix,
+          awaitHangUp: (path: string) =>
+            Effect.zipRight(
+              Deferred.succeed(connecting, undefined),
+              Effect.tap(posix.awaitHangUp(path), (outcome) => Effect.sync(() => outcomes.push(outcome)))
+            )
+        }))
+      ).pipe(Layer.provideMerge(nodeLayer))
+      const waiter = yield* Effect.fork(
+        Effect.scoped(PidLock.acquire({ name: NAME, dir, wait: "60 seconds" })).pipe(Effect.provide(watched))
+      )
+      yield* Deferred.await(connecting)
+      // Time for the connection to be made: a hang-up before it is no hang-up.
+      yield* Effect.sleep("200 millis")
+      assert.deepStrictEqual(outcomes, [], "the holder keeps the waiter's connection open while it lives")
+      holder.process.kill("SIGKILL")
+      const lock = yield* Fiber.join(waiter)
+      assert.strictEqual(lock.owner.pid, process.pid)
+      assert.strictEqual(lock.generation, (ready.generation as number) + 1)
+      assert.deepStrictEqual(outcomes, ["HungUp"])
+    }))
 
   it.scopedLive("a holder that set process.title is still alive: the next contender gets LockHeld (fault 3)", () =>
     Effect.gen(function*() {

@@ -142,6 +142,28 @@ describe("waiting on the test clock", () => {
       assert.notStrictEqual(lock.owner.pid, other.pid)
     }).pipe(Effect.provide(world)))
 
+  it.scoped("a holder's death hangs up its socket: a waiter takes over at once, with no poll", () =>
+    Effect.gen(function*() {
+      const processes = yield* Testing.ProcessTable
+      const other = yield* processes.spawn()
+      const otherProcess = yield* Layer.build(Testing.layerProcessInfo(other.pid))
+      const holder = yield* PidLock.acquire({ name: NAME, dir: "/tmp" }).pipe(Effect.provide(otherProcess))
+      const memory = yield* Testing.MemoryFileSystem
+      // The waiter keeps a connection to the holder's socket once its first attempts have failed.
+      const connected = yield* Deferred.make<void>()
+      yield* memory.setHook((call) =>
+        call.method === "awaitHangUp" ? Deferred.succeed(connected, undefined) : Effect.void
+      )
+      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      yield* Deferred.await(connected)
+      yield* Effect.repeatN(Effect.yieldNow(), 20)
+      assert.isNull(waiter.unsafePoll())
+      yield* processes.exit(other.pid)
+      const lock = yield* Fiber.join(waiter)
+      assert.notStrictEqual(lock.owner.pid, holder.owner.pid)
+      assert.strictEqual(lock.generation, holder.generation + 1)
+    }).pipe(Effect.provide(world)))
+
   it.scoped("the deadline gives LockHeld", () =>
     Effect.gen(function*() {
       yield* PidLock.acquire({ name: NAME, dir: "/tmp" })

@@ -841,17 +841,51 @@ const POLL_MAX = Duration.seconds(1)
 
 const isLockHeld = (error: { readonly _tag: string }): boolean => error._tag === "LockHeld"
 
-const failedHeld = <A, E extends { readonly _tag: string }>(exit: Exit.Exit<A, E>): boolean =>
-  exit._tag === "Failure" && Option.exists(Cause.failureOption(exit.cause), isLockHeld)
+// The LockHeld an attempt failed with, if it did.
+const heldBy = <A, E>(exit: Exit.Exit<A, E>): Option.Option<PidLock.LockHeld> =>
+  exit._tag === "Failure"
+    ? Option.filter(
+      Cause.failureOption(exit.cause),
+      (error): error is E & PidLock.LockHeld => error instanceof PidLock.LockHeld
+    )
+    : Option.none()
+
+// A holder's death changes nothing on disk, but it hangs up a connection to
+// its socket: a waiter keeps one open, and tries again the moment it closes.
+// Never for a holder without a socket, nor for this process (whose own
+// release the watch sees); and not twice in a row for one holder, so that a
+// holder that hangs up at once (it listens without serving) is left to the
+// poll rather than spun on. A connection that cannot be kept waits for nothing.
+const makeHangUpWatch = (posix: Posix.Posix, home: string) => {
+  let hungUp: string | undefined
+  return (held: PidLock.LockHeld): Effect.Effect<void> => {
+    const { socket, token } = held.holder
+    if (held.heldByThisProcess || socket === undefined) return Effect.never
+    if (hungUp === token) {
+      hungUp = undefined
+      return Effect.never
+    }
+    return posix.awaitHangUp(Path.join(home, socket)).pipe(
+      Effect.flatMap((outcome) =>
+        outcome === "HungUp"
+          ? Effect.sync(() => {
+            hungUp = token
+          })
+          : Effect.never
+      ),
+      Effect.catchAll(() => Effect.never)
+    )
+  }
+}
 
 // Tries again while the lock is held: on every change in the lock directory,
-// and on a poll whose interval doubles up to a second, since watches miss
-// events on some file systems and a holder's death makes none. Only the
+// when the holder's socket hangs up (its process died), and on a poll whose
+// interval doubles up to a second, since watches miss events on some file
+// systems and a holder without a socket dies without a sign. Only the
 // attempts are uninterruptible, never the waiting between them.
 const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
   attempt: Effect.Effect<A, E, R>,
-  fs: FileSystem.FileSystem,
-  lockPath: string,
+  { fs, paths, posix }: Resolved,
   wait: Duration.Duration | Schedule.Schedule<unknown, PidLock.LockHeld>
 ): Effect.Effect<A, E, R> => {
   if (Schedule.isSchedule(wait)) {
@@ -867,15 +901,21 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
     // Tried once without a watch: only a held lock pays for one. The loop's
     // first attempt then runs under its watch, so no change is missed.
     const first = yield* Effect.exit(attempt)
-    if (!failedHeld(first) || deadline <= (yield* Clock.currentTimeMillis)) return yield* first
+    if (Option.isNone(heldBy(first)) || deadline <= (yield* Clock.currentTimeMillis)) return yield* first
+    const hangUp = makeHangUpWatch(posix, paths.home)
     let poll = POLL_FIRST
     for (;;) {
-      const outcome = yield* withWatch(fs, lockPath, (change) =>
+      const outcome = yield* withWatch(fs, paths.lock, (change) =>
         Effect.gen(function*() {
           const result = yield* Effect.exit(attempt)
+          const held = heldBy(result)
           const remaining = deadline - (yield* Clock.currentTimeMillis)
-          if (!failedHeld(result) || remaining <= 0) return Option.some(result)
-          yield* Effect.raceFirst(change, Effect.sleep(Duration.min(poll, Duration.millis(remaining))))
+          if (Option.isNone(held) || remaining <= 0) return Option.some(result)
+          yield* Effect.raceAll([
+            change,
+            hangUp(held.value),
+            Effect.sleep(Duration.min(poll, Duration.millis(remaining)))
+          ])
           return Option.none()
         }))
       if (Option.isSome(outcome)) return yield* outcome.value
@@ -934,7 +974,7 @@ export const acquire = Effect.fn("PidLock.acquire")(function*(options: PidLock.O
   }))
   const lock = yield* wait === undefined
     ? attempt
-    : retryWhileHeld(attempt, resolved.fs, resolved.paths.lock, wait)
+    : retryWhileHeld(attempt, resolved, wait)
   // Served once the lock is ours, until its release begins.
   yield* serving.start
   return lock

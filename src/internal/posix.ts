@@ -197,14 +197,25 @@ const addressOf = (
 // still reads as listening, so a short one is enough and pins little.
 const BACKLOG = 8
 
+// A server and the connections it has open: a connection that sends nothing
+// is kept until its client hangs up, so closing the listener ends them too.
+interface Bound {
+  readonly server: Net.Server
+  readonly connections: Set<Net.Socket>
+}
+
 const bind = (
   address: string,
   onConnection: (connection: Net.Socket) => void
-): Effect.Effect<Net.Server, NodeJS.ErrnoException> =>
+): Effect.Effect<Bound, NodeJS.ErrnoException> =>
   Effect.async((resume) => {
-    const server = Net.createServer({ pauseOnConnect: true }, onConnection)
-    // Each connection being read holds a buffer of at most one frame: a cap
-    // on them bounds what clients can make the holder keep.
+    const connections = new Set<Net.Socket>()
+    const server = Net.createServer({ pauseOnConnect: true }, (connection) => {
+      connections.add(connection)
+      connection.on("close", () => connections.delete(connection))
+      onConnection(connection)
+    })
+    // A cap on descriptors; the buffers of frames being read have their own.
     server.maxConnections = MAX_CONNECTIONS
     server.unref()
     const onListenError = (error: NodeJS.ErrnoException) => resume(Effect.fail(error))
@@ -215,15 +226,17 @@ const bind = (
       server.off("error", onListenError)
       // A failed accept (EMFILE…) is emitted later; unheard, it would throw.
       server.on("error", () => {})
-      resume(Effect.succeed(server))
+      resume(Effect.succeed({ server, connections }))
     })
   })
 
 // Closing unlinks the name the server bound (libuv does so on close): its
-// staging name, gone by then once published.
-const closeServer = (server: Net.Server): Effect.Effect<void> =>
+// staging name, gone by then once published. The server's callback waits for
+// its connections to end, so they are ended first.
+const closeServer = ({ connections, server }: Bound): Effect.Effect<void> =>
   Effect.async((resume) => {
     server.close(() => resume(Effect.void))
+    for (const connection of connections) connection.destroy()
   })
 
 const unlinkQuietly = (path: string): Effect.Effect<void> =>
@@ -287,7 +300,7 @@ const open = (
       // The file at its name is ours once published, and removed with the listener.
       Effect.tap(() => Effect.acquireRelease(publish(path), () => unlinkQuietly(path))),
       Effect.catchAll(unmaskNotFound(path)),
-      Effect.map((server): Posix.Listener => ({ path, descriptor: descriptorOf(server) })),
+      Effect.map(({ server }): Posix.Listener => ({ path, descriptor: descriptorOf(server) })),
       Effect.mapError((error) => systemError("listen", path, error)),
       Scope.extend(scope),
       Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
@@ -302,11 +315,16 @@ export const MAX_FRAME_BYTES = 64 * 1024
 
 const HEADER_BYTES = 4
 
-const MAX_CONNECTIONS = 64
+// Connections open at once: a waiter keeps one (see `awaitHangUp`).
+const MAX_CONNECTIONS = 1024
 
-// A client that connects and then sends its frame slowly, or never finishes
-// it (killed mid-frame leaves an end; stopped leaves nothing), is hung up
-// after this: a frame is written at once, or not at all.
+// Connections reading a frame at once: each holds a buffer of at most one
+// frame, so a cap on them bounds what clients can make the holder keep.
+const MAX_READING = 64
+
+// A client that sends its frame slowly, or never finishes it (killed
+// mid-frame leaves an end; stopped leaves nothing), is hung up this long after
+// its first byte: a frame is written at once, or not at all.
 const FRAME_READ_TIMEOUT_MS = 5_000
 
 /** A frame: its payload's length, 4 bytes big-endian, then the payload. @internal */
@@ -336,47 +354,67 @@ export const frameReader = () => {
   }
 }
 
-// One connection to a listener: a probe sends nothing and is hung up as it
-// ends; a frame is read (and anything wrong with it ends the connection,
-// never the listener), handed to the handler that serves the socket when it
-// arrives, and answered. Without a handler, hung up at once, unread.
-const serveConnection = (serving: () => Serving | undefined) => (connection: Net.Socket): void => {
-  // A reset by the client is its own business.
-  connection.on("error", () => connection.destroy())
-  if (serving() === undefined) {
-    connection.destroy()
-    return
-  }
-  const read = frameReader()
-  connection.setTimeout(FRAME_READ_TIMEOUT_MS, () => connection.destroy())
-  // The client hangs up (it gave up waiting, or died): so does the holder,
-  // and the answer being made for it is interrupted.
-  connection.on("end", () => connection.destroy())
-  const onData = (chunk: Buffer): void => {
-    const frame = read(chunk)
-    if (frame === "more") return
-    connection.off("data", onData)
-    connection.setTimeout(0)
-    const serve = serving()
-    if (frame === "tooLong" || serve === undefined) {
+// The connections to one listener: a probe sends nothing and is hung up as it
+// ends; a waiter sends nothing and is kept until it hangs up (or this process
+// dies, which is what it waits for); a frame is read (and anything wrong with
+// it ends the connection, never the listener), handed to the handler that
+// serves the socket when it arrives, and answered. Without a handler, hung up
+// at once, unread.
+const serveConnection = (serving: () => Serving | undefined) => {
+  let reading = 0
+  return (connection: Net.Socket): void => {
+    // A reset by the client is its own business.
+    connection.on("error", () => connection.destroy())
+    if (serving() === undefined) {
       connection.destroy()
       return
     }
-    // Anything sent after the frame is read and ignored, so that a hang-up is seen.
-    connection.on("data", () => {})
-    const answering = serve(new Uint8Array(frame))
-    connection.on("close", () => answering.unsafeInterruptAsFork(FiberId.none))
-    answering.addObserver((exit) =>
-      Option.match(answerOf(exit), {
-        onNone: () => connection.destroy(),
-        onSome: (answer) => {
-          if (!connection.destroyed) connection.end(encodeFrame(answer))
+    const read = frameReader()
+    let counted = false
+    const doneReading = () => {
+      if (counted) reading--
+      counted = false
+    }
+    connection.on("close", doneReading)
+    // The client hangs up (it gave up waiting, or died): so does the holder,
+    // and the answer being made for it is interrupted.
+    connection.on("end", () => connection.destroy())
+    const onData = (chunk: Buffer): void => {
+      if (!counted) {
+        if (reading >= MAX_READING) {
+          connection.destroy()
+          return
         }
-      })
-    )
+        reading++
+        counted = true
+        connection.setTimeout(FRAME_READ_TIMEOUT_MS, () => connection.destroy())
+      }
+      const frame = read(chunk)
+      if (frame === "more") return
+      connection.off("data", onData)
+      connection.setTimeout(0)
+      doneReading()
+      const serve = serving()
+      if (frame === "tooLong" || serve === undefined) {
+        connection.destroy()
+        return
+      }
+      // Anything sent after the frame is read and ignored, so that a hang-up is seen.
+      connection.on("data", () => {})
+      const answering = serve(new Uint8Array(frame))
+      connection.on("close", () => answering.unsafeInterruptAsFork(FiberId.none))
+      answering.addObserver((exit) =>
+        Option.match(answerOf(exit), {
+          onNone: () => connection.destroy(),
+          onSome: (answer) => {
+            if (!connection.destroyed) connection.end(encodeFrame(answer))
+          }
+        })
+      )
+    }
+    connection.on("data", onData)
+    connection.resume()
   }
-  connection.on("data", onData)
-  connection.resume()
 }
 
 // -----------------------------------------------------------------------------
@@ -522,6 +560,57 @@ const probe = (path: string): Effect.Effect<Posix.Probe, PlatformError> =>
     )
 
 // -----------------------------------------------------------------------------
+// awaitHangUp
+// -----------------------------------------------------------------------------
+
+// A connection that sends nothing, kept until the other side ends it (or
+// resets it: a reset after the connection was made is a hang-up too). It
+// never keeps the process alive: whoever waits on it has a timer of its own.
+const keepConnected = (address: string): Effect.Effect<Posix.HangUp, NodeJS.ErrnoException> =>
+  Effect.async((resume) => {
+    const socket = Net.connect({ path: address })
+    socket.unref()
+    let connected = false
+    let done = false
+    const finish = (outcome: Effect.Effect<Posix.HangUp, NodeJS.ErrnoException>) => {
+      if (done) return
+      done = true
+      socket.destroy()
+      resume(outcome)
+    }
+    socket.on("connect", () => {
+      connected = true
+    })
+    // Whatever the listener sends is dropped, so that its end is seen.
+    socket.on("data", () => {})
+    socket.on("close", () => finish(Effect.succeed("HungUp")))
+    socket.on(
+      "error",
+      (error: NodeJS.ErrnoException) => finish(connected ? Effect.succeed("HungUp") : Effect.fail(error))
+    )
+    return Effect.sync(() => {
+      done = true
+      socket.destroy()
+    })
+  })
+
+const awaitHangUp = (path: string): Effect.Effect<Posix.HangUp, PlatformError> =>
+  Effect.scoped(Effect.flatMap(addressOf("connect", path), keepConnected)).pipe(
+    Effect.catchAll((error): Effect.Effect<Posix.HangUp, PlatformError> => {
+      switch (error.code) {
+        case "EAGAIN":
+          return Effect.succeed("Busy")
+        case "ECONNREFUSED":
+          return Effect.succeed("Refused")
+        case "ENOENT":
+          return Effect.succeed("Missing")
+        default:
+          return Effect.fail(systemError("awaitHangUp", path, error))
+      }
+    })
+  )
+
+// -----------------------------------------------------------------------------
 // kill(pid, 0)
 // -----------------------------------------------------------------------------
 
@@ -636,6 +725,7 @@ const make = Effect.gen(function*() {
     socketPath,
     listen,
     probe,
+    awaitHangUp,
     processExists,
     serve,
     request

@@ -124,7 +124,8 @@ export const systemError: (
  * - `method`: the `FileSystem` method, or the method of a `Posix` service
  *   made by {@link makePosix}: `lstat`, `listen` (once it listens in a
  *   directory, a call for that directory returns its listener and makes no
- *   call), `probe` and `kill` (`processExists`); or `command`, a run of a
+ *   call), `probe`, `awaitHangUp` and `kill` (`processExists`); or
+ *   `command`, a run of a
  *   {@link makeSystemCommand}.
  * - `path`: the path the call acts on; for `symlink`, the link it creates;
  *   for `listen`, the socket it creates; for `kill`, the PID; for `command`,
@@ -482,7 +483,7 @@ export const makeProcessInfo: (
  * memory one, or has no process table.
  *
  * Each call goes through the file system's {@link Hook} like a `FileSystem`
- * call (methods `lstat`, `unlink`, `listen`, `probe`, and the file system's
+ * call (methods `lstat`, `unlink`, `listen`, `probe`, `awaitHangUp`, and the file system's
  * own for the rest), with the Node layer's errors:
  *
  * - `lstat` as the Node `lstat`.
@@ -506,6 +507,10 @@ export const makeProcessInfo: (
  *   elsewhere, it still answers; from every pid namespace), and `Refused`
  *   once that process exited, as a zombie too (its descriptors are closed),
  *   or when the path is not a socket.
+ * - `awaitHangUp(path)` connects as `probe` does (`Missing`, `Refused`, the
+ *   same errors) and keeps the connection: it ends (`HungUp`) when the
+ *   process that listened exits (a zombie too, or on a reboot), or at once
+ *   when that process serves nothing.
  *
  * A socket file stays when its process ends, as after `SIGKILL`; there is no
  * scope to close it by.

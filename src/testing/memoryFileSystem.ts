@@ -178,6 +178,7 @@ const firstSyscalls: Record<string, string> = {
   makeTempFileScoped: "mkdtemp",
   open: "open",
   probe: "connect",
+  awaitHangUp: "connect",
   request: "connect",
   readDirectory: "scandir",
   readFile: "open",
@@ -386,6 +387,8 @@ interface Socket extends Inode {
   readonly listening: () => boolean
   /** The handler that answers its frames, while one is set (`Posix.serve`). */
   readonly served: () => Serving | undefined
+  /** Completes when its listener's process ends, which hangs up its connections. */
+  readonly ended: Effect.Effect<void>
 }
 
 type Node = Directory | RegularFile | SymbolicLink | Fifo | Socket
@@ -1264,11 +1267,16 @@ const operations = (state: State, user: Credentials) => {
 
   // bind(2) of a Unix socket: the name is created as by mknod, so an existing
   // one, a dangling symbolic link too, is in use.
-  const bind = (path: string, listening: () => boolean, served: () => Serving | undefined): void => {
+  const bind = (
+    path: string,
+    listening: () => boolean,
+    served: () => Serving | undefined,
+    ended: Effect.Effect<void>
+  ): void => {
     try {
       create(
         path,
-        (): Socket => ({ ...state.inode(0o777 & ~state.umask, user), type: "Socket", listening, served }),
+        (): Socket => ({ ...state.inode(0o777 & ~state.umask, user), type: "Socket", listening, served, ended }),
         "ENOENT"
       )
     } catch (error) {
@@ -1291,6 +1299,21 @@ const operations = (state: State, user: Credentials) => {
     }
     if (!permits(node, user, WRITE)) throw fault("EACCES")
     return node.type === "Socket" && node.listening() ? "Listening" : "Refused"
+  }
+
+  // connect(2) and the connection kept: it is hung up when the listener's
+  // process ends, or at once by a listener that serves nothing.
+  const keepConnected = (path: string): Effect.Effect<Posix.HangUp> => {
+    let node: Node
+    try {
+      node = lookup(path, "target").node
+    } catch (error) {
+      if (isFault(error, "ENOENT")) return Effect.succeed("Missing")
+      throw error
+    }
+    if (!permits(node, user, WRITE)) throw fault("EACCES")
+    if (node.type !== "Socket" || !node.listening()) return Effect.succeed("Refused")
+    return node.served() === undefined ? Effect.succeed("HungUp") : Effect.as(node.ended, "HungUp")
   }
 
   // kill(pid, 0): a zombie exists until it is reaped, as in the kernel.
@@ -1326,7 +1349,10 @@ const operations = (state: State, user: Credentials) => {
         return Effect.dieMessage("Testing.makePosix: the memory file system has no process table to run processes in")
       }
       const listening = state.processes.lifeOf(pid)
-      if (listening === undefined) return Effect.dieMessage(`Testing.makePosix: no process with pid ${pid}`)
+      const ended = state.processes.endOf(pid)
+      if (listening === undefined || ended === undefined) {
+        return Effect.dieMessage(`Testing.makePosix: no process with pid ${pid}`)
+      }
       const name = `${pid}.${Crypto.randomBytes(8).toString("hex")}.sock`
       const socketPath = (directory: string) => Path.posix.join(directory, name)
       const listeners = new Map<string, Posix.Listener>()
@@ -1340,7 +1366,7 @@ const operations = (state: State, user: Credentials) => {
             // Another call may have made it while this one waited at the hook.
             const made = listeners.get(path)
             if (made !== undefined) return made
-            bind(path, listening, () => listening() ? servings.get(path) : undefined)
+            bind(path, listening, () => listening() ? servings.get(path) : undefined, ended)
             const listener: Posix.Listener = { path, descriptor: Option.none() }
             listeners.set(path, listener)
             return listener
@@ -1359,6 +1385,10 @@ const operations = (state: State, user: Credentials) => {
         socketPath,
         listen,
         probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),
+        awaitHangUp: (path) =>
+          Effect.flatten(
+            perform({ method: "awaitHangUp", path }, site("awaitHangUp", path, "connect"), () => keepConnected(path))
+          ),
         processExists,
         serve: (directory, handler) =>
           Effect.zipRight(listen(directory), installHandler(servings, socketPath(directory), handler)),

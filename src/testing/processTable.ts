@@ -46,6 +46,12 @@ export interface ProcView {
    * `pid`.
    */
   readonly lifeOf: (pid: number) => (() => boolean) | undefined
+  /**
+   * Completes once the process now at `pid` no longer runs (as `lifeOf`
+   * turns false): what closes the connections it has open. `undefined` when
+   * there is no process `pid`.
+   */
+  readonly endOf: (pid: number) => Effect.Effect<void> | undefined
   /** The wall-clock time of this boot, whole seconds since 1970, as `kern.boottime` shows it. */
   readonly bootTime: number
   /** What `ps` shows of the process now at `pid`; `undefined` when there is none. */
@@ -146,6 +152,8 @@ const DEFAULT_MACHINE_ID = "d6f1e4a0c2b84e5f9a7c3b1d0e2f4a6b"
 export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
   readonly [TypeId]: Testing.ProcessTableTypeId = TypeId
   private readonly processes = new Map<number, ProcessRecord>()
+  // Who waits for a process to end, told after every change to the table.
+  private readonly endWaiters = new Map<ProcessRecord, Set<() => void>>()
   // Random, as the kernel's: two tables are two machines.
   bootId = Crypto.randomUUID()
   // Clock ticks since boot: every spawn advances them, so start times strictly increase within a boot.
@@ -188,6 +196,7 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
     if (!this.isCurrent(process)) return "ESRCH"
     if (process.vanishOnNextRead) {
       this.processes.delete(process.pid)
+      this.tellEnds()
       return "ESRCH"
     }
     return statLine(process)
@@ -201,7 +210,33 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
 
   lifeOf(pid: number): (() => boolean) | undefined {
     const record = this.processes.get(pid)
-    return record === undefined ? undefined : () => this.isCurrent(record) && record.state === "S"
+    return record === undefined ? undefined : () => this.runs(record)
+  }
+
+  endOf(pid: number): Effect.Effect<void> | undefined {
+    const record = this.processes.get(pid)
+    return record === undefined ? undefined : Effect.async<void>((resume) => {
+      if (!this.runs(record)) return resume(Effect.void)
+      const waiters = this.endWaiters.get(record) ?? new Set()
+      const waiter = () => resume(Effect.void)
+      waiters.add(waiter)
+      this.endWaiters.set(record, waiters)
+      return Effect.sync(() => {
+        waiters.delete(waiter)
+      })
+    })
+  }
+
+  private runs(record: ProcessRecord): boolean {
+    return this.isCurrent(record) && record.state === "S"
+  }
+
+  private tellEnds(): void {
+    for (const [record, waiters] of this.endWaiters) {
+      if (this.runs(record)) continue
+      this.endWaiters.delete(record)
+      for (const waiter of waiters) waiter()
+    }
   }
 
   psOf(pid: number): PsView | undefined {
@@ -279,6 +314,7 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
       this.bootId = Crypto.randomUUID()
       this.bootTime += SECONDS_PER_REBOOT
       this.processes.clear()
+      this.tellEnds()
       this.ticks = FIRST_START_TIME
       this.lastPid = this.firstPid - 1
     })
@@ -330,6 +366,7 @@ export class ProcessTableImpl implements Testing.ProcessTable, ProcView {
     return Effect.suspend(() => {
       const record = this.processes.get(pid)
       const refusal = record === undefined ? `no process with pid ${pid}` : change(record)
+      this.tellEnds()
       return refusal === undefined ? Effect.void : Effect.dieMessage(`ProcessTable.${method}: ${refusal}`)
     })
   }
