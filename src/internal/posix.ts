@@ -547,17 +547,26 @@ const probe = (path: string): Effect.Effect<Posix.Probe, PlatformError> =>
           // hang up at once), or died while it was queued, after it answered
           case "ECONNRESET":
             return Effect.succeed("Listening")
-          case "ECONNREFUSED":
-            return Effect.succeed("Refused")
-          case "ENOENT":
-            return Effect.succeed("Missing")
           case "ETIMEDOUT":
             return Effect.fail(systemError("probe", path, error, "TimedOut"))
           default:
-            return Effect.fail(systemError("probe", path, error))
+            return noListener("probe", path, error)
         }
       })
     )
+
+// A connect(2) that failed because nobody listens, or nothing is there; any
+// other failure is an error of `method`.
+const noListener = (
+  method: string,
+  path: string,
+  error: NodeJS.ErrnoException
+): Effect.Effect<"Refused" | "Missing", PlatformError> =>
+  error.code === "ECONNREFUSED"
+    ? Effect.succeed("Refused")
+    : error.code === "ENOENT"
+    ? Effect.succeed("Missing")
+    : Effect.fail(systemError(method, path, error))
 
 // -----------------------------------------------------------------------------
 // awaitHangUp
@@ -596,18 +605,10 @@ const keepConnected = (address: string): Effect.Effect<Posix.HangUp, NodeJS.Errn
 
 const awaitHangUp = (path: string): Effect.Effect<Posix.HangUp, PlatformError> =>
   Effect.scoped(Effect.flatMap(addressOf("connect", path), keepConnected)).pipe(
-    Effect.catchAll((error): Effect.Effect<Posix.HangUp, PlatformError> => {
-      switch (error.code) {
-        case "EAGAIN":
-          return Effect.succeed("Busy")
-        case "ECONNREFUSED":
-          return Effect.succeed("Refused")
-        case "ENOENT":
-          return Effect.succeed("Missing")
-        default:
-          return Effect.fail(systemError("awaitHangUp", path, error))
-      }
-    })
+    Effect.catchAll((error): Effect.Effect<Posix.HangUp, PlatformError> =>
+      // a listener that is not accepting, its queue full: no connection to keep
+      error.code === "EAGAIN" ? Effect.succeed("Busy") : noListener("awaitHangUp", path, error)
+    )
   )
 
 // -----------------------------------------------------------------------------
