@@ -126,7 +126,7 @@ describe("waiting on the test clock", () => {
       assert.notStrictEqual(lock.entry, holder.entry)
     }).pipe(Effect.provide(world)))
 
-  it.scoped("a holder's death makes no event: the poll finds it within a second", () =>
+  it.scoped("a holder without a socket dies without a sign on disk: the poll finds it within a second", () =>
     Effect.gen(function*() {
       const processes = yield* Testing.ProcessTable
       const fs = yield* FileSystem.FileSystem
