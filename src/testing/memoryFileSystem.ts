@@ -1289,7 +1289,7 @@ const operations = (state: State, user: Credentials) => {
 
   // connect(2): the path is followed, the socket file must be writable; a
   // file that is not a socket, or a socket no process listens on, refuses.
-  const connect = (path: string): Posix.Probe => {
+  const connect = (path: string): Socket | "Missing" | "Refused" => {
     let node: Node
     try {
       node = lookup(path, "target").node
@@ -1298,22 +1298,23 @@ const operations = (state: State, user: Credentials) => {
       throw error
     }
     if (!permits(node, user, WRITE)) throw fault("EACCES")
-    return node.type === "Socket" && node.listening() ? "Listening" : "Refused"
+    return node.type === "Socket" && node.listening() ? node : "Refused"
+  }
+
+  const probe = (path: string): Posix.Probe => {
+    const found = connect(path)
+    return typeof found === "string" ? found : "Listening"
   }
 
   // connect(2) and the connection kept: it is hung up when the listener's
   // process ends, or at once by a listener that serves nothing.
   const keepConnected = (path: string): Effect.Effect<Posix.HangUp> => {
-    let node: Node
-    try {
-      node = lookup(path, "target").node
-    } catch (error) {
-      if (isFault(error, "ENOENT")) return Effect.succeed("Missing")
-      throw error
-    }
-    if (!permits(node, user, WRITE)) throw fault("EACCES")
-    if (node.type !== "Socket" || !node.listening()) return Effect.succeed("Refused")
-    return node.served() === undefined ? Effect.succeed("HungUp") : Effect.as(node.ended, "HungUp")
+    const found = connect(path)
+    return typeof found === "string"
+      ? Effect.succeed(found)
+      : found.served() === undefined
+      ? Effect.succeed("HungUp")
+      : Effect.as(found.ended, "HungUp")
   }
 
   // kill(pid, 0): a zombie exists until it is reaped, as in the kernel.
@@ -1335,10 +1336,10 @@ const operations = (state: State, user: Credentials) => {
   // process that listens without one hangs up, as the Node layer's does.
   const connectToServe = (path: string, payload: Uint8Array): Serving => {
     if (payload.length > Posix.MAX_FRAME_BYTES) throw fault("EMSGSIZE", { syscall: "write" })
-    const node = lookup(path, "target").node
-    if (!permits(node, user, WRITE)) throw fault("EACCES")
-    if (node.type !== "Socket" || !node.listening()) throw fault("ECONNREFUSED")
-    const handler = node.served()
+    const found = connect(path)
+    if (found === "Missing") throw fault("ENOENT")
+    if (found === "Refused") throw fault("ECONNREFUSED")
+    const handler = found.served()
     if (handler === undefined) throw fault("ECONNRESET", { syscall: "read" })
     return handler
   }
@@ -1384,7 +1385,7 @@ const operations = (state: State, user: Credentials) => {
           perform({ method: "unlink", path, syscall: "unlink" }, site("unlink", path, "unlink"), () => unlink(path)),
         socketPath,
         listen,
-        probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => connect(path)),
+        probe: (path) => perform({ method: "probe", path }, site("probe", path, "connect"), () => probe(path)),
         awaitHangUp: (path) =>
           Effect.flatten(
             perform({ method: "awaitHangUp", path }, site("awaitHangUp", path, "connect"), () => keepConnected(path))
