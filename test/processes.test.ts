@@ -2,10 +2,10 @@
 // which loads the built package (dist/) by its own name, as an application
 // would. `npm test` builds first; after changing src/, run `npm run build`.
 import { assert, describe, it } from "@effect/vitest"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import type * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -31,6 +31,16 @@ const spawnHolder = (args: ReadonlyArray<string>, options: ChildProcess.SpawnOpt
   spawnNode(HOLDER, args, options)
 
 const list = (path: string) => Fs.readdirSync(path).sort()
+
+/** How many sockets the process `pid` has open, listening or connected. */
+const socketsOf = (pid: number) =>
+  Fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try {
+      return Fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:")
+    } catch {
+      return false // closed since it was listed
+    }
+  }).length
 
 // -----------------------------------------------------------------------------
 // Tests
@@ -116,38 +126,49 @@ describe("real processes", () => {
     60_000
   )
 
-  it.scopedLive("a waiter takes over a SIGKILLed holder's lock, woken by the holder's socket hanging up", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const holder = yield* spawnHolder(["hold", "--dir", dir, "--name", NAME])
-      const ready = yield* waitForLine(holder, "ready")
-      // This process's Posix, telling when the waiter connects and how its connection ends.
-      const connecting = yield* Deferred.make<void>()
-      const outcomes: Array<Posix.HangUp> = []
-      const watched = Layer.effect(
-        Posix.Posix,
-        Effect.map(Posix.Posix, (posix) => ({
-          ...posix,
-          awaitHangUp: (path: string) =>
-            Effect.zipRight(
-              Deferred.succeed(connecting, undefined),
-              Effect.tap(posix.awaitHangUp(path), (outcome) => Effect.sync(() => outcomes.push(outcome)))
-            )
-        }))
-      ).pipe(Layer.provideMerge(nodeLayer))
-      const waiter = yield* Effect.fork(
-        Effect.scoped(PidLock.acquire({ name: NAME, dir, wait: "60 seconds" })).pipe(Effect.provide(watched))
-      )
-      yield* Deferred.await(connecting)
-      // Time for the connection to be made: a hang-up before it is no hang-up.
-      yield* Effect.sleep("200 millis")
-      assert.deepStrictEqual(outcomes, [], "the holder keeps the waiter's connection open while it lives")
-      holder.process.kill("SIGKILL")
-      const lock = yield* Fiber.join(waiter)
-      assert.strictEqual(lock.owner.pid, process.pid)
-      assert.strictEqual(lock.generation, (ready.generation as number) + 1)
-      assert.deepStrictEqual(outcomes, ["HungUp"])
-    }))
+  it.scopedLive(
+    "a waiter keeps one connection to its holder's socket across its polls, and takes over when SIGKILL hangs it up",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const holder = yield* spawnHolder(["hold", "--dir", dir, "--name", NAME])
+        const ready = yield* waitForLine(holder, "ready")
+        const holderSockets = () => socketsOf(holder.process.pid!)
+        const before = holderSockets()
+        // This process's Posix, counting the waiter's connections and telling how they end.
+        let connections = 0
+        const outcomes: Array<Posix.HangUp> = []
+        const watched = Layer.effect(
+          Posix.Posix,
+          Effect.map(Posix.Posix, (posix) => ({
+            ...posix,
+            awaitHangUp: (path: string) =>
+              Effect.suspend(() => {
+                connections++
+                return Effect.tap(posix.awaitHangUp(path), (outcome) => Effect.sync(() => outcomes.push(outcome)))
+              })
+          }))
+        ).pipe(Layer.provideMerge(nodeLayer))
+        const waiter = yield* Effect.fork(
+          Effect.scoped(PidLock.acquire({ name: NAME, dir, wait: "60 seconds" })).pipe(Effect.provide(watched))
+        )
+        // The holder has accepted the waiter's connection: a hang-up before it is no hang-up.
+        yield* Effect.repeat(Effect.sync(holderSockets), {
+          schedule: Schedule.spaced("5 millis"),
+          until: (count) => count > before
+        })
+        // Its polls at 10, 20, 40, … ms: the first seven pass.
+        yield* Effect.sleep("1300 millis")
+        assert.isNull(waiter.unsafePoll())
+        assert.deepStrictEqual(outcomes, [], "the holder keeps the waiter's connection open while it lives")
+        assert.strictEqual(connections, 1, "one connection for all the rounds of the wait")
+        holder.process.kill("SIGKILL")
+        const lock = yield* Fiber.join(waiter)
+        assert.strictEqual(lock.owner.pid, process.pid)
+        assert.strictEqual(lock.generation, (ready.generation as number) + 1)
+        assert.deepStrictEqual(outcomes, ["HungUp"])
+      })
+  )
 
   it.scopedLive("a holder that set process.title is still alive: the next contender gets LockHeld (fault 3)", () =>
     Effect.gen(function*() {

@@ -164,6 +164,74 @@ describe("waiting on the test clock", () => {
       assert.strictEqual(lock.generation, holder.generation + 1)
     }).pipe(Effect.provide(world)))
 
+  it.scoped("a waiter keeps one connection to its holder for every round of its wait", () =>
+    Effect.gen(function*() {
+      const processes = yield* Testing.ProcessTable
+      const other = yield* processes.spawn()
+      const otherProcess = yield* Layer.build(Testing.layerProcessInfo(other.pid))
+      yield* PidLock.acquire({ name: NAME, dir: "/tmp" }).pipe(Effect.provide(otherProcess))
+      const memory = yield* Testing.MemoryFileSystem
+      let connections = 0
+      yield* memory.setHook((call) =>
+        Effect.sync(() => {
+          if (call.method === "awaitHangUp") connections++
+        })
+      )
+      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      // Rounds at 10, 20, 40, … ms, then every second.
+      for (let second = 0; second < 10; second++) yield* TestClock.adjust("1 second")
+      assert.isNull(waiter.unsafePoll())
+      assert.strictEqual(connections, 1)
+      yield* processes.exit(other.pid)
+      yield* Fiber.join(waiter)
+    }).pipe(Effect.provide(world)))
+
+  it.scoped("a holder that dies before the waiter connects refuses the connection: the waiter takes over at once", () =>
+    Effect.gen(function*() {
+      const processes = yield* Testing.ProcessTable
+      const other = yield* processes.spawn()
+      const otherProcess = yield* Layer.build(Testing.layerProcessInfo(other.pid))
+      const holder = yield* PidLock.acquire({ name: NAME, dir: "/tmp" }).pipe(Effect.provide(otherProcess))
+      const memory = yield* Testing.MemoryFileSystem
+      // The holder dies between the waiter's attempt and its connect.
+      yield* memory.setHook((call) => call.method === "awaitHangUp" ? processes.exit(other.pid) : Effect.void)
+      const lock = yield* PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })
+      assert.strictEqual(lock.generation, holder.generation + 1)
+    }).pipe(Effect.provide(world)))
+
+  it.scoped("a holder that listens before it serves is not spun on, and its death once it serves wakes the waiter", () =>
+    Effect.gen(function*() {
+      const processes = yield* Testing.ProcessTable
+      const fs = yield* FileSystem.FileSystem
+      const other = yield* processes.spawn()
+      const info = yield* Testing.makeProcessInfo(other.pid)
+      const posix = yield* Testing.makePosix(other.pid)
+      yield* fs.makeDirectory("/tmp/app", { recursive: true })
+      // Its socket hangs up every connection at once until it serves.
+      const listener = yield* posix.listen("/tmp/app")
+      const holder = { ...recordOf(info.self), socket: Path.basename(listener.path) }
+      yield* plantHolder(fs, "/tmp/app", holder)
+      const memory = yield* Testing.MemoryFileSystem
+      let connections = 0
+      yield* memory.setHook((call) =>
+        Effect.sync(() => {
+          if (call.method === "awaitHangUp") connections++
+        })
+      )
+      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      // Rounds at 10, 20, 40, … ms, then every second: a connection every other one.
+      for (let second = 0; second < 3; second++) yield* TestClock.adjust("1 second")
+      assert.isNull(waiter.unsafePoll())
+      assert.isAtLeast(connections, 2)
+      assert.isAtMost(connections, 10, "a connection every other round, not a spin")
+      yield* posix.serve("/tmp/app", () => Effect.succeedNone)
+      yield* TestClock.adjust("2 seconds")
+      yield* Effect.repeatN(Effect.yieldNow(), 20)
+      yield* processes.exit(other.pid)
+      const lock = yield* Fiber.join(waiter)
+      assert.notStrictEqual(lock.owner.pid, other.pid)
+    }).pipe(Effect.provide(world)))
+
   it.scoped("the deadline gives LockHeld", () =>
     Effect.gen(function*() {
       yield* PidLock.acquire({ name: NAME, dir: "/tmp" })

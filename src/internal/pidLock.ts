@@ -850,32 +850,52 @@ const heldBy = <A, E>(exit: Exit.Exit<A, E>): Option.Option<PidLock.LockHeld> =>
     )
     : Option.none()
 
-// A holder's death changes nothing on disk, but it hangs up a connection to
-// its socket: a waiter keeps one open, and tries again the moment it closes.
-// Never for a holder without a socket, nor for this process (whose own
-// release the watch sees); and not twice in a row for one holder, so that a
-// holder that hangs up at once (it listens without serving) is left to the
-// poll rather than spun on. A connection that cannot be kept waits for nothing.
+// A holder's death changes nothing on disk, but it hangs up the connections
+// to its socket: a waiter keeps one open to its holder for the rounds of its
+// wait, and tries again the moment it closes, or is refused (the holder died
+// before it was made). Not twice in a row for one holder: the round after a
+// wake waits for the poll and the next connects anew, so that a holder that
+// hangs up at once (it listens, not serving yet) is not spun on. Never for a
+// holder without a socket, nor for this process (whose own release the watch
+// sees). A connection that cannot be kept wakes no one.
 const makeHangUpWatch = (posix: Posix.Posix, home: string) => {
-  let hungUp: string | undefined
-  return (held: PidLock.LockHeld): Effect.Effect<void> => {
-    const { socket, token } = held.holder
-    if (held.heldByThisProcess || socket === undefined) return Effect.never
-    if (hungUp === token) {
-      hungUp = undefined
-      return Effect.never
-    }
-    return posix.awaitHangUp(Path.join(home, socket)).pipe(
-      Effect.flatMap((outcome) =>
-        outcome === "HungUp"
-          ? Effect.sync(() => {
-            hungUp = token
-          })
-          : Effect.never
-      ),
-      Effect.catchAll(() => Effect.never)
+  let kept: { readonly token: string; readonly ended: Fiber.RuntimeFiber<boolean>; woke: boolean } | undefined
+  const hangUp = Effect.suspend(() => {
+    const connection = kept
+    kept = undefined
+    return connection === undefined ? Effect.void : Fiber.interrupt(connection.ended)
+  })
+  const connect = (token: string, socket: string) =>
+    Effect.zipRight(
+      hangUp,
+      Effect.map(
+        Effect.fork(
+          posix.awaitHangUp(Path.join(home, socket)).pipe(
+            Effect.map((outcome) => outcome === "HungUp" || outcome === "Refused"),
+            Effect.orElseSucceed(() => false)
+          )
+        ),
+        (ended) => (kept = { token, ended, woke: false })
+      )
     )
-  }
+  // What this round waits for, besides the watch and the poll.
+  const wake = (held: PidLock.LockHeld): Effect.Effect<Effect.Effect<void>> =>
+    Effect.gen(function*() {
+      const { socket, token } = held.holder
+      const sameHolder = kept !== undefined && kept.token === token ? kept : undefined
+      if (held.heldByThisProcess || socket === undefined || sameHolder?.woke) {
+        yield* hangUp
+        return Effect.never
+      }
+      const connection = sameHolder ?? (yield* connect(token, socket))
+      return Effect.flatMap(Fiber.join(connection.ended), (holderGone) =>
+        holderGone ?
+          Effect.sync(() => {
+            connection.woke = true
+          }) :
+          Effect.never)
+    })
+  return { wake, hangUp }
 }
 
 // Tries again while the lock is held: on every change in the lock directory,
@@ -902,10 +922,9 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
     // first attempt then runs under its watch, so no change is missed.
     const first = yield* Effect.exit(attempt)
     if (Option.isNone(heldBy(first)) || deadline <= (yield* Clock.currentTimeMillis)) return yield* first
-    const hangUp = makeHangUpWatch(posix, paths.home)
-    let poll = POLL_FIRST
-    for (;;) {
-      const outcome = yield* withWatch(fs, paths.lock, (change) =>
+    const holderDeath = makeHangUpWatch(posix, paths.home)
+    const round = (poll: Duration.Duration) =>
+      withWatch(fs, paths.lock, (change) =>
         Effect.gen(function*() {
           const result = yield* Effect.exit(attempt)
           const held = heldBy(result)
@@ -913,14 +932,18 @@ const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
           if (Option.isNone(held) || remaining <= 0) return Option.some(result)
           yield* Effect.raceAll([
             change,
-            hangUp(held.value),
+            yield* holderDeath.wake(held.value),
             Effect.sleep(Duration.min(poll, Duration.millis(remaining)))
           ])
           return Option.none()
         }))
-      if (Option.isSome(outcome)) return yield* outcome.value
-      poll = Duration.min(Duration.times(poll, 2), POLL_MAX)
-    }
+    const rounds = Effect.gen(function*() {
+      for (let poll = POLL_FIRST;; poll = Duration.min(Duration.times(poll, 2), POLL_MAX)) {
+        const outcome = yield* round(poll)
+        if (Option.isSome(outcome)) return yield* outcome.value
+      }
+    })
+    return yield* Effect.ensuring(rounds, holderDeath.hangUp)
   })
 }
 
