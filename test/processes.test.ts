@@ -47,8 +47,9 @@ const socketsOf = (pid: number) =>
 // -----------------------------------------------------------------------------
 
 describe("real processes", () => {
-  // The stress run of `npm run stress`, short; in separate pid namespaces only
-  // the holders' sockets tell the living from the dead.
+  // The stress run of `npm run stress`, short, half of the processes waiting
+  // for the lock; in separate pid namespaces only the holders' sockets tell
+  // the living from the dead.
   const stressRuns = [
     { title: "a race of 8 processes", pidNamespaces: false, run: true, processInfo: "proc" },
     {
@@ -75,6 +76,7 @@ describe("real processes", () => {
             acquisitions: 100,
             killProbability: 0.05,
             pauseMs: [20, 80],
+            waitMs: 1000,
             minKills: 3,
             pidNamespaces,
             processInfo

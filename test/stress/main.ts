@@ -1,10 +1,13 @@
 // `npm run stress`: the stress run of stress.ts, once for each `--dir`
 // (default: the OS temporary directory), printing one line for each, e.g.
-//   stress: processes=16 acquisitions=5000 kills=1000 overlaps=0 stuck=0 generations=1..5001 not-increasing=0 seconds=42.0 fs=ext4
+//   stress: processes=16 acquisitions=5000 kills=1000 waiters=half wait-ms=2000 kills-taken-by-waiters=480 overlaps=0 stuck=0 generations=1..5001 not-increasing=0 seconds=42.0 fs=ext4
 // preceded by a line for each problem found. Exit code 1 if any run found one.
 //
 //   vite-node test/stress/main.ts [--dir D]... [--processes 16] [--acquisitions 5000] [--kill-probability 0.2]
-//     [--pause-ms 100-300] [--pid-namespaces D]... [--process-info proc|portable]
+//     [--pause-ms 100-300] [--wait-ms 2000] [--pid-namespaces D]... [--process-info proc|portable]
+//
+// Every other child waits up to `--wait-ms` for a held lock on each try (0:
+// none waits), so that holders are killed under waiters too.
 //
 // `--process-info portable` makes every contender judge holders with the
 // portable ProcessInfo (ps, sysctl, kill(pid, 0)), as on macOS and FreeBSD.
@@ -38,6 +41,7 @@ const { values } = parseArgs({
     acquisitions: { type: "string", default: "5000" },
     "kill-probability": { type: "string", default: "0.2" },
     "pause-ms": { type: "string", default: "100-300" },
+    "wait-ms": { type: "string", default: "2000" },
     "pid-namespaces": { type: "string", multiple: true },
     "process-info": { type: "string", default: "proc" },
     backend: { type: "string" }
@@ -72,7 +76,8 @@ const options = {
   processes: numberOption("processes", values.processes, (n) => Number.isInteger(n) && n >= 2),
   acquisitions: numberOption("acquisitions", values.acquisitions, (n) => Number.isInteger(n) && n >= 1),
   killProbability: numberOption("kill-probability", values["kill-probability"], (p) => p >= 0 && p < 1),
-  pauseMs: rangeOption("pause-ms", values["pause-ms"])
+  pauseMs: rangeOption("pause-ms", values["pause-ms"]),
+  waitMs: numberOption("wait-ms", values["wait-ms"], (n) => Number.isInteger(n) && n >= 0)
 }
 
 const MAX_PROBLEMS_SHOWN = 20

@@ -1,9 +1,11 @@
 // One contender of the stress run (stress.ts): it takes the lock through the
 // package's public API in a loop until its stdin ends.
 //
-//   node racer.mjs --dir D --name N --log F [--pause-ms MIN-MAX] [--process-info proc|portable]
+//   node racer.mjs --dir D --name N --log F [--pause-ms MIN-MAX] [--wait-ms W] [--process-info proc|portable]
 //
-// After each acquisition it appends `enter <pid> <token> <generation>` to F,
+// With --wait-ms, each try waits up to W milliseconds for a held lock.
+// After each acquisition it appends `enter <pid> <token> <generation>` to F
+// (with ` waited` after it when it waits),
 // prints `hold {pid, token}` and holds until a line arrives on stdin (or stdin
 // ends), then appends `exit <pid> <token>` and releases. After each try, held
 // or LockHeld, it pauses a random MIN to MAX milliseconds (20-80 by default).
@@ -25,7 +27,9 @@ import { environmentOf, print } from "../fixtures/child.mjs"
 const randomMillis = (min, max) => min + Math.floor(Math.random() * (max - min + 1))
 
 const race = (args) => {
-  const options = { name: args.name, dir: args.dir }
+  const waitMs = Number(args["wait-ms"])
+  const options = { name: args.name, dir: args.dir, ...(waitMs > 0 ? { wait: waitMs } : {}) }
+  const waited = waitMs > 0 ? " waited" : ""
   const [pauseMin, pauseMax] = args["pause-ms"].split("-").map(Number)
   const log = Fs.openSync(args.log, "a")
   // One write of a whole line to a file opened with O_APPEND: atomic with
@@ -57,7 +61,7 @@ const race = (args) => {
   })
   const once = Effect.scoped(Effect.gen(function*() {
     const lock = yield* PidLock.acquire(options)
-    append(`enter ${process.pid} ${lock.owner.token} ${lock.generation}`)
+    append(`enter ${process.pid} ${lock.owner.token} ${lock.generation}${waited}`)
     print("hold", { pid: process.pid, token: lock.owner.token })
     yield* awaitAnswer
     append(`exit ${process.pid} ${lock.owner.token}`)
@@ -79,6 +83,7 @@ const main = () => {
       name: { type: "string" },
       log: { type: "string" },
       "pause-ms": { type: "string", default: "20-80" },
+      "wait-ms": { type: "string", default: "0" },
       "process-info": { type: "string", default: "proc" }
     }
   })

@@ -46,6 +46,12 @@ export interface StressOptions {
   readonly killProbability: number
   /** A racer pauses a random time within this range of milliseconds after each try, e.g. `[20, 80]`. */
   readonly pauseMs: readonly [number, number]
+  /**
+   * Every other child waits up to this many milliseconds for a held lock on
+   * each try (woken by the watch, the holder's socket or the poll) rather
+   * than failing fast. None waits when it is absent or 0.
+   */
+  readonly waitMs?: number | undefined
   /** The run also goes on until this many holders were killed. */
   readonly minKills?: number | undefined
   /**
@@ -65,10 +71,13 @@ export interface StressReport {
   readonly pidNamespaces: boolean
   readonly processInfo: ProcessInfoKind
   readonly processes: number
+  readonly waitMs: number
   /** `enter` lines in the log. */
   readonly acquisitions: number
   /** Holders SIGKILLed while holding whose lock another process then took. */
   readonly kills: number
+  /** Of those, the ones taken by a child that was waiting. */
+  readonly killsTakenByWaiters: number
   /** Two holders at once, per the log or per the owner entry a holder found. */
   readonly overlaps: number
   /** 1 if nobody could take the lock during the run (or after the last kill), plus 1 if a fresh acquire at the end failed. */
@@ -84,6 +93,9 @@ export interface StressReport {
 
 export const formatReport = (report: StressReport) =>
   `stress: processes=${report.processes} acquisitions=${report.acquisitions} kills=${report.kills} ` +
+  (report.waitMs > 0
+    ? `waiters=half wait-ms=${report.waitMs} kills-taken-by-waiters=${report.killsTakenByWaiters} `
+    : "") +
   `overlaps=${report.overlaps} stuck=${report.stuck} generations=${report.generations?.join("..") ?? "none"} ` +
   `not-increasing=${report.generationsNotIncreasing} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}` +
   (report.pidNamespaces ? " pid-namespaces=separate" : "") +
@@ -96,6 +108,7 @@ export const formatReport = (report: StressReport) =>
 interface LogAnalysis {
   readonly enters: number
   readonly holderKills: number
+  readonly holderKillsTakenByWaiters: number
   readonly overlaps: ReadonlyArray<string>
   /** Kills of a process that did not hold the lock at that point of the log. */
   readonly strayKills: ReadonlyArray<string>
@@ -118,18 +131,21 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
   let current: { pid: number; token: string; line: number; killedAt?: number } | undefined
   let enters = 0
   let holderKills = 0
+  let holderKillsTakenByWaiters = 0
   const overlaps: Array<string> = []
   const strayKills: Array<string> = []
   const generations: Array<number> = []
   lines.forEach((text, index) => {
     const line = index + 1
-    const [word, pidText, token, generation] = text.split(" ")
+    const [word, pidText, token, generation, waited] = text.split(" ")
     const pid = Number(pidText)
     if (word === "enter") {
       enters++
       generations.push(Number(generation))
-      if (current?.killedAt !== undefined) holderKills++
-      else if (current !== undefined) {
+      if (current?.killedAt !== undefined) {
+        holderKills++
+        if (waited === "waited") holderKillsTakenByWaiters++
+      } else if (current !== undefined) {
         overlaps.push(
           `log line ${line}: ${text} while ${current.pid} ${current.token} holds (since line ${current.line})`
         )
@@ -152,6 +168,7 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
   return {
     enters,
     holderKills,
+    holderKillsTakenByWaiters,
     overlaps,
     strayKills,
     untakenKill: current?.killedAt !== undefined
@@ -222,6 +239,7 @@ const spawnRacer = (
   runDir: string,
   logPath: string,
   pauseMs: readonly [number, number],
+  waitMs: number,
   pidNamespace: boolean,
   processInfo: ProcessInfoKind
 ): Racer => {
@@ -234,6 +252,8 @@ const spawnRacer = (
     logPath,
     "--pause-ms",
     pauseMs.join("-"),
+    "--wait-ms",
+    String(waitMs),
     "--process-info",
     processInfo
   ]
@@ -321,6 +341,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
         }))
       )
     )
+    let started = 0
     const start = () => {
       const racer = spawnRacer(
         events,
@@ -329,6 +350,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
         runDir,
         logPath,
         options.pauseMs,
+        started++ % 2 === 0 ? options.waitMs ?? 0 : 0,
         options.pidNamespaces ?? false,
         options.processInfo ?? "proc"
       )
@@ -341,7 +363,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       onTimeout: Option.none
     })
 
-    const started = Date.now()
+    const startedAt = Date.now()
     for (let index = 0; index < options.processes; index++) start()
     let holds = 0
     for (;;) {
@@ -392,7 +414,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
         problems.push(`${describeRacer(racer)} exited with code ${code}, signal ${signal} when told to stop`)
       }
     }
-    const seconds = (Date.now() - started) / 1000
+    const seconds = (Date.now() - startedAt) / 1000
 
     const analysis = analyzeLog(Fs.readFileSync(logPath, "utf8").split("\n").filter((line) => line !== ""))
     problems = problems.concat(analysis.overlaps, analysis.strayKills)
@@ -424,8 +446,10 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       pidNamespaces: options.pidNamespaces ?? false,
       processInfo: options.processInfo ?? "proc",
       processes: options.processes,
+      waitMs: options.waitMs ?? 0,
       acquisitions: analysis.enters,
       kills: analysis.holderKills,
+      killsTakenByWaiters: analysis.holderKillsTakenByWaiters,
       overlaps: analysis.overlaps.length + ownerMismatches,
       stuck: (stalled || analysis.untakenKill !== undefined ? 1 : 0) + (Exit.isFailure(fresh) ? 1 : 0),
       generations: generations.length === 0 ? undefined : [generations[0]!, generations[generations.length - 1]!],
