@@ -839,14 +839,14 @@ const withWatch = <A, E, R>(
 const POLL_FIRST = Duration.millis(10)
 const POLL_MAX = Duration.seconds(1)
 
-const isLockHeld = (error: { readonly _tag: string }): boolean => error._tag === "LockHeld"
+const isLockHeld = (error: unknown): error is PidLock.LockHeld => error instanceof PidLock.LockHeld
 
 // The LockHeld an attempt failed with, if it did.
 const heldBy = <A, E>(exit: Exit.Exit<A, E>): Option.Option<PidLock.LockHeld> =>
   exit._tag === "Failure"
     ? Option.filter(
       Cause.failureOption(exit.cause),
-      (error): error is E & PidLock.LockHeld => error instanceof PidLock.LockHeld
+      (error): error is E & PidLock.LockHeld => isLockHeld(error)
     )
     : Option.none()
 
@@ -903,7 +903,7 @@ const makeHangUpWatch = (posix: Posix.Posix, home: string) => {
 // interval doubles up to a second, since watches miss events on some file
 // systems and a holder without a socket dies without a sign. Only the
 // attempts are uninterruptible, never the waiting between them.
-const retryWhileHeld = <A, E extends { readonly _tag: string }, R>(
+const retryWhileHeld = <A, E, R>(
   attempt: Effect.Effect<A, E, R>,
   { fs, paths, posix }: Resolved,
   wait: Duration.Duration | Schedule.Schedule<unknown, PidLock.LockHeld>
