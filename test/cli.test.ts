@@ -290,7 +290,7 @@ describe("effect-pidlock run: the command's life", () => {
       assert.match(result.stdout, /^socket:\[\d+\]\n$/)
     }))
 
-  it.scopedLive("a SIGKILLed run's lock stays held while its command runs, and is taken over once it has exited", () =>
+  it.scopedLive("a SIGKILLed run's lock stays held while its command runs; a waiting run takes it once that has exited", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       // The command waits for a line on a FIFO: the CLI's stdin is closed when
@@ -326,10 +326,16 @@ describe("effect-pidlock run: the command's life", () => {
       assert.strictEqual(refused.code, 75, refused.stderr)
       assert.strictEqual(refused.stdout, "", "the command did not run")
       assert.include(refused.stderr, `is held by pid ${holder.pid} on `)
+      // Nobody accepts on the socket the command inherited: the waiter's
+      // connection waits in its queue until the command's exit ends it.
+      const waiter = yield* startCli(["run", "--name", NAME, "--dir", dir, "--wait", "60s", "--", "echo", "ran"])
+      yield* waitUntilWatching(waiter.pid)
+      yield* Effect.sleep("1500 millis")
+      assert.isTrue(waiter.isRunning(), "the waiter waits while the command runs")
       yield* releaseCommand
       // The command kept the CLI's output open: it closes when the command exits.
       yield* finished(holder)
-      const taken = yield* runCli("run", "--name", NAME, "--dir", dir, "--", "echo", "ran")
+      const taken = yield* finished(waiter)
       assert.strictEqual(taken.code, 0, taken.stderr)
       assert.strictEqual(taken.stdout, "ran\n")
       assert.deepStrictEqual(lockEntries(dir), [])
