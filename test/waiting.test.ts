@@ -106,6 +106,29 @@ for (const environment of [memoryEnvironment, nodeEnvironment]) waitingSuite(env
 describe("waiting on the test clock", () => {
   const world = Testing.layer()
 
+  // A lock held by another process of the table, its socket served.
+  const heldElsewhere = Effect.gen(function*() {
+    const processes = yield* Testing.ProcessTable
+    const other = yield* processes.spawn()
+    const otherProcess = yield* Layer.build(Testing.layerProcessInfo(other.pid))
+    const lock = yield* PidLock.acquire({ name: NAME, dir: "/tmp" }).pipe(Effect.provide(otherProcess))
+    return { lock, die: processes.exit(other.pid) }
+  })
+
+  // How many connections to a holder's socket were made so far.
+  const countConnections = Effect.gen(function*() {
+    const memory = yield* Testing.MemoryFileSystem
+    let connections = 0
+    yield* memory.setHook((call) =>
+      Effect.sync(() => {
+        if (call.method === "awaitHangUp") connections++
+      })
+    )
+    return () => connections
+  })
+
+  const waitForLock = Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+
   it.scoped("a release wakes the waiter through the watch, with no poll", () =>
     Effect.gen(function*() {
       const memory = yield* Testing.MemoryFileSystem
@@ -117,7 +140,7 @@ describe("waiting on the test clock", () => {
           ? Deferred.succeed(attemptFailed, undefined)
           : Effect.void
       )
-      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      const waiter = yield* waitForLock
       yield* Deferred.await(attemptFailed)
       yield* Effect.repeatN(Effect.yieldNow(), 20)
       assert.isNull(waiter.unsafePoll())
@@ -133,7 +156,7 @@ describe("waiting on the test clock", () => {
       const other = yield* processes.spawn()
       const info = yield* Testing.makeProcessInfo(other.pid)
       yield* plantHolder(fs, "/tmp/app", recordOf(info.self))
-      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      const waiter = yield* waitForLock
       for (let second = 0; second < 10; second++) yield* TestClock.adjust("1 second")
       assert.isNull(waiter.unsafePoll())
       yield* processes.exit(other.pid)
@@ -144,59 +167,44 @@ describe("waiting on the test clock", () => {
 
   it.scoped("a holder's death hangs up its socket: a waiter takes over at once, with no poll", () =>
     Effect.gen(function*() {
-      const processes = yield* Testing.ProcessTable
-      const other = yield* processes.spawn()
-      const otherProcess = yield* Layer.build(Testing.layerProcessInfo(other.pid))
-      const holder = yield* PidLock.acquire({ name: NAME, dir: "/tmp" }).pipe(Effect.provide(otherProcess))
+      const holder = yield* heldElsewhere
       const memory = yield* Testing.MemoryFileSystem
       // The waiter keeps a connection to the holder's socket once its first attempts have failed.
       const connected = yield* Deferred.make<void>()
       yield* memory.setHook((call) =>
         call.method === "awaitHangUp" ? Deferred.succeed(connected, undefined) : Effect.void
       )
-      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      const waiter = yield* waitForLock
       yield* Deferred.await(connected)
       yield* Effect.repeatN(Effect.yieldNow(), 20)
       assert.isNull(waiter.unsafePoll())
-      yield* processes.exit(other.pid)
+      yield* holder.die
       const lock = yield* Fiber.join(waiter)
-      assert.notStrictEqual(lock.owner.pid, holder.owner.pid)
-      assert.strictEqual(lock.generation, holder.generation + 1)
+      assert.notStrictEqual(lock.owner.pid, holder.lock.owner.pid)
+      assert.strictEqual(lock.generation, holder.lock.generation + 1)
     }).pipe(Effect.provide(world)))
 
   it.scoped("a waiter keeps one connection to its holder for every round of its wait", () =>
     Effect.gen(function*() {
-      const processes = yield* Testing.ProcessTable
-      const other = yield* processes.spawn()
-      const otherProcess = yield* Layer.build(Testing.layerProcessInfo(other.pid))
-      yield* PidLock.acquire({ name: NAME, dir: "/tmp" }).pipe(Effect.provide(otherProcess))
-      const memory = yield* Testing.MemoryFileSystem
-      let connections = 0
-      yield* memory.setHook((call) =>
-        Effect.sync(() => {
-          if (call.method === "awaitHangUp") connections++
-        })
-      )
-      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      const holder = yield* heldElsewhere
+      const connections = yield* countConnections
+      const waiter = yield* waitForLock
       // Rounds at 10, 20, 40, … ms, then every second.
       for (let second = 0; second < 10; second++) yield* TestClock.adjust("1 second")
       assert.isNull(waiter.unsafePoll())
-      assert.strictEqual(connections, 1)
-      yield* processes.exit(other.pid)
+      assert.strictEqual(connections(), 1)
+      yield* holder.die
       yield* Fiber.join(waiter)
     }).pipe(Effect.provide(world)))
 
   it.scoped("a holder that dies before the waiter connects refuses the connection: the waiter takes over at once", () =>
     Effect.gen(function*() {
-      const processes = yield* Testing.ProcessTable
-      const other = yield* processes.spawn()
-      const otherProcess = yield* Layer.build(Testing.layerProcessInfo(other.pid))
-      const holder = yield* PidLock.acquire({ name: NAME, dir: "/tmp" }).pipe(Effect.provide(otherProcess))
+      const holder = yield* heldElsewhere
       const memory = yield* Testing.MemoryFileSystem
       // The holder dies between the waiter's attempt and its connect.
-      yield* memory.setHook((call) => call.method === "awaitHangUp" ? processes.exit(other.pid) : Effect.void)
+      yield* memory.setHook((call) => call.method === "awaitHangUp" ? holder.die : Effect.void)
       const lock = yield* PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })
-      assert.strictEqual(lock.generation, holder.generation + 1)
+      assert.strictEqual(lock.generation, holder.lock.generation + 1)
     }).pipe(Effect.provide(world)))
 
   it.scoped("a holder that listens before it serves is not spun on, and its death once it serves wakes the waiter", () =>
@@ -209,21 +217,14 @@ describe("waiting on the test clock", () => {
       yield* fs.makeDirectory("/tmp/app", { recursive: true })
       // Its socket hangs up every connection at once until it serves.
       const listener = yield* posix.listen("/tmp/app")
-      const holder = { ...recordOf(info.self), socket: Path.basename(listener.path) }
-      yield* plantHolder(fs, "/tmp/app", holder)
-      const memory = yield* Testing.MemoryFileSystem
-      let connections = 0
-      yield* memory.setHook((call) =>
-        Effect.sync(() => {
-          if (call.method === "awaitHangUp") connections++
-        })
-      )
-      const waiter = yield* Effect.fork(Effect.scoped(PidLock.acquire({ name: NAME, dir: "/tmp", wait: "1 hour" })))
+      yield* plantHolder(fs, "/tmp/app", { ...recordOf(info.self), socket: Path.basename(listener.path) })
+      const connections = yield* countConnections
+      const waiter = yield* waitForLock
       // Rounds at 10, 20, 40, … ms, then every second: a connection every other one.
       for (let second = 0; second < 3; second++) yield* TestClock.adjust("1 second")
       assert.isNull(waiter.unsafePoll())
-      assert.isAtLeast(connections, 2)
-      assert.isAtMost(connections, 10, "a connection every other round, not a spin")
+      assert.isAtLeast(connections(), 2)
+      assert.isAtMost(connections(), 10, "a connection every other round, not a spin")
       yield* posix.serve("/tmp/app", () => Effect.succeedNone)
       yield* TestClock.adjust("2 seconds")
       yield* Effect.repeatN(Effect.yieldNow(), 20)
