@@ -22,6 +22,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Posix from "../src/Posix.js"
 import * as Testing from "../src/testing/index.js"
+import { socketsOf, waitForSocketsAbove } from "./support/children.js"
 
 const LISTENER = fileURLToPath(new URL("./fixtures/listener.mjs", import.meta.url))
 const DIST_POSIX = fileURLToPath(new URL("../dist/Posix.js", import.meta.url))
@@ -517,7 +518,10 @@ describe("Posix.layerNode awaitHangUp of another process", () => {
       )
       const posix = yield* posixNode
       const socket = holder.posix.socketPath(dir)
+      const before = socketsOf(process.pid)
       const waiting = yield* Effect.fork(posix.awaitHangUp(socket))
+      // Both ends are this process's: the connection is kept once it has two more sockets.
+      yield* waitForSocketsAbove(process.pid, before + 1)
       assert.deepStrictEqual(yield* posix.request(socket, bytes("ping"), "5 seconds"), bytes("ping"))
       assert.isNull(waiting.unsafePoll())
       yield* holder.close

@@ -5,7 +5,6 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
 import type * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -14,7 +13,14 @@ import { fileURLToPath } from "node:url"
 import * as PidLock from "../src/PidLock.js"
 import * as Posix from "../src/Posix.js"
 import { formatReport, runStress } from "./stress/stress.js"
-import { describeChild, spawnNode, waitForExit, waitForLine } from "./support/children.js"
+import {
+  describeChild,
+  socketsOf,
+  spawnNode,
+  waitForExit,
+  waitForLine,
+  waitForSocketsAbove
+} from "./support/children.js"
 import { nodeLayer, tempDir } from "./support/nodeEnvironment.js"
 
 const HOLDER = fileURLToPath(new URL("./fixtures/holder.mjs", import.meta.url))
@@ -31,16 +37,6 @@ const spawnHolder = (args: ReadonlyArray<string>, options: ChildProcess.SpawnOpt
   spawnNode(HOLDER, args, options)
 
 const list = (path: string) => Fs.readdirSync(path).sort()
-
-/** How many sockets the process `pid` has open, listening or connected. */
-const socketsOf = (pid: number) =>
-  Fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
-    try {
-      return Fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:")
-    } catch {
-      return false // closed since it was listed
-    }
-  }).length
 
 // -----------------------------------------------------------------------------
 // Tests
@@ -135,8 +131,7 @@ describe("real processes", () => {
         const dir = yield* tempDir
         const holder = yield* spawnHolder(["hold", "--dir", dir, "--name", NAME])
         const ready = yield* waitForLine(holder, "ready")
-        const holderSockets = () => socketsOf(holder.process.pid!)
-        const before = holderSockets()
+        const before = socketsOf(holder.process.pid!)
         // This process's Posix, counting the waiter's connections and telling how they end.
         let connections = 0
         const outcomes: Array<Posix.HangUp> = []
@@ -155,10 +150,7 @@ describe("real processes", () => {
           Effect.scoped(PidLock.acquire({ name: NAME, dir, wait: "60 seconds" })).pipe(Effect.provide(watched))
         )
         // The holder has accepted the waiter's connection: a hang-up before it is no hang-up.
-        yield* Effect.repeat(Effect.sync(holderSockets), {
-          schedule: Schedule.spaced("5 millis"),
-          until: (count) => count > before
-        })
+        yield* waitForSocketsAbove(holder.process.pid!, before)
         // Its polls at 10, 20, 40, … ms: the first seven pass.
         yield* Effect.sleep("1300 millis")
         assert.isNull(waiter.unsafePoll())

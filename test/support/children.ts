@@ -4,6 +4,7 @@
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import { fileURLToPath } from "node:url"
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url))
@@ -79,6 +80,23 @@ export const waitUntil = <A, E, R>(
       onTimeout: () => new Error(`timed out after ${seconds} s waiting for ${what}`)
     }),
     Effect.catchIf((error): error is typeof pending => error === pending, () => Effect.die("unreachable"))
+  )
+
+/** How many sockets the process `pid` has open: listening, connecting or connected. */
+export const socketsOf = (pid: number) =>
+  Fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try {
+      return Fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:")
+    } catch {
+      return false // closed since it was listed
+    }
+  }).length
+
+/** Waits until the process `pid` has more than `count` sockets open. */
+export const waitForSocketsAbove = (pid: number, count: number) =>
+  waitUntil(
+    `process ${pid} to have more than ${count} sockets open`,
+    Effect.sync(() => socketsOf(pid) > count ? true : undefined)
   )
 
 export const describeChild = (child: Child) =>
