@@ -78,6 +78,13 @@ export interface StressReport {
   readonly kills: number
   /** Of those, the ones taken by a child that was waiting. */
   readonly killsTakenByWaiters: number
+  /**
+   * Milliseconds from a holder's SIGKILL to the next hold the runner is told
+   * of, median and slowest, when a waiting child took the lock and when one
+   * that tried again after its pause did: a waiter woken only by its poll
+   * would take up to a second.
+   */
+  readonly takeoverMs: { readonly waiters: Spread; readonly others: Spread }
   /** Two holders at once, per the log or per the owner entry a holder found. */
   readonly overlaps: number
   /** 1 if nobody could take the lock during the run (or after the last kill), plus 1 if a fresh acquire at the end failed. */
@@ -91,10 +98,27 @@ export interface StressReport {
   readonly problems: ReadonlyArray<string>
 }
 
+/** The median and the largest of some figures; NaN for none. */
+export interface Spread {
+  readonly median: number
+  readonly max: number
+}
+
+const spreadOf = (values: ReadonlyArray<number>): Spread => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length === 0
+    ? { median: NaN, max: NaN }
+    : { median: sorted[Math.floor((sorted.length - 1) / 2)]!, max: sorted[sorted.length - 1]! }
+}
+
+const formatSpread = ({ max, median }: Spread) => `${median.toFixed(1)}(max ${max.toFixed(1)})`
+
 export const formatReport = (report: StressReport) =>
   `stress: processes=${report.processes} acquisitions=${report.acquisitions} kills=${report.kills} ` +
   (report.waitMs > 0
-    ? `waiters=half wait-ms=${report.waitMs} kills-taken-by-waiters=${report.killsTakenByWaiters} `
+    ? `waiters=half wait-ms=${report.waitMs} kills-taken-by-waiters=${report.killsTakenByWaiters} ` +
+      `takeover-ms-by-waiters=${formatSpread(report.takeoverMs.waiters)} ` +
+      `takeover-ms-by-others=${formatSpread(report.takeoverMs.others)} `
     : "") +
   `overlaps=${report.overlaps} stuck=${report.stuck} generations=${report.generations?.join("..") ?? "none"} ` +
   `not-increasing=${report.generationsNotIncreasing} seconds=${report.seconds.toFixed(1)} fs=${report.fileSystem}` +
@@ -196,6 +220,8 @@ interface Racer {
   /** Everything it printed but its holds: logs, errors, stderr. */
   readonly output: Array<string>
   readonly closed: Promise<void>
+  /** It waits for a held lock on each try. */
+  readonly waits: boolean
 }
 
 type RaceEvent =
@@ -271,7 +297,7 @@ const spawnRacer = (
       resolve()
     })
   )
-  const racer: Racer = { process: child, pid: child.pid ?? -1, output, closed }
+  const racer: Racer = { process: child, pid: child.pid ?? -1, output, closed, waits: waitMs > 0 }
   Readline.createInterface({ input: child.stdout! }).on("line", (line) => {
     if (line.startsWith("hold ")) {
       const { pid, token } = JSON.parse(line.slice(5))
@@ -366,6 +392,8 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
     const startedAt = Date.now()
     for (let index = 0; index < options.processes; index++) start()
     let holds = 0
+    let killedAt: number | undefined
+    const takeovers = { waiters: new Array<number>(), others: new Array<number>() }
     for (;;) {
       const event = yield* nextEvent
       if (Option.isNone(event)) {
@@ -381,6 +409,10 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
         break
       }
       holds++
+      if (killedAt !== undefined) {
+        takeovers[racer.waits ? "waiters" : "others"].push(performance.now() - killedAt)
+        killedAt = undefined
+      }
       // The holder waits for our answer: the lock must hold its entry and nothing else.
       const entries = list(lockDir)
       const own = `${event.value.pid}.${event.value.token}`
@@ -392,6 +424,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       if (Math.random() < options.killProbability) {
         Fs.writeSync(log, `kill ${event.value.pid} ${event.value.token}\n`)
         racer.process.kill("SIGKILL")
+        killedAt = performance.now()
         killed.add(racer.pid)
         start()
       } else {
@@ -450,6 +483,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       acquisitions: analysis.enters,
       kills: analysis.holderKills,
       killsTakenByWaiters: analysis.holderKillsTakenByWaiters,
+      takeoverMs: { waiters: spreadOf(takeovers.waiters), others: spreadOf(takeovers.others) },
       overlaps: analysis.overlaps.length + ownerMismatches,
       stuck: (stalled || analysis.untakenKill !== undefined ? 1 : 0) + (Exit.isFailure(fresh) ? 1 : 0),
       generations: generations.length === 0 ? undefined : [generations[0]!, generations[generations.length - 1]!],
