@@ -115,6 +115,22 @@ describe("waiting on the test clock", () => {
     return { lock, die: processes.exit(other.pid) }
   })
 
+  // Another process of the table, planted as the holder in the lock
+  // directory; with a socket that listens, not serving, when `listening`.
+  const plantedElsewhere = (listening: boolean) =>
+    Effect.gen(function*() {
+      const processes = yield* Testing.ProcessTable
+      const fs = yield* FileSystem.FileSystem
+      const other = yield* processes.spawn()
+      const info = yield* Testing.makeProcessInfo(other.pid)
+      const posix = yield* Testing.makePosix(other.pid)
+      yield* fs.makeDirectory("/tmp/app", { recursive: true })
+      const record = recordOf(info.self)
+      const socket = listening ? { socket: Path.basename((yield* posix.listen("/tmp/app")).path) } : {}
+      yield* plantHolder(fs, "/tmp/app", { ...record, ...socket })
+      return { pid: other.pid, posix, die: processes.exit(other.pid) }
+    })
+
   // How many connections to a holder's socket were made so far.
   const countConnections = Effect.gen(function*() {
     const memory = yield* Testing.MemoryFileSystem
@@ -151,18 +167,14 @@ describe("waiting on the test clock", () => {
 
   it.scoped("a holder without a socket dies without a sign on disk: the poll finds it within a second", () =>
     Effect.gen(function*() {
-      const processes = yield* Testing.ProcessTable
-      const fs = yield* FileSystem.FileSystem
-      const other = yield* processes.spawn()
-      const info = yield* Testing.makeProcessInfo(other.pid)
-      yield* plantHolder(fs, "/tmp/app", recordOf(info.self))
+      const holder = yield* plantedElsewhere(false)
       const waiter = yield* waitForLock
       for (let second = 0; second < 10; second++) yield* TestClock.adjust("1 second")
       assert.isNull(waiter.unsafePoll())
-      yield* processes.exit(other.pid)
+      yield* holder.die
       yield* TestClock.adjust("1 second")
       const lock = yield* Fiber.join(waiter)
-      assert.notStrictEqual(lock.owner.pid, other.pid)
+      assert.notStrictEqual(lock.owner.pid, holder.pid)
     }).pipe(Effect.provide(world)))
 
   it.scoped("a holder's death hangs up its socket: a waiter takes over at once, with no poll", () =>
@@ -209,15 +221,8 @@ describe("waiting on the test clock", () => {
 
   it.scoped("a holder that listens before it serves is not spun on, and its death once it serves wakes the waiter", () =>
     Effect.gen(function*() {
-      const processes = yield* Testing.ProcessTable
-      const fs = yield* FileSystem.FileSystem
-      const other = yield* processes.spawn()
-      const info = yield* Testing.makeProcessInfo(other.pid)
-      const posix = yield* Testing.makePosix(other.pid)
-      yield* fs.makeDirectory("/tmp/app", { recursive: true })
       // Its socket hangs up every connection at once until it serves.
-      const listener = yield* posix.listen("/tmp/app")
-      yield* plantHolder(fs, "/tmp/app", { ...recordOf(info.self), socket: Path.basename(listener.path) })
+      const holder = yield* plantedElsewhere(true)
       const connections = yield* countConnections
       const waiter = yield* waitForLock
       // Rounds at 10, 20, 40, … ms, then every second: a connection every other one.
@@ -225,12 +230,12 @@ describe("waiting on the test clock", () => {
       assert.isNull(waiter.unsafePoll())
       assert.isAtLeast(connections(), 2)
       assert.isAtMost(connections(), 10, "a connection every other round, not a spin")
-      yield* posix.serve("/tmp/app", () => Effect.succeedNone)
+      yield* holder.posix.serve("/tmp/app", () => Effect.succeedNone)
       yield* TestClock.adjust("2 seconds")
       yield* Effect.repeatN(Effect.yieldNow(), 20)
-      yield* processes.exit(other.pid)
+      yield* holder.die
       const lock = yield* Fiber.join(waiter)
-      assert.notStrictEqual(lock.owner.pid, other.pid)
+      assert.notStrictEqual(lock.owner.pid, holder.pid)
     }).pipe(Effect.provide(world)))
 
   it.scoped("the deadline gives LockHeld", () =>
