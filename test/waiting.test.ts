@@ -209,6 +209,30 @@ describe("waiting on the test clock", () => {
       yield* Fiber.join(waiter)
     }).pipe(Effect.provide(world)))
 
+  it.scoped("a connection that could not be made is tried again next round: the holder's death still wakes the waiter", () =>
+    Effect.gen(function*() {
+      const holder = yield* heldElsewhere
+      const memory = yield* Testing.MemoryFileSystem
+      let connections = 0
+      // The first connect fails, as one to a full queue or with no descriptor left would.
+      const failFirst = Testing.failMatching({ method: "awaitHangUp", path: /\.sock$/, errno: "EAGAIN", times: 1 })
+      yield* memory.setHook((call) =>
+        Effect.zipRight(
+          Effect.sync(() => {
+            if (call.method === "awaitHangUp") connections++
+          }),
+          failFirst(call)
+        )
+      )
+      const waiter = yield* waitForLock
+      for (let second = 0; second < 3; second++) yield* TestClock.adjust("1 second")
+      assert.isNull(waiter.unsafePoll())
+      assert.strictEqual(connections, 2, "one failed, one kept")
+      yield* holder.die
+      const lock = yield* Fiber.join(waiter)
+      assert.strictEqual(lock.generation, holder.lock.generation + 1)
+    }).pipe(Effect.provide(world)))
+
   it.scoped("a holder that dies before the waiter connects refuses the connection: the waiter takes over at once", () =>
     Effect.gen(function*() {
       const holder = yield* heldElsewhere

@@ -857,7 +857,8 @@ const heldBy = <A, E>(exit: Exit.Exit<A, E>): Option.Option<PidLock.LockHeld> =>
 // wake waits for the poll and the next connects anew, so that a holder that
 // hangs up at once (it listens, not serving yet) is not spun on. Never for a
 // holder without a socket, nor for this process (whose own release the watch
-// sees). A connection that cannot be kept wakes no one.
+// sees). A connection that cannot be kept (no socket file, a full queue, an
+// error) wakes no one, and the next round tries a new one.
 const makeHangUpWatch = (posix: Posix.Posix, home: string) => {
   let kept: { readonly token: string; readonly ended: Fiber.RuntimeFiber<boolean>; woke: boolean } | undefined
   const hangUp = Effect.suspend(() => {
@@ -889,11 +890,16 @@ const makeHangUpWatch = (posix: Posix.Posix, home: string) => {
       }
       const connection = sameHolder ?? (yield* connect(token, socket))
       return Effect.flatMap(Fiber.join(connection.ended), (holderGone) =>
-        holderGone ?
-          Effect.sync(() => {
+        holderGone
+          ? Effect.sync(() => {
             connection.woke = true
-          }) :
-          Effect.never)
+          })
+          : Effect.zipRight(
+            Effect.sync(() => {
+              if (kept === connection) kept = undefined
+            }),
+            Effect.never
+          ))
     })
   return { wake, hangUp }
 }
