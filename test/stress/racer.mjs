@@ -4,8 +4,7 @@
 //   node racer.mjs --dir D --name N --log F [--pause-ms MIN-MAX] [--wait-ms W] [--process-info proc|portable]
 //
 // With --wait-ms, each try waits up to W milliseconds for a held lock.
-// After each acquisition it appends `enter <pid> <token> <generation>` to F
-// (with ` waited` after it when it waits),
+// After each acquisition it appends `enter <pid> <token> <generation>` to F,
 // prints `hold {pid, token}` and holds until a line arrives on stdin (or stdin
 // ends), then appends `exit <pid> <token>` and releases. After each try, held
 // or LockHeld, it pauses a random MIN to MAX milliseconds (20-80 by default).
@@ -29,7 +28,6 @@ const randomMillis = (min, max) => min + Math.floor(Math.random() * (max - min +
 const race = (args) => {
   const waitMs = Number(args["wait-ms"])
   const options = { name: args.name, dir: args.dir, ...(waitMs > 0 ? { wait: waitMs } : {}) }
-  const waited = waitMs > 0 ? " waited" : ""
   const [pauseMin, pauseMax] = args["pause-ms"].split("-").map(Number)
   const log = Fs.openSync(args.log, "a")
   // One write of a whole line to a file opened with O_APPEND: atomic with
@@ -61,7 +59,7 @@ const race = (args) => {
   })
   const once = Effect.scoped(Effect.gen(function*() {
     const lock = yield* PidLock.acquire(options)
-    append(`enter ${process.pid} ${lock.owner.token} ${lock.generation}${waited}`)
+    append(`enter ${process.pid} ${lock.owner.token} ${lock.generation}`)
     print("hold", { pid: process.pid, token: lock.owner.token })
     yield* awaitAnswer
     append(`exit ${process.pid} ${lock.owner.token}`)

@@ -132,7 +132,6 @@ export const formatReport = (report: StressReport) =>
 interface LogAnalysis {
   readonly enters: number
   readonly holderKills: number
-  readonly holderKillsTakenByWaiters: number
   readonly overlaps: ReadonlyArray<string>
   /** Kills of a process that did not hold the lock at that point of the log. */
   readonly strayKills: ReadonlyArray<string>
@@ -155,21 +154,18 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
   let current: { pid: number; token: string; line: number; killedAt?: number } | undefined
   let enters = 0
   let holderKills = 0
-  let holderKillsTakenByWaiters = 0
   const overlaps: Array<string> = []
   const strayKills: Array<string> = []
   const generations: Array<number> = []
   lines.forEach((text, index) => {
     const line = index + 1
-    const [word, pidText, token, generation, waited] = text.split(" ")
+    const [word, pidText, token, generation] = text.split(" ")
     const pid = Number(pidText)
     if (word === "enter") {
       enters++
       generations.push(Number(generation))
-      if (current?.killedAt !== undefined) {
-        holderKills++
-        if (waited === "waited") holderKillsTakenByWaiters++
-      } else if (current !== undefined) {
+      if (current?.killedAt !== undefined) holderKills++
+      else if (current !== undefined) {
         overlaps.push(
           `log line ${line}: ${text} while ${current.pid} ${current.token} holds (since line ${current.line})`
         )
@@ -192,7 +188,6 @@ const analyzeLog = (lines: ReadonlyArray<string>): LogAnalysis => {
   return {
     enters,
     holderKills,
-    holderKillsTakenByWaiters,
     overlaps,
     strayKills,
     untakenKill: current?.killedAt !== undefined
@@ -482,7 +477,7 @@ export const runStress = (options: StressOptions): Effect.Effect<StressReport> =
       waitMs: options.waitMs ?? 0,
       acquisitions: analysis.enters,
       kills: analysis.holderKills,
-      killsTakenByWaiters: analysis.holderKillsTakenByWaiters,
+      killsTakenByWaiters: takeovers.waiters.length,
       takeoverMs: { waiters: spreadOf(takeovers.waiters), others: spreadOf(takeovers.others) },
       overlaps: analysis.overlaps.length + ownerMismatches,
       stuck: (stalled || analysis.untakenKill !== undefined ? 1 : 0) + (Exit.isFailure(fresh) ? 1 : 0),
